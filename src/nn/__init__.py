@@ -1,0 +1,1 @@
+"""Pure-NumPy numerics: the net (mlp), its optimizers (optim) and the training loop (train)."""

@@ -1,0 +1,171 @@
+"""The assignment's net: input -> ReLU hidden layer -> softmax output, pure NumPy, no I/O.
+
+cost(params) = mean cross-entropy + decay * (||W1||^2 + ||W2||^2)   (biases are not decayed)
+
+The gradient flows back from the output through dL/dz = softmax(z) - y. Two forms of the same
+mathematics live here:
+- `cost_grad`: the readable reference, allocation and all; tests check it against finite differences.
+- `Workspace`: the same forward/backward pass writing into buffers preallocated once per fit, which is
+  what the training loop runs thousands of times per epoch. Tests check the two agree.
+"""
+
+import numpy as np
+
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+DECAYED = ("W1", "W2")
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
+
+
+def init_params(input_dim, hidden_size, num_classes, rng, dtype=np.float64, scheme="assignment") -> dict:
+    """Initial weights: the assignment's W1 ~ N(0, 2/(d+H)), W2 ~ N(0, 4/(H+k)); biases zero."""
+    d, H, k = input_dim, hidden_size, num_classes
+    variances = {
+        "assignment": (2 / (d + H), 4 / (H + k)),
+        "he": (2 / d, 2 / H),
+        "glorot": (2 / (d + H), 2 / (H + k)),
+    }[scheme]
+    return {
+        "W1": (rng.standard_normal((d, H)) * np.sqrt(variances[0])).astype(dtype),
+        "b1": np.zeros(H, dtype=dtype),
+        "W2": (rng.standard_normal((H, k)) * np.sqrt(variances[1])).astype(dtype),
+        "b2": np.zeros(k, dtype=dtype),
+    }
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """log(softmax(z)) row-wise, computed as z - max - log(sum(exp(z - max))): never log(0)."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for any finite logits (the row max is subtracted before exp)."""
+    shifted = np.exp(z - z.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _targets(y: np.ndarray, num_classes: int, dtype) -> np.ndarray:
+    """One-hot rows for integer labels; rows of (one-hot or soft) targets pass through."""
+    if y.ndim == 2:
+        return y.astype(dtype, copy=False)
+    onehot = np.zeros((len(y), num_classes), dtype=dtype)
+    onehot[np.arange(len(y)), y] = 1
+    return onehot
+
+
+def decay_penalty(params: dict, decay: float) -> float:
+    """decay * (||W1||^2 + ||W2||^2), the assignment's weight-decay term."""
+    if decay == 0:
+        return 0.0
+    return decay * sum(float(np.vdot(params[name], params[name])) for name in DECAYED)
+
+
+def forward(params: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits z and hidden activations h (what the backward pass needs)."""
+    h = np.maximum(X @ params["W1"] + params["b1"], 0)  # (n, d) @ (d, H) -> (n, H)
+    z = h @ params["W2"] + params["b2"]  # (n, H) @ (H, k) -> (n, k)
+    return z, h
+
+
+def cost_grad(params: dict, X: np.ndarray, y: np.ndarray, decay: float) -> tuple[float, dict]:
+    """The cost and its gradient with respect to W1, b1, W2, b2.
+
+    y holds integer labels 0..k-1 or rows of one-hot targets.
+    """
+    n = len(X)
+    z, h = forward(params, X)
+    Y = _targets(y, z.shape[1], z.dtype)
+    cost = -float(np.sum(Y * log_softmax(z))) / n + decay_penalty(params, decay)
+    dz = (softmax(z) - Y) / n  # dL/dz of the mean cross-entropy, (n, k)
+    dh = (dz @ params["W2"].T) * (h > 0)  # (n, k) @ (k, H) -> (n, H), through the ReLU
+    grads = {
+        "W1": X.T @ dh + 2 * decay * params["W1"],  # (d, n) @ (n, H) -> (d, H)
+        "b1": dh.sum(axis=0),
+        "W2": h.T @ dz + 2 * decay * params["W2"],  # (H, n) @ (n, k) -> (H, k)
+        "b2": dz.sum(axis=0),
+    }
+    return cost, grads
+
+
+def evaluate(params: dict, X: np.ndarray, y: np.ndarray, decay: float) -> tuple[float, float]:
+    """(cost, accuracy) over a whole split, in chunks so memory stays bounded."""
+    dtype = params["W1"].dtype
+    total_ce, correct = 0.0, 0
+    for start in range(0, len(X), EVAL_CHUNK):
+        X_chunk = X[start : start + EVAL_CHUNK].astype(dtype, copy=False)
+        y_chunk = y[start : start + EVAL_CHUNK]
+        z, _ = forward(params, X_chunk)
+        total_ce -= float(log_softmax(z)[np.arange(len(y_chunk)), y_chunk].sum())
+        correct += int(np.count_nonzero(z.argmax(axis=1) == y_chunk))
+    return total_ce / len(X) + decay_penalty(params, decay), correct / len(X)
+
+
+def predict(params: dict, X: np.ndarray) -> np.ndarray:
+    """Predicted class for every row of X."""
+    dtype = params["W1"].dtype
+    chunks = [
+        forward(params, X[start : start + EVAL_CHUNK].astype(dtype, copy=False))[0].argmax(axis=1)
+        for start in range(0, len(X), EVAL_CHUNK)
+    ]
+    return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
+
+
+def all_finite(params: dict) -> bool:
+    return all(np.isfinite(params[name]).all() for name in PARAM_NAMES)
+
+
+class Workspace:
+    """Buffers for one minibatch's forward and backward pass, allocated once and reused every step.
+
+    `data_cost_grad` computes the mean cross-entropy part of the cost and its gradient into `grads`;
+    the weight-decay part is left to the optimizer, which folds it into the update.
+    """
+
+    def __init__(self, params: dict, batch_size: int):
+        (d, H), k = params["W1"].shape, params["W2"].shape[1]
+        dtype = params["W1"].dtype
+        self.X = np.empty((batch_size, d), dtype=dtype)
+        self.h = np.empty((batch_size, H), dtype=dtype)
+        self.active = np.empty((batch_size, H), dtype=bool)
+        self.dh = np.empty((batch_size, H), dtype=dtype)
+        self.z = np.empty((batch_size, k), dtype=dtype)
+        self.row_max = np.empty((batch_size, 1), dtype=dtype)
+        self.row_sum = np.empty((batch_size, 1), dtype=dtype)
+        self.rows = np.arange(batch_size)
+        self.grads = {name: np.empty_like(value) for name, value in params.items()}
+
+    def load_batch(self, X: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Gather rows X[index] into the batch buffer (no copy of the whole dataset)."""
+        return np.take(X, index, axis=0, out=self.X[: len(index)])
+
+    def data_cost_grad(self, params: dict, X: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """Mean cross-entropy of the batch and the number it classified right; fills `self.grads`."""
+        n = len(X)
+        h, z, dh, active = self.h[:n], self.z[:n], self.dh[:n], self.active[:n]
+        row_max, row_sum, rows, g = self.row_max[:n], self.row_sum[:n], self.rows[:n], self.grads
+
+        np.matmul(X, params["W1"], out=h)  # (n, d) @ (d, H) -> (n, H)
+        h += params["b1"]
+        np.maximum(h, 0, out=h)
+        np.matmul(h, params["W2"], out=z)  # (n, H) @ (H, k) -> (n, k)
+        z += params["b2"]
+
+        correct = int(np.count_nonzero(z.argmax(axis=1) == y))
+        np.amax(z, axis=1, keepdims=True, out=row_max)
+        z -= row_max  # shifted logits: exp cannot overflow
+        picked = z[rows, y]  # shifted logit of the true class
+        np.exp(z, out=z)
+        np.sum(z, axis=1, keepdims=True, out=row_sum)
+        mean_ce = float(np.log(row_sum).sum() - picked.sum()) / n  # -log softmax(z)_y
+        z /= row_sum  # softmax(z)
+        z[rows, y] -= 1  # dL/dz = softmax(z) - y
+        z *= 1 / n  # of the mean over the batch
+
+        np.matmul(h.T, z, out=g["W2"])  # (H, n) @ (n, k) -> (H, k)
+        np.sum(z, axis=0, out=g["b2"])
+        np.matmul(z, params["W2"].T, out=dh)  # (n, k) @ (k, H) -> (n, H)
+        np.greater(h, 0, out=active)
+        dh *= active  # through the ReLU
+        np.matmul(X.T, dh, out=g["W1"])  # (d, n) @ (n, H) -> (d, H)
+        np.sum(dh, axis=0, out=g["b1"])
+        return mean_ce, correct

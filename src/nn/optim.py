@@ -1,0 +1,86 @@
+"""Optimizers that update the parameters in place, with the weight-decay gradient folded into the step.
+
+Each `step(params, grads)` receives the gradient of the mean cross-entropy only (the training loop's
+buffers, which the optimizer may overwrite) and adds the decay term's gradient 2 * decay * W for the
+weights W1 and W2, so the update is exactly a step on the assignment's full cost.
+"""
+
+import numpy as np
+
+from src.nn.mlp import DECAYED
+
+
+class SGD:
+    """W <- W - lr * (g + 2 decay W), computed as W *= (1 - 2 lr decay); W -= lr g."""
+
+    def __init__(self, params: dict, lr: float, decay: float):
+        self.lr, self.decay = lr, decay
+        self.shrink = 1 - 2 * lr * decay
+
+    def step(self, params: dict, grads: dict) -> None:
+        for name, value in params.items():
+            if name in DECAYED and self.decay:
+                value *= self.shrink
+            grad = grads[name]
+            grad *= self.lr
+            value -= grad
+
+
+class Momentum:
+    """Heavy-ball or Nesterov momentum: v <- mu v - lr g_full; W <- W + v (Nesterov: W + mu v - lr g_full)."""
+
+    def __init__(self, params: dict, lr: float, decay: float, momentum: float = 0.9, nesterov: bool = False):
+        self.lr, self.decay, self.momentum, self.nesterov = lr, decay, momentum, nesterov
+        self.velocity = {name: np.zeros_like(value) for name, value in params.items()}
+
+    def step(self, params: dict, grads: dict) -> None:
+        for name, value in params.items():
+            grad, velocity = grads[name], self.velocity[name]
+            if name in DECAYED and self.decay:
+                grad += (2 * self.decay) * value
+            grad *= -self.lr  # now the plain gradient step
+            velocity *= self.momentum
+            velocity += grad
+            if self.nesterov:
+                value += grad
+                value += self.momentum * velocity
+            else:
+                value += velocity
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) on the full cost's gradient, with bias-corrected moment estimates."""
+
+    def __init__(
+        self, params: dict, lr: float, decay: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ):
+        self.lr, self.decay, self.beta1, self.beta2, self.eps = lr, decay, beta1, beta2, eps
+        self.mean = {name: np.zeros_like(value) for name, value in params.items()}
+        self.var = {name: np.zeros_like(value) for name, value in params.items()}
+        self.steps = 0
+
+    def step(self, params: dict, grads: dict) -> None:
+        self.steps += 1
+        correction1 = 1 - self.beta1**self.steps
+        correction2 = 1 - self.beta2**self.steps
+        step_size = self.lr * np.sqrt(correction2) / correction1
+        for name, value in params.items():
+            grad, mean, var = grads[name], self.mean[name], self.var[name]
+            if name in DECAYED and self.decay:
+                grad += (2 * self.decay) * value
+            mean *= self.beta1
+            mean += (1 - self.beta1) * grad
+            var *= self.beta2
+            var += (1 - self.beta2) * grad * grad
+            # The eps of the bias-corrected form, moved inside the uncorrected denominator.
+            denominator = np.sqrt(var) + self.eps * np.sqrt(correction2)
+            value -= step_size * mean / denominator
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+
+
+def build_optimizer(settings: dict, params: dict, decay: float):
+    """An optimizer from its config (`name`, `lr` and its own knobs; `batch_size` belongs to the loop)."""
+    options = {key: value for key, value in settings.items() if key not in ("name", "batch_size")}
+    return OPTIMIZERS[settings["name"]](params, decay=decay, **options)

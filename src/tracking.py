@@ -1,0 +1,140 @@
+"""Everything written to MLflow goes through here: the only module that imports mlflow.
+
+Importing mlflow costs about a second, so callers import this module only when they are about to
+record something.
+"""
+
+import io
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+
+OUTCOME_STATUS = {
+    "finished": RunStatus.to_string(RunStatus.FINISHED),
+    "diverged": RunStatus.to_string(RunStatus.FAILED),
+    "error": RunStatus.to_string(RunStatus.FAILED),
+    "killed": RunStatus.to_string(RunStatus.KILLED),
+}
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep schema-migration chatter off the console
+logging.getLogger("alembic").setLevel(logging.WARNING)
+BATCH_LIMIT = 100  # MLflow accepts at most 100 params (and 1000 metrics) per log_batch call
+CODE_DIR = Path(__file__).resolve().parents[1]
+
+
+def resolve_tracking_uri(configured: Optional[str]) -> str:
+    """The config's URI, else $MLFLOW_TRACKING_URI, else MLflow's default sqlite:///mlflow.db here.
+
+    A relative SQLite path is made absolute so that workers in other directories write to the same store.
+    """
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        uri = prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def get_client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created if missing (tolerating another process creating it first)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=CODE_DIR, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip()
+
+
+def git_tags() -> dict:
+    """The commit of the code that trains (when it sits in a git checkout) and whether it had local edits."""
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    return {"mlflow.source.git.commit": commit, "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+
+
+class RunRecorder:
+    """One MLflow run, written as training goes: params, per-epoch metrics, artifacts, outcome."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    @classmethod
+    def create(cls, client: MlflowClient, experiment_id: str, run_name: str, tags: dict) -> "RunRecorder":
+        run = client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
+        return cls(client, run.info.run_id)
+
+    @classmethod
+    def attach(cls, client: MlflowClient, run_id: str, tags: dict) -> "RunRecorder":
+        """Take over a run created elsewhere (a sweep's parent process creates its children)."""
+        recorder = cls(client, run_id)
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        recorder.set_tags(tags)
+        return recorder
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.client.get_run(self.run_id).info.artifact_uri
+
+    def set_tags(self, tags: dict) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_params(self, params: dict) -> None:
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), BATCH_LIMIT):
+            self.client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_figure(self, figure, name: str) -> None:
+        self.client.log_figure(self.run_id, figure, name)
+
+    def log_arrays(self, arrays: dict, name: str) -> None:
+        """Arrays as an .npz artifact (plain arrays only: readable with allow_pickle=False)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_bytes(buffer.getvalue())
+            self.client.log_artifact(self.run_id, str(path))
+
+    def end(self, outcome: str, reason: Optional[str] = None) -> None:
+        """Close the run with the status its outcome maps to, tagging `outcome` (and `failure_reason`)."""
+        tags = {"outcome": outcome}
+        if reason:
+            tags["failure_reason"] = reason[:5000]
+        self.set_tags(tags)
+        self.client.set_terminated(self.run_id, status=OUTCOME_STATUS[outcome])
