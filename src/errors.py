@@ -22,6 +22,7 @@ def _one_line(text: str) -> str:
 def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message); user errors name the value and what to do."""
     from src.experiment import RunDiverged
+    from src.sweep import SweepIncomplete
 
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted; the run was recorded as KILLED"
@@ -29,6 +30,8 @@ def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
         return EXIT_DIVERGED, str(exc)
     if isinstance(exc, (ConfigError, DataError)):
         return EXIT_USER_ERROR, str(exc)
+    if isinstance(exc, SweepIncomplete):
+        return EXIT_FAILED, str(exc)
     if isinstance(exc, MissingMandatoryValue):
         key = getattr(exc, "full_key", "") or "a required value"
         return EXIT_USER_ERROR, f"{key} is required: set it on the command line, e.g. {key}=..."
@@ -41,6 +44,15 @@ def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
             return EXIT_USER_ERROR, f"{_one_line(cause)} ({_one_line(exc)})"
         return EXIT_USER_ERROR, _one_line(exc)
     return EXIT_FAILED, f"{type(exc).__name__}: {_one_line(exc)}"
+
+
+def classify_job_failure(exc: BaseException) -> tuple[str, str]:
+    """(outcome, reason) of a sweep job that raised: `diverged` is a result, anything else an `error`."""
+    from src.experiment import RunDiverged
+
+    if isinstance(exc, RunDiverged):
+        return "diverged", str(exc)
+    return "error", exit_code_and_message(exc)[1]
 
 
 def exit_with_message(exc: BaseException) -> None:

@@ -5,6 +5,7 @@ record something.
 """
 
 import io
+import json
 import logging
 import os
 import subprocess
@@ -60,6 +61,27 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def search_all(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list:
+    """Every run of the experiment matching `filter_string`, across result pages."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def read_json(client: MlflowClient, run_id: str, name: str) -> dict:
+    """A JSON artifact of a run, or {} when the run has none by that name."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run_id, name, folder)
+        except (MlflowException, OSError):
+            return {}
+        return json.loads(Path(path).read_text())
 
 
 def _git(*args: str) -> Optional[str]:

@@ -1,0 +1,268 @@
+"""Run a batch of Hydra jobs as one tracked sweep: plan, resume, dispatch through joblib, reconcile.
+
+The parent process does everything that must happen once: it composes and checks every config (a bad
+value stops the sweep before any run exists), creates the MLflow experiment, the parent "sweep" run and
+one child run per config to train (status SCHEDULED), so workers never race to create them. Workers
+only attach to their child run and train. Whatever happens to a worker, the parent closes every child
+run it created: nothing is left RUNNING.
+"""
+
+import hashlib
+import logging
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.config import ConfigError, config_hash, run_name, validate
+
+log = logging.getLogger("netsweep.sweep")
+
+TERMINAL = ("finished", "diverged", "error", "killed")
+DONE = ("finished", "diverged")  # a resumed sweep does not train these again
+
+
+class SweepIncomplete(RuntimeError):
+    """Some configs ended with an error or were killed; the message lists them and how to retry."""
+
+
+@dataclass
+class LauncherSettings:
+    """`hydra.launcher.*`: how many configs at once, on which joblib backend, and resume behaviour."""
+
+    n_jobs: int = -1
+    backend: str = "loky"
+    address: Optional[str] = None
+    resume: bool = True
+    progress_interval_s: float = 10.0
+
+
+@dataclass
+class PlannedConfig:
+    """One job of the sweep, from composition in the parent to its outcome."""
+
+    index: int
+    overrides: list
+    config: DictConfig
+    config_hash: str
+    name: str
+    run_id: Optional[str] = None
+    outcome: str = "scheduled"
+    reason: str = ""
+    return_value: Any = None
+    reused: bool = False
+
+
+@dataclass
+class JobResult:
+    """What a worker sends back: small and always picklable."""
+
+    index: int
+    outcome: str
+    reason: str = ""
+    return_value: Any = None
+    working_dir: Optional[str] = None
+    task_name: Optional[str] = None
+
+
+def execute_job(index, overrides, hydra_context, config, task_function, singleton_state, threads) -> JobResult:
+    """Run one job in a worker process, its BLAS/OpenMP threads limited to `threads`."""
+    from threadpoolctl import threadpool_limits
+
+    from src.errors import classify_job_failure
+
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{index}"
+        sweep_config.hydra.job.num = index
+        handlers = OmegaConf.select(sweep_config, "hydra.job_logging.root.handlers")
+        if handlers is not None and "file" in handlers:
+            sweep_config.hydra.job_logging.root.handlers = ["file"]  # the console belongs to the parent
+    HydraConfig.instance().set_config(sweep_config)
+    with threadpool_limits(limits=threads):
+        ret = run_job(
+            hydra_context=hydra_context,
+            task_function=task_function,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    if ret.status == JobStatus.COMPLETED:
+        return JobResult(index, "finished", "", ret._return_value, ret.working_dir, ret.task_name)
+    outcome, reason = classify_job_failure(ret._return_value)
+    return JobResult(index, outcome, reason, None, ret.working_dir, ret.task_name)
+
+
+class SweepRunner:
+    """Everything a sweep does in the parent process; `launch` is called once per batch of jobs."""
+
+    def __init__(self, hydra_context, task_function, config: DictConfig, settings: LauncherSettings):
+        self.hydra_context, self.task_function, self.config, self.settings = (
+            hydra_context, task_function, config, settings,
+        )
+        self.sweep = None  # the open sweep (tracking, parent run), once the first batch is planned
+
+    # --- planning -------------------------------------------------------------------------------
+
+    def plan(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[PlannedConfig]:
+        """Compose and check every job's config here, so a bad value fails the sweep before any run."""
+        plans = []
+        for offset, overrides in enumerate(job_overrides):
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            task_config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            try:
+                validate(task_config)
+            except ConfigError as exc:
+                raise ConfigError(f"sweep job #{initial_job_idx + offset} ({' '.join(overrides)}): {exc}") from None
+            plans.append(
+                PlannedConfig(
+                    initial_job_idx + offset, list(overrides), config, config_hash(task_config), run_name(task_config)
+                )
+            )
+        return plans
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+        from src.sweep_record import SweepRecord
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        os.makedirs(str(self.config.hydra.sweep.dir), exist_ok=True)
+        plans = self.plan(job_overrides, initial_job_idx)
+        if self.sweep is None:
+            self.sweep = SweepRecord.open(self.config, plans, self.settings)
+        self.sweep.prepare(plans, resume=self.settings.resume)
+        interrupted = False
+        try:
+            self.dispatch([p for p in plans if p.outcome == "scheduled"])
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            self.sweep.reconcile(plans, interrupted)
+            self.sweep.finish(plans, interrupted)
+        summary = self.sweep.failure_summary(plans) if self.sweep.failed(plans) else ""
+        return [self._job_return(p, summary) for p in plans]
+
+    # --- running --------------------------------------------------------------------------------
+
+    def dispatch(self, plans: list[PlannedConfig]) -> None:
+        """Run the planned configs through joblib; a dead worker costs only the configs it was running."""
+        from src.parallel import backend_context, worker_threads
+
+        pending = list(plans)
+        n_jobs = self.settings.n_jobs
+        threads = worker_threads(n_jobs, len(pending))
+        progress = Progress(self.sweep, plans, self.settings.progress_interval_s)
+        singleton_state = Singleton.get_state()
+        by_index = {p.index: p for p in pending}
+        try:
+            while pending:
+                before = len(pending)
+                try:
+                    with backend_context(self.settings, len(pending), threads) as parallel:
+                        calls = (
+                            (execute_job, (p.index, p.overrides + [f"tracking.run_id={p.run_id}"],
+                                           self.hydra_context, self.config, self.task_function,
+                                           singleton_state, threads))
+                            for p in pending
+                        )
+                        for result in parallel(calls):
+                            plan = by_index[result.index]
+                            plan.outcome, plan.reason, plan.return_value = result.outcome, result.reason, result.return_value
+                            progress.config_done(plan)
+                    pending = []
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # the pool broke: a worker died (SIGKILL, out of memory, lost node)
+                    pending = self._after_pool_failure(pending, exc)
+                    if len(pending) == before:
+                        for plan in pending:
+                            plan.outcome, plan.reason = "error", f"could not be dispatched: {exc}"
+                        pending = []
+        finally:
+            progress.stop()
+
+    def _after_pool_failure(self, pending: list[PlannedConfig], exc: Exception) -> list[PlannedConfig]:
+        """Configs that were running when the pool broke end `killed`; those not yet started go again."""
+        statuses = self.sweep.run_statuses([p.run_id for p in pending if p.outcome == "scheduled"])
+        again = []
+        for plan in pending:
+            if plan.outcome != "scheduled":
+                continue
+            if statuses.get(plan.run_id) == "SCHEDULED":
+                again.append(plan)
+            else:
+                plan.outcome = "killed"
+                plan.reason = f"its worker process died ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                log.warning(f"netsweep: {plan.name} was killed: {plan.reason}")
+        return again
+
+    @staticmethod
+    def _job_return(plan: PlannedConfig, failure_summary: str) -> JobReturn:
+        ret = JobReturn(overrides=plan.overrides, cfg=plan.config, hydra_cfg=None)
+        if plan.outcome == "finished":
+            ret.status, ret.return_value = JobStatus.COMPLETED, plan.return_value
+        elif plan.outcome == "diverged":  # a result of the sweep, not a failure of the tool
+            ret.status, ret.return_value = JobStatus.COMPLETED, math.inf
+        else:
+            ret.status, ret.return_value = JobStatus.FAILED, SweepIncomplete(failure_summary)
+        return ret
+
+
+class Progress:
+    """Console lines while the sweep runs: each config as it ends, and every few seconds what is running."""
+
+    def __init__(self, sweep, plans: list[PlannedConfig], interval_s: float):
+        self.sweep, self.plans, self.interval_s = sweep, plans, interval_s
+        self.total = len(plans)
+        self.done = 0
+        self.best = None  # (best_val_acc, name)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+        if interval_s > 0:
+            self._thread.start()
+        print(f"[sweep {sweep.sweep_id}] training {self.total} configs "
+              f"({sweep.skipped} already done, skipped)", flush=True)
+
+    def config_done(self, plan: PlannedConfig) -> None:
+        score = self.sweep.best_val_acc(plan.run_id) if plan.outcome == "finished" else None
+        with self._lock:
+            self.done += 1
+            if score is not None and (self.best is None or score > self.best[0]):
+                self.best = (score, plan.name)
+            detail = f"best val_acc {score:.4f}" if score is not None else plan.reason.splitlines()[0][:160]
+            print(f"[{self.done}/{self.total} configs done] {plan.name}: {plan.outcome}, {detail}{self._best_text()}",
+                  flush=True)
+
+    def _best_text(self) -> str:
+        return f" | best so far: {self.best[1]} ({self.best[0]:.4f})" if self.best else ""
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                running = self.sweep.running_epochs([p.run_id for p in self.plans if p.outcome == "scheduled"])
+            except Exception:  # a busy store must not kill the progress line
+                continue
+            if running:
+                names = {p.run_id: p.name for p in self.plans}
+                text = ", ".join(f"{names[r]} (epoch {e})" for r, e in running.items())
+                with self._lock:
+                    print(f"[{self.done}/{self.total} configs done] running: {text}{self._best_text()}", flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def sweep_id_for(experiment: str, hashes: Sequence[str]) -> str:
+    """The same grid in the same experiment gets the same id, which is what lets a rerun resume it."""
+    text = experiment + "|" + ",".join(sorted(hashes))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
