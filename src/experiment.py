@@ -130,19 +130,24 @@ def run_config(cfg: DictConfig) -> RunSummary:
     Raises ConfigError/DataError before any run exists; RunDiverged, KeyboardInterrupt or the original
     exception after the run was closed with outcome diverged, killed or error.
     """
-    from src import plots, tracking  # mlflow and matplotlib load only once the config and data are good
+    from src import plots, tracking  # mlflow and matplotlib load only once the config is good
 
-    dataset = prepare(cfg)
-    uri = tracking.resolve_tracking_uri(cfg.tracking.uri)
-    client = tracking.get_client(uri)
+    try:
+        dataset = prepare(cfg)
+    except Exception:
+        if cfg.tracking.run_id:  # a sweep created this run already: close it rather than leave it SCHEDULED
+            _end_with_error(tracking.RunRecorder.attach(_client(cfg, tracking), cfg.tracking.run_id, {}))
+        raise
+    client = _client(cfg, tracking)
     name = run_name(cfg)
     tags = {
         "config_hash": config_hash(cfg),
         "data_fingerprint": dataset.fingerprint,
         "data": dataset.summary(),
         "outcome": "running",
+        "blas_threads": blas_threads(),
+        **tracking.git_tags(),
     }
-    tags.update(tracking.git_tags())
     overrides = _task_overrides()
     if overrides is not None:
         tags["overrides"] = " ".join(overrides)
@@ -190,7 +195,18 @@ def run_config(cfg: DictConfig) -> RunSummary:
         f"test accuracy {metrics['test_acc']:.4f} (in-sample {metrics['insample_acc']:.4f}, "
         f"best epoch {result.best_epoch})"
     )
-    return RunSummary(recorder.run_id, uri, metrics["test_acc"], metrics["best_val_loss"], figure_path)
+    return RunSummary(recorder.run_id, client.tracking_uri, metrics["test_acc"], metrics["best_val_loss"], figure_path)
+
+
+def _client(cfg: DictConfig, tracking):
+    return tracking.get_client(tracking.resolve_tracking_uri(cfg.tracking.uri))
+
+
+def blas_threads() -> int:
+    """Threads the BLAS/OpenMP libraries may use in this process (a sweep limits them per worker)."""
+    from threadpoolctl import threadpool_info
+
+    return max((pool["num_threads"] for pool in threadpool_info()), default=1)
 
 
 def _record_history(recorder, plots, history: History, title: str, best_epoch, diverged_at=None) -> Optional[Path]:

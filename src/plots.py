@@ -162,8 +162,7 @@ def sweep_heatmap(data, title: str) -> Figure:
             mean[i, j], std[i, j] = m, s
         diverged[i, j] |= group.diverged and np.isnan(m)
     fig, ax = plt.subplots(figsize=(1.6 * len(cols_v) + 3.5, 1.0 * len(rows_v) + 2.2), constrained_layout=True)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("lightgrey")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
     finite = mean[np.isfinite(mean)]
     image = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, aspect="auto",
                       vmin=finite.min() if finite.size else 0, vmax=finite.max() if finite.size else 1)
