@@ -180,7 +180,7 @@ def run_config(cfg: DictConfig) -> RunSummary:
         raise
     try:
         metrics = final_metrics(result, dataset, cfg.model.decay)
-        recorder.log_metrics(metrics, step=cfg.epochs)
+        recorder.log_metrics({**metrics, "peak_rss_mb": peak_rss_mb()}, step=cfg.epochs)
         figure_path = _record_history(recorder, plots, result.history, title, result.best_epoch)
         if cfg.tracking.log_weights:
             recorder.log_arrays(result.params, "weights.npz")
@@ -200,6 +200,13 @@ def run_config(cfg: DictConfig) -> RunSummary:
 
 def _client(cfg: DictConfig, tracking):
     return tracking.get_client(tracking.resolve_tracking_uri(cfg.tracking.uri))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (a sweep worker's covers the configs it ran)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def blas_threads() -> int:

@@ -22,7 +22,9 @@ def test_sgd_is_a_step_on_the_full_cost_with_decay_on_weights_only():
     expected = {
         k: params[k] - lr * (grads[k] + (2 * decay * params[k] if k.startswith("W") else 0)) for k in params
     }
-    build_optimizer({"name": "sgd", "lr": lr, "batch_size": 32}, params, decay).step(params, _copy(grads))
+    optimizer = build_optimizer({"name": "sgd", "lr": lr, "batch_size": 32}, params, decay)
+    scaled = {k: optimizer.grad_scale * g for k, g in grads.items()}  # what the backward pass hands SGD
+    optimizer.step(params, scaled)
     for k in params:
         np.testing.assert_allclose(params[k], expected[k], rtol=1e-12)
 

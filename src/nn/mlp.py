@@ -138,8 +138,12 @@ class Workspace:
         """Gather rows X[index] into the batch buffer (no copy of the whole dataset)."""
         return np.take(X, index, axis=0, out=self.X[: len(index)])
 
-    def data_cost_grad(self, params: dict, X: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """Mean cross-entropy of the batch and the number it classified right; fills `self.grads`."""
+    def data_cost_grad(self, params: dict, X: np.ndarray, y: np.ndarray, grad_scale: float = 1.0) -> tuple[float, int]:
+        """Mean cross-entropy of the batch and the number it classified right; fills `self.grads`.
+
+        The gradients come out multiplied by `grad_scale`: plain SGD passes its learning rate, so the
+        scaling costs one pass over the small (n, k) output gradient instead of one over every weight.
+        """
         n = len(X)
         h, z, dh, active = self.h[:n], self.z[:n], self.dh[:n], self.active[:n]
         row_max, row_sum, rows, g = self.row_max[:n], self.row_sum[:n], self.rows[:n], self.grads
@@ -159,7 +163,7 @@ class Workspace:
         mean_ce = float(np.log(row_sum).sum() - picked.sum()) / n  # -log softmax(z)_y
         z /= row_sum  # softmax(z)
         z[rows, y] -= 1  # dL/dz = softmax(z) - y
-        z *= 1 / n  # of the mean over the batch
+        z *= grad_scale / n  # of the mean over the batch
 
         np.matmul(h.T, z, out=g["W2"])  # (H, n) @ (n, k) -> (H, k)
         np.sum(z, axis=0, out=g["b2"])

@@ -77,7 +77,7 @@ def _train_epoch(params, workspace, optimizer, X, y, batch_size, decay, order, e
     for step, start in enumerate(range(0, len(order), batch_size), start=1):
         index = order[start : start + batch_size]
         X_batch = workspace.load_batch(X, index)
-        mean_ce, correct = workspace.data_cost_grad(params, X_batch, y[index])
+        mean_ce, correct = workspace.data_cost_grad(params, X_batch, y[index], optimizer.grad_scale)
         cost = mean_ce + decay_penalty(params, decay)
         guard.check(epoch, step, cost)
         optimizer.step(params, workspace.grads)
