@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     ours = float(np.median(epochs["netsweep float32"]))
     rows = [{"what": f"one epoch: {name}", "seconds": float(np.median(times)),
              "ratio": float(np.median(times)) / ours} for name, times in epochs.items()]
-    sweep_epochs = args.sweep_epochs or (10 if args.quick else 3)
+    sweep_epochs = args.sweep_epochs or (10 if args.quick else 30)  # 30: the default config
     serial, peaks_serial = sweep_seconds(data_args, sweep_epochs, 1)
     parallel, peaks_parallel = sweep_seconds(data_args, sweep_epochs, 2)
     rows += [

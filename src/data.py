@@ -8,6 +8,8 @@ per process: a sweep worker that trains many configs reads the files once.
 import functools
 import gzip
 import hashlib
+import importlib.util
+import json
 import os
 import warnings
 import zlib
@@ -164,13 +166,26 @@ def load_npz(path: str) -> dict:
         raise DataError(f"{npz_path}: not a readable .npz ({exc})") from None
 
 
-def load_digits_arrays(test_fraction: float) -> dict:
-    """scikit-learn's bundled digits, with a fixed test split (seed 0) so every run tests on the same images."""
+def _digits_table() -> np.ndarray:
+    """scikit-learn's bundled digits as rows of 64 pixels then the label.
+
+    Read straight from the file scikit-learn ships: importing scikit-learn would cost a second of start-up.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is not None and path.is_file():
+        return np.loadtxt(path, delimiter=",")
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    X = (bunch.data / 16.0).astype(np.float32)  # pixel values are 0..16
-    y = bunch.target.astype(np.int64)
+    return np.column_stack([bunch.data, bunch.target])
+
+
+def load_digits_arrays(test_fraction: float) -> dict:
+    """scikit-learn's bundled digits, with a fixed test split (seed 0) so every run tests on the same images."""
+    table = _digits_table()
+    X = (table[:, :-1] / 16.0).astype(np.float32)  # pixel values are 0..16
+    y = table[:, -1].astype(np.int64)
     order = np.random.default_rng(0).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
     test, train = order[:n_test], order[n_test:]
@@ -209,9 +224,7 @@ def _scaled(rows: np.ndarray) -> np.ndarray:
     """float32 pixel rows in [0, 1]."""
     if rows.dtype != np.uint8:
         return rows
-    scaled = rows.astype(np.float32)
-    scaled *= np.float32(1 / 255)
-    return scaled
+    return np.multiply(rows, np.float32(1 / 255), dtype=np.float32)
 
 
 def _as_labels(y: np.ndarray, source: str, key: str, n_images: int) -> np.ndarray:
@@ -279,10 +292,10 @@ def split(checked: dict, num_classes: int, source_hash: str, name: str, val_frac
 # --- entry point ----------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=2)
-def _checked_arrays(name: str, source_key: tuple, stamps: tuple) -> tuple[dict, int, str]:
-    """Read and validate once per process; the key holds what selects the files and their stamps."""
-    options = dict(source_key)
+SHARED_CACHE_ENV = "NETSWEEP_DATA_CACHE"  # a folder of decoded datasets that sweep workers memory-map
+
+
+def _read_source(name: str, options: dict) -> tuple[dict, int, str]:
     if name == "digits":
         return check_arrays(load_digits_arrays(options["test_fraction"]), "digits")
     if name in ("mnist", "fashion_mnist"):
@@ -291,6 +304,52 @@ def _checked_arrays(name: str, source_key: tuple, stamps: tuple) -> tuple[dict, 
     if name == "npz":
         return check_arrays(load_npz(options["path"]), str(Path(options["path"]).expanduser()))
     raise DataError(f"data.name={name!r} is unknown; use digits, mnist, fashion_mnist or npz")
+
+
+def _shared_folder(name: str, source_key: tuple, stamps: tuple) -> Path | None:
+    root = os.environ.get(SHARED_CACHE_ENV)
+    if not root:
+        return None
+    key = hashlib.sha256(repr((name, source_key, stamps)).encode()).hexdigest()[:16]
+    return Path(root) / f"{name}-{key}"
+
+
+def _read_shared(folder: Path) -> tuple[dict, int, str]:
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False) for key in IDX_FILES}
+    return arrays, meta["num_classes"], meta["source_hash"]
+
+
+def _write_shared(folder: Path, checked: dict, num_classes: int, source_hash: str) -> None:
+    """Write atomically: a worker sees either no folder or a complete one."""
+    staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    for key, array in checked.items():
+        np.save(staging / f"{key}.npy", np.ascontiguousarray(array), allow_pickle=False)
+    (staging / "meta.json").write_text(json.dumps({"num_classes": num_classes, "source_hash": source_hash}))
+    try:
+        staging.rename(folder)
+    except OSError:  # another process shared it first
+        for item in staging.iterdir():
+            item.unlink()
+        staging.rmdir()
+
+
+@functools.lru_cache(maxsize=2)
+def _checked_arrays(name: str, source_key: tuple, stamps: tuple) -> tuple[dict, int, str]:
+    """Read and validate once per process; the key holds what selects the files and their stamps.
+
+    When a sweep shares its data (SHARED_CACHE_ENV), the arrays are memory-mapped from the shared folder,
+    so every worker reads the same pages instead of decoding and holding its own copy.
+    """
+    shared = _shared_folder(name, source_key, stamps)
+    if shared is not None and (shared / "meta.json").is_file():
+        return _read_shared(shared)
+    checked = _read_source(name, dict(source_key))
+    if shared is not None:
+        _write_shared(shared, *checked)
+        return _read_shared(shared)
+    return checked
 
 
 @functools.lru_cache(maxsize=1)
@@ -306,10 +365,23 @@ def _file_stamps(options: dict) -> tuple:
     return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file())
 
 
-def load_dataset(data_cfg, seed: int) -> Dataset:
-    """The dataset a `data` config names, split with `seed`; cached so repeated configs reuse it."""
+def _source_key(data_cfg) -> tuple[tuple, tuple]:
     options = {key: data_cfg[key] for key in data_cfg if key not in ("name", "val_fraction")}
     if "path" in options:
         options["path"] = os.path.abspath(os.path.expanduser(options["path"]))
-    source_key = tuple(sorted(options.items()))
-    return _split_cached(data_cfg.name, source_key, _file_stamps(options), float(data_cfg.val_fraction), int(seed))
+    return tuple(sorted(options.items())), _file_stamps(options)
+
+
+def load_dataset(data_cfg, seed: int) -> Dataset:
+    """The dataset a `data` config names, split with `seed`; cached so repeated configs reuse it."""
+    source_key, stamps = _source_key(data_cfg)
+    return _split_cached(data_cfg.name, source_key, stamps, float(data_cfg.val_fraction), int(seed))
+
+
+def share_source(data_cfg) -> None:
+    """Decode `data_cfg`'s files once into the $NETSWEEP_DATA_CACHE folder, for sweep workers to memory-map."""
+    source_key, stamps = _source_key(data_cfg)
+    checked = _checked_arrays(data_cfg.name, source_key, stamps)
+    shared = _shared_folder(data_cfg.name, source_key, stamps)
+    if not (shared / "meta.json").is_file():  # it was read before sharing began
+        _write_shared(shared, *checked)

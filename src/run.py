@@ -7,6 +7,7 @@ exits 3, an interrupted one 130. Set HYDRA_FULL_ERROR=1 to see the full tracebac
 import logging
 import os
 import signal
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -22,7 +23,10 @@ register_configs()
 _SHOW_TRACEBACK = os.environ.get("HYDRA_FULL_ERROR") == "1"  # the user asked for tracebacks
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works however src.run is invoked
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def task(cfg: DictConfig) -> float:
     """One Hydra job; returns the best validation loss, the objective sweepers such as Optuna minimise.
 

@@ -7,10 +7,13 @@ only attach to their child run and train. Whatever happens to a worker, the pare
 run it created: nothing is left RUNNING.
 """
 
+import atexit
 import hashlib
 import logging
 import math
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -21,6 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.config import ConfigError, config_hash, run_name, validate
+from src.experiment import import_in_background
 
 log = logging.getLogger("netsweep.sweep")
 
@@ -101,6 +105,22 @@ def execute_job(index, overrides, hydra_context, config, task_function, singleto
     return JobResult(index, outcome, reason, None, ret.working_dir, ret.task_name)
 
 
+def warm_up_worker() -> int:
+    """Pay a worker's one-time costs before its first job arrives: imports and matplotlib's fonts.
+
+    It must not open the tracking store: the parent may still be creating it (on a fresh SQLite file,
+    concurrent schema migrations fail).
+    """
+    import src.experiment  # noqa: F401
+    import src.tracking  # noqa: F401
+    from src import plots
+
+    figure = plots.figure_one({k: [1.0, 0.5] for k in ("train_loss", "val_loss", "train_acc", "val_acc")}, "warm-up")
+    figure.canvas.draw()
+    plots.plt.close(figure)
+    return os.getpid()
+
+
 class SweepRunner:
     """Everything a sweep does in the parent process; `launch` is called once per batch of jobs."""
 
@@ -109,6 +129,7 @@ class SweepRunner:
             hydra_context, task_function, config, settings,
         )
         self.sweep = None  # the open sweep (tracking, parent run), once the first batch is planned
+        self._data_folder = None  # decoded datasets shared with the workers
 
     # --- planning -------------------------------------------------------------------------------
 
@@ -130,54 +151,77 @@ class SweepRunner:
         return plans
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+        from src.parallel import WorkerPool
         from src.sweep_record import SweepRecord
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         os.makedirs(str(self.config.hydra.sweep.dir), exist_ok=True)
-        plans = self.plan(job_overrides, initial_job_idx)
-        if self.sweep is None:
-            self.sweep = SweepRecord.open(self.config, plans, self.settings)
-        self.sweep.prepare(plans, resume=self.settings.resume)
+        tracking_ready = import_in_background("src.tracking")  # overlaps with composing the configs
+        self._share_folder()  # before any worker starts: they inherit where the shared data will be
         interrupted = False
-        try:
-            self.dispatch([p for p in plans if p.outcome == "scheduled"])
-        except KeyboardInterrupt:
-            interrupted = True
-            raise
-        finally:
-            self.sweep.reconcile(plans, interrupted)
-            self.sweep.finish(plans, interrupted)
+        with WorkerPool(self.settings, len(job_overrides)) as pool:
+            # Workers start and warm up while this process composes the configs and sets up tracking.
+            warming = pool.warm_up(warm_up_worker, ())
+            plans = self.plan(job_overrides, initial_job_idx)
+            self.share_data(plans)
+            tracking_ready()
+            if self.sweep is None:
+                self.sweep = SweepRecord.open(self.config, plans, self.settings)
+            self.sweep.prepare(plans, resume=self.settings.resume)
+            for _ in warming or ():
+                pass
+            try:
+                self.dispatch(pool, [p for p in plans if p.outcome == "scheduled"])
+            except KeyboardInterrupt:
+                interrupted = True
+                raise
+            finally:
+                self.sweep.reconcile(plans, interrupted)
+                pool.stop_workers()
+                self.sweep.finish(plans, interrupted)
         summary = self.sweep.failure_summary(plans) if self.sweep.failed(plans) else ""
         return [self._job_return(p, summary) for p in plans]
 
+    def _share_folder(self) -> None:
+        from src.data import SHARED_CACHE_ENV
+
+        if self._data_folder is None:
+            self._data_folder = tempfile.mkdtemp(prefix="netsweep-data-")
+            atexit.register(shutil.rmtree, self._data_folder, ignore_errors=True)
+        os.environ[SHARED_CACHE_ENV] = self._data_folder
+
+    def share_data(self, plans: list[PlannedConfig]) -> None:
+        """Decode each dataset once, here, into a folder the workers memory-map instead of each reading it."""
+        from src.data import DataError, share_source
+
+        for data_config in {OmegaConf.to_yaml(p.config.data): p.config.data for p in plans}.values():
+            try:
+                share_source(data_config)
+            except DataError:
+                pass  # the configs that use it will each end `error` with this message
+
     # --- running --------------------------------------------------------------------------------
 
-    def dispatch(self, plans: list[PlannedConfig]) -> None:
-        """Run the planned configs through joblib; a dead worker costs only the configs it was running."""
-        from src.parallel import backend_context, worker_threads
-
+    def dispatch(self, pool, plans: list[PlannedConfig]) -> None:
+        """Run the planned configs on the pool; a dead worker costs only the configs it was running."""
         pending = list(plans)
-        n_jobs = self.settings.n_jobs
-        threads = worker_threads(n_jobs, len(pending))
         progress = Progress(self.sweep, plans, self.settings.progress_interval_s)
         singleton_state = Singleton.get_state()
         by_index = {p.index: p for p in pending}
         try:
             while pending:
                 before = len(pending)
+                calls = [
+                    (execute_job, (p.index, p.overrides + [f"tracking.run_id={p.run_id}"], self.hydra_context,
+                                   self.config, self.task_function, singleton_state, pool.threads))
+                    for p in pending
+                ]
                 try:
-                    with backend_context(self.settings, len(pending), threads) as parallel:
-                        calls = (
-                            (execute_job, (p.index, p.overrides + [f"tracking.run_id={p.run_id}"],
-                                           self.hydra_context, self.config, self.task_function,
-                                           singleton_state, threads))
-                            for p in pending
-                        )
-                        for result in parallel(calls):
-                            plan = by_index[result.index]
-                            plan.outcome, plan.reason, plan.return_value = result.outcome, result.reason, result.return_value
-                            progress.config_done(plan)
+                    for result in pool.run(calls):
+                        plan = by_index[result.index]
+                        plan.outcome, plan.reason, plan.return_value = result.outcome, result.reason, result.return_value
+                        progress.config_done(plan)
                     pending = []
                 except KeyboardInterrupt:
                     raise
@@ -187,6 +231,8 @@ class SweepRunner:
                         for plan in pending:
                             plan.outcome, plan.reason = "error", f"could not be dispatched: {exc}"
                         pending = []
+                    else:
+                        pool.restart()
         finally:
             progress.stop()
 

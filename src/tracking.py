@@ -141,6 +141,9 @@ class RunRecorder:
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
+    def log_file(self, path: Path, folder: Optional[str] = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
     def log_figure(self, figure, name: str) -> None:
         self.client.log_figure(self.run_id, figure, name)
 
