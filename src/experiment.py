@@ -7,6 +7,8 @@ exists, every way out of training (finished, diverged, error, Ctrl-C) closes it 
 
 import importlib
 import logging
+import os
+import socket
 import tempfile
 import threading
 import traceback
@@ -152,6 +154,8 @@ def run_config(cfg: DictConfig) -> RunSummary:
         "data": dataset.summary(),
         "outcome": "running",
         "blas_threads": blas_threads(),
+        "host": socket.gethostname(),
+        "worker_pid": os.getpid(),
         **tracking.git_tags(),
     }
     overrides = _task_overrides()

@@ -36,7 +36,8 @@ class SweepRecord:
         uri = tracking.resolve_tracking_uri(config.tracking.uri)
         client = tracking.get_client(uri)
         experiment = str(config.tracking.experiment)
-        experiment_id = tracking.ensure_experiment(client, experiment)
+        experiment_id = tracking.ensure_experiment(client, experiment)  # creates the store, once, here
+        tracking.prefer_wal(uri)
         sweep_id = sweep_id_for(experiment, [p.config_hash for p in plans])
         found = tracking.search_all(
             client, experiment_id, f"tags.sweep_id = '{sweep_id}' and tags.`{ROLE_TAG}` = 'sweep'"

@@ -4,10 +4,13 @@ Importing mlflow costs about a second, so callers import this module only when t
 record something.
 """
 
+import functools
 import io
 import json
 import logging
 import os
+import random
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -43,11 +46,57 @@ def resolve_tracking_uri(configured: Optional[str]) -> str:
     return uri
 
 
-def get_client(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri)
+LOCKED = ("database is locked", "database table is locked")
+RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0, 5.0, 5.0)  # ~31 s on top of SQLite's own wait
 
 
-def ensure_experiment(client: MlflowClient, name: str) -> str:
+def with_retries(call):
+    """`call`, retried with backoff while a SQLite store reports itself locked by another writer.
+
+    MLflow already asks SQLite to wait 20 s for a lock; under many concurrent workers that can still
+    run out, and losing a run's metrics to it would be worse than waiting a little longer.
+    """
+
+    @functools.wraps(call)
+    def retrying(*args, **kwargs):
+        for delay in RETRY_DELAYS_S:
+            try:
+                return call(*args, **kwargs)
+            except Exception as exc:  # MlflowException or SQLAlchemy's OperationalError, depending on the call
+                if not any(text in str(exc) for text in LOCKED):
+                    raise
+                time.sleep(delay * (1 + random.random()))
+        return call(*args, **kwargs)
+
+    return retrying
+
+
+class RetryingClient:
+    """An MlflowClient whose every call is retried while the store is locked (see `with_retries`)."""
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        value = getattr(self._client, name)
+        return with_retries(value) if callable(value) else value
+
+
+def get_client(uri: str) -> RetryingClient:
+    return RetryingClient(MlflowClient(tracking_uri=uri))
+
+
+def prefer_wal(uri: str) -> None:
+    """Switch a local SQLite store to write-ahead logging, so readers (progress, the UI) never block the
+    writers of a sweep. The mode is stored in the file; other stores are left alone."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    with sqlite3.connect(uri[len(prefix) :], timeout=30) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
+def ensure_experiment(client, name: str) -> str:
     """The id of experiment `name`, created if missing (tolerating another process creating it first)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -63,7 +112,7 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
         return experiment.experiment_id
 
 
-def search_all(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list:
+def search_all(client, experiment_id: str, filter_string: str = "") -> list:
     """Every run of the experiment matching `filter_string`, across result pages."""
     runs, token = [], None
     while True:
@@ -74,7 +123,7 @@ def search_all(client: MlflowClient, experiment_id: str, filter_string: str = ""
             return runs
 
 
-def read_json(client: MlflowClient, run_id: str, name: str) -> dict:
+def read_json(client, run_id: str, name: str) -> dict:
     """A JSON artifact of a run, or {} when the run has none by that name."""
     with tempfile.TemporaryDirectory() as folder:
         try:
@@ -105,16 +154,16 @@ def git_tags() -> dict:
 class RunRecorder:
     """One MLflow run, written as training goes: params, per-epoch metrics, artifacts, outcome."""
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    def __init__(self, client, run_id: str):
         self.client, self.run_id = client, run_id
 
     @classmethod
-    def create(cls, client: MlflowClient, experiment_id: str, run_name: str, tags: dict) -> "RunRecorder":
+    def create(cls, client, experiment_id: str, run_name: str, tags: dict) -> "RunRecorder":
         run = client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
         return cls(client, run.info.run_id)
 
     @classmethod
-    def attach(cls, client: MlflowClient, run_id: str, tags: dict) -> "RunRecorder":
+    def attach(cls, client, run_id: str, tags: dict) -> "RunRecorder":
         """Take over a run created elsewhere (a sweep's parent process creates its children)."""
         recorder = cls(client, run_id)
         client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
