@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import warnings
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,7 +152,10 @@ def load_npz(path: str) -> dict:
     if not npz_path.is_file():
         raise DataError(f"{npz_path}: no such file; set data.path to an .npz holding X_train, y_train, X_test, y_test")
     try:
-        with np.load(npz_path, allow_pickle=False) as archive:
+        loaded = np.load(npz_path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            raise DataError(f"{npz_path}: holds a single array, not an .npz archive of X_train, y_train, X_test, y_test")
+        with loaded as archive:
             missing = [key for key in IDX_FILES if key not in archive.files]
             if missing:
                 raise DataError(f"{npz_path}: missing arrays {missing} (has {archive.files})")
@@ -159,10 +163,10 @@ def load_npz(path: str) -> dict:
     except DataError:
         raise
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        if "Object arrays" in str(exc):
             raise DataError(f"{npz_path}: holds object arrays (pickles), which are never loaded; save plain numeric arrays") from None
-        raise DataError(f"{npz_path}: not a readable .npz ({exc})") from None
-    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{npz_path}: not an .npz archive ({exc})") from None
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
         raise DataError(f"{npz_path}: not a readable .npz ({exc})") from None
 
 

@@ -48,10 +48,12 @@ def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
 
 def classify_job_failure(exc: BaseException) -> tuple[str, str]:
     """(outcome, reason) of a sweep job that raised: `diverged` is a result, anything else an `error`."""
-    from src.experiment import RunDiverged
+    from src.experiment import RunDiverged, WorkerLost
 
     if isinstance(exc, RunDiverged):
         return "diverged", str(exc)
+    if isinstance(exc, WorkerLost):
+        return "killed", str(exc)
     return "error", exit_code_and_message(exc)[1]
 
 

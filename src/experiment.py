@@ -32,6 +32,10 @@ class RunDiverged(Exception):
     """Raised after a diverged run was recorded, so the process can exit non-zero with one line."""
 
 
+class WorkerLost(RuntimeError):
+    """A sweep job found its run already started: the engine is retrying it after losing a worker."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM, delivered as an interrupt so a run ends KILLED rather than stuck RUNNING."""
 
@@ -162,6 +166,7 @@ def run_config(cfg: DictConfig) -> RunSummary:
     if overrides is not None:
         tags["overrides"] = " ".join(overrides)
     if cfg.tracking.run_id:
+        _refuse_a_second_attempt(client, cfg.tracking.run_id, tracking)
         recorder = tracking.RunRecorder.attach(client, cfg.tracking.run_id, tags)
     else:
         experiment_id = tracking.ensure_experiment(client, cfg.tracking.experiment)
@@ -219,6 +224,18 @@ def import_in_background(module: str):
         return result["module"] if "module" in result else importlib.import_module(module)  # re-raise its error
 
     return wait
+
+
+def _refuse_a_second_attempt(client, run_id: str, tracking) -> None:
+    """A distributed engine re-runs a task whose worker died. Training again into the same run would log
+    every epoch twice, so the lost attempt ends `killed` and a rerun of the sweep trains the config anew."""
+    status = client.get_run(run_id).info.status
+    if status == "SCHEDULED":
+        return
+    reason = "its worker was lost while it trained; rerun the sweep to train it again"
+    if status == "RUNNING":
+        tracking.RunRecorder(client, run_id).end("killed", reason)
+    raise WorkerLost(f"run {run_id}: {reason}")
 
 
 def _client(cfg: DictConfig, tracking):

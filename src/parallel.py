@@ -1,4 +1,4 @@
-"""Where sweep jobs run: joblib on a local process pool (loky) or on an existing distributed engine.
+"""Where sweep jobs run: joblib on a local process pool (loky) or on a Dask cluster.
 
 A `WorkerPool` runs (function, args) calls and yields their results in completion order, whatever the
 backend, so the sweep logic never depends on where jobs run. It can start its workers early (`warm_up`)
@@ -6,12 +6,15 @@ so that their start-up overlaps with what the parent process still has to do.
 """
 
 import os
+import socket
+from urllib.parse import urlparse
 
 from joblib import Parallel, cpu_count, delayed, parallel_config
 
 from src.config import ConfigError
 
 BACKENDS = ("loky", "dask")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
 def effective_n_jobs(n_jobs: int, n_tasks: int) -> int:
@@ -25,24 +28,76 @@ def worker_threads(n_workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // n_workers)
 
 
+def _this_machine() -> set:
+    names = set(LOCAL_HOSTS) | {socket.gethostname(), socket.getfqdn()}
+    try:
+        names |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:
+        pass
+    return names
+
+
+def remote_hosts(worker_addresses) -> list:
+    """The hosts among Dask worker addresses (tcp://HOST:PORT) that are not this machine."""
+    here = _this_machine()
+    return sorted({urlparse(a).hostname for a in worker_addresses} - here - {None})
+
+
 class WorkerPool:
-    """joblib's Parallel, kept open across calls; n_workers == 1 runs calls in this process."""
+    """joblib's Parallel, kept open across calls.
+
+    loky: a local process pool of `n_jobs` workers (1: run in this process).
+    dask: the cluster at `address`, or a LocalCluster of `n_jobs` single-threaded workers started and
+    stopped with the pool.
+    """
 
     def __init__(self, settings, n_tasks: int):
         if settings.backend not in BACKENDS:
-            raise ConfigError(f"hydra.launcher.backend={settings.backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-        if settings.backend != "loky":
-            raise ConfigError(f"hydra.launcher.backend={settings.backend} is not available yet; use loky")
+            raise ConfigError(
+                f"hydra.launcher.backend={settings.backend!r} is unknown; use one of {', '.join(BACKENDS)}"
+            )
+        if settings.address and settings.backend != "dask":
+            raise ConfigError(
+                f"hydra.launcher.address={settings.address} is only used with hydra.launcher.backend=dask"
+            )
+        self.settings = settings
         self.n_workers = effective_n_jobs(settings.n_jobs, n_tasks)
-        self.threads = worker_threads(self.n_workers)
-        self._config = self._parallel = None
+        self.threads = worker_threads(self.n_workers) if settings.backend == "loky" else None
+        self._config = self._parallel = self._client = self._cluster = None
 
     def __enter__(self) -> "WorkerPool":
+        if self.settings.backend == "dask":
+            self._connect_dask()
         self._open()
         return self
 
+    def _connect_dask(self) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError(
+                "hydra.launcher.backend=dask needs Dask's distributed package: pip install distributed"
+            ) from None
+        if self.settings.address:
+            try:
+                self._client = Client(self.settings.address, timeout=30, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(
+                    f"hydra.launcher.address={self.settings.address}: no Dask scheduler answered ({exc}); "
+                    "start one with `dask scheduler` or fix the address"
+                ) from None
+        else:
+            self._cluster = LocalCluster(
+                n_workers=self.n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None,
+            )
+            self._client = Client(self._cluster, set_as_default=False)
+
     def _open(self) -> None:
-        self._config = parallel_config(backend="loky", n_jobs=self.n_workers, inner_max_num_threads=self.threads)
+        if self.settings.backend == "loky":
+            self._config = parallel_config(backend="loky", n_jobs=self.n_workers, inner_max_num_threads=self.threads)
+        else:
+            self._config = parallel_config(backend="dask", client=self._client)
         self._config.__enter__()
         self._parallel = Parallel(return_as="generator_unordered")
         self._parallel.__enter__()
@@ -50,19 +105,28 @@ class WorkerPool:
     def __exit__(self, *exc_info) -> None:
         self._parallel.__exit__(*exc_info)
         self._config.__exit__(*exc_info)
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
 
-    def stop_workers(self) -> None:
-        """Stop the idle workers now. joblib keeps them for reuse and stops them at interpreter exit,
-        where each runs its own slow teardown; a finished sweep has nothing left for them to do."""
-        from joblib.externals.loky import reusable_executor
-
-        executor = getattr(reusable_executor, "_executor", None)  # loky's process-wide pool, if any
-        if executor is not None:
-            executor.shutdown(wait=False, kill_workers=True)
+    def check_store(self, tracking_uri: str) -> None:
+        """Refuse a tracking store that workers on other machines could not write to."""
+        if self._client is None or urlparse(tracking_uri).scheme in ("http", "https", "databricks"):
+            return
+        if self.settings.backend == "dask" and tracking_uri.startswith(("sqlite:", "file:", "/")):
+            elsewhere = remote_hosts(self._client.scheduler_info()["workers"])
+            if elsewhere:
+                raise ConfigError(
+                    f"the tracking store {tracking_uri} is a local file, but Dask workers run on "
+                    f"{', '.join(elsewhere)}: start a tracking server (mlflow server ...) and set "
+                    "MLFLOW_TRACKING_URI=http://HOST:PORT so every worker can reach it"
+                )
 
     def restart(self) -> None:
         """A fresh pool after a worker died (joblib cannot reuse a broken one)."""
-        self.__exit__(None, None, None)
+        self._parallel.__exit__(None, None, None)
+        self._config.__exit__(None, None, None)
         self._open()
 
     def run(self, calls):
@@ -70,7 +134,23 @@ class WorkerPool:
         return self._parallel(delayed(function)(*args) for function, args in calls)
 
     def warm_up(self, function, args: tuple):
-        """Run `function(*args)` once per worker (imports, data) while the caller goes on; None in-process."""
-        if self.n_workers == 1:
+        """Run `function(*args)` once per local worker (imports, fonts) while the caller goes on.
+
+        None when there is nothing to warm: a single in-process worker, or a Dask cluster, whose workers
+        outlive the sweep.
+        """
+        if self.n_workers == 1 or self.settings.backend != "loky":
             return None
         return self.run([(function, args)] * self.n_workers)
+
+    def stop_workers(self) -> None:
+        """Stop idle local workers now. joblib keeps loky's workers for reuse and stops them at
+        interpreter exit, where each runs its own slow teardown; a finished sweep has no use for them.
+        A Dask cluster's workers are not ours to stop (a LocalCluster closes with the pool)."""
+        if self.settings.backend != "loky":
+            return
+        from joblib.externals.loky import reusable_executor
+
+        executor = getattr(reusable_executor, "_executor", None)  # loky's process-wide pool, if any
+        if executor is not None:
+            executor.shutdown(wait=False, kill_workers=True)

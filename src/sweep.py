@@ -75,21 +75,17 @@ class JobResult:
     task_name: Optional[str] = None
 
 
-def execute_job(index, overrides, hydra_context, config, task_function, singleton_state, threads) -> JobResult:
-    """Run one job in a worker process, its BLAS/OpenMP threads limited to `threads`."""
+def execute_job(sweep_config, hydra_context, task_function, singleton_state, threads) -> JobResult:
+    """Run one job in a worker. The parent composed its config, so a worker on another machine needs
+    the code installed but not the config files. BLAS/OpenMP threads are limited to `threads` (None:
+    leave them as the worker was started, as Dask's nanny sets them)."""
     from threadpoolctl import threadpool_limits
 
     from src.errors import classify_job_failure
 
     setup_globals()
     Singleton.set_state(singleton_state)
-    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-    with open_dict(sweep_config):
-        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{index}"
-        sweep_config.hydra.job.num = index
-        handlers = OmegaConf.select(sweep_config, "hydra.job_logging.root.handlers")
-        if handlers is not None and "file" in handlers:
-            sweep_config.hydra.job_logging.root.handlers = ["file"]  # the console belongs to the parent
+    index = sweep_config.hydra.job.num
     HydraConfig.instance().set_config(sweep_config)
     with threadpool_limits(limits=threads):
         ret = run_job(
@@ -103,6 +99,17 @@ def execute_job(index, overrides, hydra_context, config, task_function, singleto
         return JobResult(index, "finished", "", ret._return_value, ret.working_dir, ret.task_name)
     outcome, reason = classify_job_failure(ret._return_value)
     return JobResult(index, outcome, reason, None, ret.working_dir, ret.task_name)
+
+
+def job_config(plan: "PlannedConfig") -> DictConfig:
+    """The job's composed config, told which child run to record into and where its console goes."""
+    config = plan.config.copy()
+    with open_dict(config):
+        config.tracking.run_id = plan.run_id
+        handlers = OmegaConf.select(config, "hydra.job_logging.root.handlers")
+        if handlers is not None and "file" in handlers:
+            config.hydra.job_logging.root.handlers = ["file"]  # the console belongs to the parent
+    return config
 
 
 def warm_up_worker() -> int:
@@ -138,6 +145,9 @@ class SweepRunner:
         plans = []
         for offset, overrides in enumerate(job_overrides):
             config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = f"{config.hydra.job.name}_{initial_job_idx + offset}"
+                config.hydra.job.num = initial_job_idx + offset
             task_config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             try:
                 validate(task_config)
@@ -165,7 +175,7 @@ class SweepRunner:
             warming = pool.warm_up(warm_up_worker, ())
             plans = self.plan(job_overrides, initial_job_idx)
             self.share_data(plans)
-            tracking_ready()
+            pool.check_store(tracking_ready().resolve_tracking_uri(self.config.tracking.uri))
             if self.sweep is None:
                 self.sweep = SweepRecord.open(self.config, plans, self.settings)
             self.sweep.prepare(plans, resume=self.settings.resume)
@@ -213,8 +223,8 @@ class SweepRunner:
             while pending:
                 before = len(pending)
                 calls = [
-                    (execute_job, (p.index, p.overrides + [f"tracking.run_id={p.run_id}"], self.hydra_context,
-                                   self.config, self.task_function, singleton_state, pool.threads))
+                    (execute_job, (job_config(p), self.hydra_context, self.task_function, singleton_state,
+                                   pool.threads))
                     for p in pending
                 ]
                 try:

@@ -142,8 +142,14 @@ def test_missing_and_non_npz_files_are_named(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_npz(str(tmp_path / "nope.npz"))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="junk.npz"):
+    with pytest.raises(DataError, match="junk.npz: not an .npz"):
         load_npz(str(tmp_path / "junk.npz"))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.raises(DataError, match="broken.npz: not a readable .npz"):
+        load_npz(str(tmp_path / "broken.npz"))
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    with pytest.raises(DataError, match="single array"):
+        load_npz(str(tmp_path / "single.npy"))
 
 
 def test_digits_default_has_a_fixed_test_set():
