@@ -154,7 +154,7 @@ def print_table(rows: list, memory: dict) -> None:
     print(f"\n{'measurement':<{width}}  {'seconds':>8}  ratio")
     for row in rows:
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        print(f"{row['what']:<{width}}  {row['seconds']:>8.2f}  {ratio}")
+        print(f"{row['what']:<{width}}  {row['seconds']:>8.3f}  {ratio}")
     print("(epoch ratios: against netsweep float32; sweep ratio: n_jobs=2 time / n_jobs=1 time)")
     for name, value in memory.items():
         print(f"{name:<{width}}  {value:>8.0f}")

@@ -5,6 +5,7 @@ backend, so the sweep logic never depends on where jobs run. It can start its wo
 so that their start-up overlaps with what the parent process still has to do.
 """
 
+import logging
 import os
 import socket
 from urllib.parse import urlparse
@@ -72,6 +73,7 @@ class WorkerPool:
         return self
 
     def _connect_dask(self) -> None:
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # the console shows the sweep's progress
         try:
             from distributed import Client, LocalCluster
         except ImportError:

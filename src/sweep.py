@@ -101,10 +101,12 @@ def execute_job(sweep_config, hydra_context, task_function, singleton_state, thr
     return JobResult(index, outcome, reason, None, ret.working_dir, ret.task_name)
 
 
-def job_config(plan: "PlannedConfig") -> DictConfig:
-    """The job's composed config, told which child run to record into and where its console goes."""
+def job_config(plan: "PlannedConfig", tracking_uri: str) -> DictConfig:
+    """The job's composed config, told which store and child run to record into (a worker elsewhere
+    would resolve a default URI against its own directory) and where its console goes."""
     config = plan.config.copy()
     with open_dict(config):
+        config.tracking.uri = tracking_uri
         config.tracking.run_id = plan.run_id
         handlers = OmegaConf.select(config, "hydra.job_logging.root.handlers")
         if handlers is not None and "file" in handlers:
@@ -223,7 +225,7 @@ class SweepRunner:
             while pending:
                 before = len(pending)
                 calls = [
-                    (execute_job, (job_config(p), self.hydra_context, self.task_function, singleton_state,
+                    (execute_job, (job_config(p, self.sweep.uri), self.hydra_context, self.task_function, singleton_state,
                                    pool.threads))
                     for p in pending
                 ]
