@@ -5,6 +5,7 @@ message) before a run is created, so a typo never leaves an empty or RUNNING run
 exists, every way out of training (finished, diverged, error, Ctrl-C) closes it with its outcome.
 """
 
+import contextlib
 import importlib
 import logging
 import os
@@ -113,16 +114,6 @@ def history_csv(history: History) -> str:
     return "\n".join([header] + [",".join(f"{value:.9g}" for value in row.values()) for row in rows]) + "\n"
 
 
-def _epoch_line(epochs: int):
-    def report(epoch: int, row: dict) -> None:
-        log.info(
-            f"epoch {epoch:>{len(str(epochs))}}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
-            f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  {row['epoch_time_s']:.2f}s"
-        )
-
-    return report
-
-
 def _local_output_dir() -> Optional[Path]:
     """Hydra's output directory of this job, when running under Hydra."""
     from hydra.core.hydra_config import HydraConfig
@@ -150,8 +141,36 @@ def run_config(cfg: DictConfig) -> RunSummary:
     tracking = tracking_ready()
     from src import plots
 
-    client = _client(cfg, tracking)
+    recorder = _open_run(cfg, dataset, tracking)
     name = run_name(cfg)
+    title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
+    log.info(f"run {recorder.run_id} ({name}) on {dataset.summary()}")
+    with _closing_on_failure(recorder):
+        try:
+            recorder.log_params(flatten(to_plain(cfg)))
+            recorder.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            result = train(cfg, dataset, _epoch_logger(recorder, cfg.epochs))
+        except Diverged as stop:
+            _record_history(recorder, plots, stop.history, title, None, diverged_at=stop.epoch)
+            recorder.end("diverged", str(stop))
+            raise RunDiverged(f"run {recorder.run_id} {stop}; try a smaller optimizer.lr") from None
+        metrics = final_metrics(result, dataset, cfg.model.decay)
+        recorder.log_metrics({**metrics, "peak_rss_mb": peak_rss_mb()}, step=cfg.epochs)
+        figure_path = _record_history(recorder, plots, result.history, title, result.best_epoch)
+        if cfg.tracking.log_weights:
+            recorder.log_arrays(result.params, "weights.npz")
+        recorder.end("finished")
+    log.info(
+        f"test accuracy {metrics['test_acc']:.4f} (in-sample {metrics['insample_acc']:.4f}, "
+        f"best epoch {result.best_epoch})"
+    )
+    return RunSummary(recorder.run_id, recorder.client.tracking_uri, metrics["test_acc"], metrics["best_val_loss"],
+                      figure_path)
+
+
+def _open_run(cfg: DictConfig, dataset: Dataset, tracking):
+    """The run this config records into: created here, or the one a sweep created for it."""
+    client = _client(cfg, tracking)
     tags = {
         "config_hash": config_hash(cfg),
         "data_fingerprint": dataset.fingerprint,
@@ -167,50 +186,38 @@ def run_config(cfg: DictConfig) -> RunSummary:
         tags["overrides"] = " ".join(overrides)
     if cfg.tracking.run_id:
         _refuse_a_second_attempt(client, cfg.tracking.run_id, tracking)
-        recorder = tracking.RunRecorder.attach(client, cfg.tracking.run_id, tags)
-    else:
-        experiment_id = tracking.ensure_experiment(client, cfg.tracking.experiment)
-        recorder = tracking.RunRecorder.create(client, experiment_id, name, tags)
-    log.info(f"run {recorder.run_id} ({name}) on {dataset.summary()}")
+        return tracking.RunRecorder.attach(client, cfg.tracking.run_id, tags)
+    experiment_id = tracking.ensure_experiment(client, cfg.tracking.experiment)
+    return tracking.RunRecorder.create(client, experiment_id, run_name(cfg), tags)
+
+
+def _epoch_logger(recorder, epochs: int):
+    """Log each epoch to MLflow as it ends, and print its line."""
+    width = len(str(epochs))
 
     def on_epoch_end(epoch: int, row: dict) -> None:
         recorder.log_metrics(row, step=epoch)
-        epoch_line(epoch, row)
+        log.info(
+            f"epoch {epoch:>{width}}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+            f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  {row['epoch_time_s']:.2f}s"
+        )
 
-    epoch_line = _epoch_line(cfg.epochs)
-    title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
+    return on_epoch_end
+
+
+@contextlib.contextmanager
+def _closing_on_failure(recorder):
+    """Whatever interrupts the run ends it: KILLED on Ctrl-C or SIGTERM, FAILED with a traceback on an error."""
     try:
-        recorder.log_params(flatten(to_plain(cfg)))
-        recorder.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        result = train(cfg, dataset, on_epoch_end)
-    except Diverged as stop:
-        _record_history(recorder, plots, stop.history, title, None, diverged_at=stop.epoch)
-        recorder.end("diverged", str(stop))
-        raise RunDiverged(f"run {recorder.run_id} {stop}; try a smaller optimizer.lr") from None
+        yield
+    except RunDiverged:
+        raise  # already recorded
     except KeyboardInterrupt:
         recorder.end("killed", "interrupted (Ctrl-C or SIGTERM)")
         raise
     except BaseException:
         _end_with_error(recorder)
         raise
-    try:
-        metrics = final_metrics(result, dataset, cfg.model.decay)
-        recorder.log_metrics({**metrics, "peak_rss_mb": peak_rss_mb()}, step=cfg.epochs)
-        figure_path = _record_history(recorder, plots, result.history, title, result.best_epoch)
-        if cfg.tracking.log_weights:
-            recorder.log_arrays(result.params, "weights.npz")
-        recorder.end("finished")
-    except KeyboardInterrupt:
-        recorder.end("killed", "interrupted while saving results")
-        raise
-    except BaseException:
-        _end_with_error(recorder)
-        raise
-    log.info(
-        f"test accuracy {metrics['test_acc']:.4f} (in-sample {metrics['insample_acc']:.4f}, "
-        f"best epoch {result.best_epoch})"
-    )
-    return RunSummary(recorder.run_id, client.tracking_uri, metrics["test_acc"], metrics["best_val_loss"], figure_path)
 
 
 def import_in_background(module: str):

@@ -71,8 +71,6 @@ class JobResult:
     outcome: str
     reason: str = ""
     return_value: Any = None
-    working_dir: Optional[str] = None
-    task_name: Optional[str] = None
 
 
 def execute_job(sweep_config, hydra_context, task_function, singleton_state, threads) -> JobResult:
@@ -96,9 +94,9 @@ def execute_job(sweep_config, hydra_context, task_function, singleton_state, thr
             job_subdir_key="hydra.sweep.subdir",
         )
     if ret.status == JobStatus.COMPLETED:
-        return JobResult(index, "finished", "", ret._return_value, ret.working_dir, ret.task_name)
+        return JobResult(index, "finished", "", ret._return_value)
     outcome, reason = classify_job_failure(ret._return_value)
-    return JobResult(index, outcome, reason, None, ret.working_dir, ret.task_name)
+    return JobResult(index, outcome, reason)
 
 
 def job_config(plan: "PlannedConfig", tracking_uri: str) -> DictConfig:
@@ -216,7 +214,9 @@ class SweepRunner:
     # --- running --------------------------------------------------------------------------------
 
     def dispatch(self, pool, plans: list[PlannedConfig]) -> None:
-        """Run the planned configs on the pool; a dead worker costs only the configs it was running."""
+        """Run the planned configs on the pool. When a worker dies, the configs running at that moment end
+        `killed` (joblib's local pool stops all its workers when one dies; Dask loses only that worker's)
+        and the configs not yet started go to a fresh pool."""
         pending = list(plans)
         progress = Progress(self.sweep, plans, self.settings.progress_interval_s)
         singleton_state = Singleton.get_state()
@@ -225,8 +225,8 @@ class SweepRunner:
             while pending:
                 before = len(pending)
                 calls = [
-                    (execute_job, (job_config(p, self.sweep.uri), self.hydra_context, self.task_function, singleton_state,
-                                   pool.threads))
+                    (execute_job, (job_config(p, self.sweep.uri), self.hydra_context, self.task_function,
+                                   singleton_state, pool.threads))
                     for p in pending
                 ]
                 try:
