@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -217,8 +217,12 @@ def format_number(value: float) -> str:
     return f"{value:g}"
 
 
-def run_name(cfg: DictConfig) -> str:
-    """A readable name such as 'lr=0.1 decay=1e-4 h=256', plus what differs from the usual setting."""
+NAMED_KEYS = ("optimizer.lr", "model.decay", "model.hidden_size", "optimizer.batch_size", "optimizer", "seed")
+
+
+def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
+    """A readable name such as 'lr=0.1 decay=1e-4 h=256', plus what differs from the usual setting and
+    any other override (so configs of a sweep over, say, epochs get different names)."""
     if cfg.tracking.run_name:
         return str(cfg.tracking.run_name)
     parts = [
@@ -232,4 +236,8 @@ def run_name(cfg: DictConfig) -> str:
         parts.append(cfg.optimizer.name)
     if cfg.seed != 0:
         parts.append(f"seed={cfg.seed}")
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if "=" in override and key not in NAMED_KEYS and not key.startswith(("hydra.", "tracking.", "sweep")):
+            parts.append(override.lstrip("+~"))
     return " ".join(parts)

@@ -37,10 +37,6 @@ class WorkerLost(RuntimeError):
     """A sweep job found its run already started: the engine is retrying it after losing a worker."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, delivered as an interrupt so a run ends KILLED rather than stuck RUNNING."""
-
-
 @dataclass
 class RunSummary:
     run_id: str
@@ -142,7 +138,7 @@ def run_config(cfg: DictConfig) -> RunSummary:
     from src import plots
 
     recorder = _open_run(cfg, dataset, tracking)
-    name = run_name(cfg)
+    name = run_name(cfg, _task_overrides() or ())
     title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
     log.info(f"run {recorder.run_id} ({name}) on {dataset.summary()}")
     with _closing_on_failure(recorder):
@@ -188,7 +184,7 @@ def _open_run(cfg: DictConfig, dataset: Dataset, tracking):
         _refuse_a_second_attempt(client, cfg.tracking.run_id, tracking)
         return tracking.RunRecorder.attach(client, cfg.tracking.run_id, tags)
     experiment_id = tracking.ensure_experiment(client, cfg.tracking.experiment)
-    return tracking.RunRecorder.create(client, experiment_id, run_name(cfg), tags)
+    return tracking.RunRecorder.create(client, experiment_id, run_name(cfg, overrides or ()), tags)
 
 
 def _epoch_logger(recorder, epochs: int):

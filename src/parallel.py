@@ -1,7 +1,8 @@
 """Where sweep jobs run: joblib on a local process pool (loky) or on a Dask cluster.
 
 A `WorkerPool` runs (function, args) calls and yields their results in completion order, whatever the
-backend, so the sweep logic never depends on where jobs run. It can start its workers early (`warm_up`)
+backend, so the sweep logic never depends on where jobs run. A call whose local worker process died
+yields a `WorkerDied` in place of its result. It can start its workers early (`warm_up`)
 so that their start-up overlaps with what the parent process still has to do.
 """
 
@@ -13,6 +14,7 @@ from urllib.parse import urlparse
 from joblib import Parallel, cpu_count, delayed, parallel_config
 
 from src.config import ConfigError
+from src.process_slots import ProcessSlotsBackend
 
 BACKENDS = ("loky", "dask")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
@@ -47,7 +49,8 @@ def remote_hosts(worker_addresses) -> list:
 class WorkerPool:
     """joblib's Parallel, kept open across calls.
 
-    loky: a local process pool of `n_jobs` workers (1: run in this process).
+    loky: `n_jobs` local worker processes, each its own loky executor (`ProcessSlotsBackend`), so one
+    dying costs only its config; with n_jobs=1, jobs run in this process.
     dask: the cluster at `address`, or a LocalCluster of `n_jobs` single-threaded workers started and
     stopped with the pool.
     """
@@ -64,7 +67,7 @@ class WorkerPool:
         self.settings = settings
         self.n_workers = effective_n_jobs(settings.n_jobs, n_tasks)
         self.threads = worker_threads(self.n_workers) if settings.backend == "loky" else None
-        self._config = self._parallel = self._client = self._cluster = None
+        self._config = self._parallel = self._client = self._cluster = self._slots = None
 
     def __enter__(self) -> "WorkerPool":
         if self.settings.backend == "dask":
@@ -96,8 +99,12 @@ class WorkerPool:
             self._client = Client(self._cluster, set_as_default=False)
 
     def _open(self) -> None:
-        if self.settings.backend == "loky":
-            self._config = parallel_config(backend="loky", n_jobs=self.n_workers, inner_max_num_threads=self.threads)
+        if self.settings.backend == "loky" and self.n_workers == 1:  # joblib runs it in this process
+            self._config = parallel_config(backend="loky", n_jobs=1)
+        elif self.settings.backend == "loky":
+            self._slots = self._slots or ProcessSlotsBackend()
+            self._config = parallel_config(backend=self._slots, n_jobs=self.n_workers,
+                                           inner_max_num_threads=self.threads)
         else:
             self._config = parallel_config(backend="dask", client=self._client)
         self._config.__enter__()
@@ -146,13 +153,7 @@ class WorkerPool:
         return self.run([(function, args)] * self.n_workers)
 
     def stop_workers(self) -> None:
-        """Stop idle local workers now. joblib keeps loky's workers for reuse and stops them at
-        interpreter exit, where each runs its own slow teardown; a finished sweep has no use for them.
-        A Dask cluster's workers are not ours to stop (a LocalCluster closes with the pool)."""
-        if self.settings.backend != "loky":
-            return
-        from joblib.externals.loky import reusable_executor
-
-        executor = getattr(reusable_executor, "_executor", None)  # loky's process-wide pool, if any
-        if executor is not None:
-            executor.shutdown(wait=False, kill_workers=True)
+        """Stop idle local workers now rather than at interpreter exit, where each would run its own
+        slow teardown. A Dask cluster's workers are not ours to stop (a LocalCluster closes with the pool)."""
+        if self._slots is not None:
+            self._slots.stop()

@@ -6,7 +6,6 @@ exits 3, an interrupted one 130. Set HYDRA_FULL_ERROR=1 to see the full tracebac
 
 import logging
 import os
-import signal
 from pathlib import Path
 
 import hydra
@@ -14,15 +13,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from src import interrupts
 from src.config import register_configs
 from src.errors import exit_with_message
-from src.experiment import Interrupted, run_config
+from src.experiment import run_config
 
 log = logging.getLogger("netsweep")
 register_configs()
 _SHOW_TRACEBACK = os.environ.get("HYDRA_FULL_ERROR") == "1"  # the user asked for tracebacks
-
-
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works however src.run is invoked
 
 
@@ -48,13 +46,9 @@ def task(cfg: DictConfig) -> float:
     return summary.best_val_loss
 
 
-def _raise_interrupt(signum, frame):
-    raise Interrupted(f"signal {signum}")
-
-
 def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us whole; we print them as one line
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupts.install()  # Ctrl-C and SIGTERM end runs KILLED, never mid-way through a tracking write
     try:
         task()
     except (Exception, KeyboardInterrupt) as exc:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.config import ConfigError, config_hash, run_name, validate
 from src.experiment import import_in_background
+from src.process_slots import WorkerDied
 
 log = logging.getLogger("netsweep.sweep")
 
@@ -79,8 +80,10 @@ def execute_job(sweep_config, hydra_context, task_function, singleton_state, thr
     leave them as the worker was started, as Dask's nanny sets them)."""
     from threadpoolctl import threadpool_limits
 
+    from src import interrupts
     from src.errors import classify_job_failure
 
+    interrupts.install()  # in a local worker process; Dask runs tasks on threads, where it does nothing
     setup_globals()
     Singleton.set_state(singleton_state)
     index = sweep_config.hydra.job.num
@@ -155,7 +158,8 @@ class SweepRunner:
                 raise ConfigError(f"sweep job #{initial_job_idx + offset} ({' '.join(overrides)}): {exc}") from None
             plans.append(
                 PlannedConfig(
-                    initial_job_idx + offset, list(overrides), config, config_hash(task_config), run_name(task_config)
+                    initial_job_idx + offset, list(overrides), config, config_hash(task_config),
+                    run_name(task_config, overrides),
                 )
             )
         return plans
@@ -214,9 +218,9 @@ class SweepRunner:
     # --- running --------------------------------------------------------------------------------
 
     def dispatch(self, pool, plans: list[PlannedConfig]) -> None:
-        """Run the planned configs on the pool. When a worker dies, the configs running at that moment end
-        `killed` (joblib's local pool stops all its workers when one dies; Dask loses only that worker's)
-        and the configs not yet started go to a fresh pool."""
+        """Run the planned configs on the pool. A config whose worker process dies ends `killed` and the
+        others carry on; should the pool itself break, the configs running then end `killed` and those
+        not yet started go to a fresh pool."""
         pending = list(plans)
         progress = Progress(self.sweep, plans, self.settings.progress_interval_s)
         singleton_state = Singleton.get_state()
@@ -231,8 +235,14 @@ class SweepRunner:
                 ]
                 try:
                     for result in pool.run(calls):
-                        plan = by_index[result.index]
-                        plan.outcome, plan.reason, plan.return_value = result.outcome, result.reason, result.return_value
+                        if isinstance(result, WorkerDied):  # its process died: this config alone is lost
+                            plan = by_index[result.args[0].hydra.job.num]
+                            plan.outcome, plan.reason = "killed", f"its worker process died ({result.reason})"
+                        else:
+                            plan = by_index[result.index]
+                            plan.outcome, plan.reason, plan.return_value = (
+                                result.outcome, result.reason, result.return_value,
+                            )
                         progress.config_done(plan)
                     pending = []
                 except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import sqlite3
 import subprocess
 import tempfile
@@ -21,6 +22,8 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+
+from src.interrupts import shielded
 
 OUTCOME_STATUS = {
     "finished": RunStatus.to_string(RunStatus.FINISHED),
@@ -46,12 +49,20 @@ def resolve_tracking_uri(configured: Optional[str]) -> str:
     return uri
 
 
-LOCKED = ("database is locked", "database table is locked")
+# A SQLite store locked by another writer, or migrated by another process at the same moment (a fresh
+# mlflow.db opened by `mlflow ui` and a sweep at once): both pass once the other process is done.
+TRANSIENT = (
+    "database is locked",
+    "database table is locked",
+    "Online migration expected to match one row",
+    "duplicate column name",
+)
+TRANSIENT_PATTERN = re.compile("|".join(map(re.escape, TRANSIENT)) + r"|table \w+ already exists")
 RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0, 5.0, 5.0)  # ~31 s on top of SQLite's own wait
 
 
 def with_retries(call):
-    """`call`, retried with backoff while a SQLite store reports itself locked by another writer.
+    """`call`, retried with backoff while a SQLite store is locked or being migrated by another process.
 
     MLflow already asks SQLite to wait 20 s for a lock; under many concurrent workers that can still
     run out, and losing a run's metrics to it would be worse than waiting a little longer.
@@ -59,14 +70,15 @@ def with_retries(call):
 
     @functools.wraps(call)
     def retrying(*args, **kwargs):
-        for delay in RETRY_DELAYS_S:
-            try:
-                return call(*args, **kwargs)
-            except Exception as exc:  # MlflowException or SQLAlchemy's OperationalError, depending on the call
-                if not any(text in str(exc) for text in LOCKED):
-                    raise
-                time.sleep(delay * (1 + random.random()))
-        return call(*args, **kwargs)
+        with shielded():  # Ctrl-C waits for the write to finish rather than breaking its transaction
+            for delay in RETRY_DELAYS_S:
+                try:
+                    return call(*args, **kwargs)
+                except Exception as exc:  # MlflowException or SQLAlchemy's OperationalError, by call
+                    if not TRANSIENT_PATTERN.search(str(exc)):
+                        raise
+                    time.sleep(delay * (1 + random.random()))
+            return call(*args, **kwargs)
 
     return retrying
 
@@ -83,7 +95,10 @@ class RetryingClient:
 
 
 def get_client(uri: str) -> RetryingClient:
-    return RetryingClient(MlflowClient(tracking_uri=uri))
+    """A client for `uri`. MLflow creates or migrates a SQLite store on first use, so that is retried too."""
+    client = RetryingClient(MlflowClient(tracking_uri=uri))
+    client.search_experiments(max_results=1)  # opens (and on a fresh file, creates) the store now
+    return client
 
 
 def prefer_wal(uri: str) -> None:

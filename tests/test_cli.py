@@ -31,7 +31,7 @@ def test_default_run_is_tracked_whole_and_reproducible(cli):
     assert len(runs) == 2
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "finished"
-    assert run.info.run_name == "lr=0.1 decay=1e-4 h=256"
+    assert run.info.run_name == "lr=0.1 decay=1e-4 h=256 epochs=6"
     params = run.data.params
     assert params["optimizer.lr"] == "0.1" and params["model.hidden_size"] == "256"
     assert params["data.name"] == "digits" and params["epochs"] == "6" and params["tracking.experiment"] == "netsweep"

@@ -83,3 +83,6 @@ def test_run_names_are_readable(composer):
     assert run_name(composer()) == "lr=0.1 decay=1e-4 h=256"
     assert run_name(composer("optimizer=adam", "seed=2")) == "lr=0.001 decay=1e-4 h=256 adam seed=2"
     assert [format_number(x) for x in (0, 1e-5, 0.03, 1e4)] == ["0", "1e-5", "0.03", "1e4"]
+    assert run_name(composer("epochs=2"), ["epochs=2", "optimizer.lr=0.1", "+sweep=seeds", "tracking.run_id=x"]) == (
+        "lr=0.1 decay=1e-4 h=256 epochs=2"
+    )

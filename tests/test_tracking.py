@@ -25,6 +25,10 @@ def test_retries_outlast_a_locked_store_and_nothing_else(monkeypatch):
     with pytest.raises(ValueError):
         tracking.with_retries(broken)()
     assert len(calls) == 1  # other errors are not retried
+    for transient in ("Online migration expected to match one row when updating", "table experiments already exists",
+                      "duplicate column name: storage_location"):
+        assert tracking.TRANSIENT_PATTERN.search(transient)
+    assert not tracking.TRANSIENT_PATTERN.search("Experiment 'x' already exists")
 
 
 def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch):
@@ -35,3 +39,24 @@ def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.resolve_tracking_uri(None) == "http://127.0.0.1:5000"
     assert tracking.resolve_tracking_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+
+
+def test_an_interrupt_waits_for_the_tracking_write_in_progress():
+    import os
+    import signal
+
+    from src import interrupts
+
+    interrupts.install()
+    finished = []
+
+    def write():
+        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
+        finished.append("write")
+        return "done"
+
+    with pytest.raises(interrupts.Interrupted):
+        tracking.with_retries(write)()
+    assert finished == ["write"]  # the write completed before the interrupt was raised
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

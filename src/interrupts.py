@@ -1,0 +1,48 @@
+"""Ctrl-C and SIGTERM end a run cleanly: they raise `Interrupted` at once, except while the main thread
+is inside a tracking write, where they wait until the write is done. An interrupted SQLite transaction
+would otherwise leave its connection holding the store's lock, and closing the run as KILLED would
+then wait on it."""
+
+import contextlib
+import signal
+import threading
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised where it is safe to stop."""
+
+
+_shield_depth = 0  # tracking writes in progress on the main thread
+_pending_signal = None
+
+
+def _on_signal(signum, frame) -> None:
+    global _pending_signal
+    if _shield_depth:
+        _pending_signal = signum
+        return
+    raise Interrupted(f"signal {signum}")
+
+
+def install() -> None:
+    """Route SIGINT and SIGTERM here (only possible, and only needed, on the main thread)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+
+
+@contextlib.contextmanager
+def shielded():
+    """Hold back Ctrl-C and SIGTERM until the block is done (other threads are never interrupted)."""
+    global _shield_depth, _pending_signal
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _shield_depth += 1
+    try:
+        yield
+    finally:
+        _shield_depth -= 1
+        if _shield_depth == 0 and _pending_signal is not None:
+            signum, _pending_signal = _pending_signal, None
+            raise Interrupted(f"signal {signum}")

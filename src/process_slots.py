@@ -1,0 +1,115 @@
+"""A joblib backend in which one worker process dying costs only the call it was running.
+
+joblib's own loky backend runs every worker in one process pool: when a worker dies (SIGKILL, the
+out-of-memory killer), the pool is broken, loky kills the other workers too, and joblib aborts the
+whole batch. Here each worker is a pool of its own (a "slot": a single-process loky executor). A call
+whose process dies comes back as a `WorkerDied` result carrying the call's arguments, the slot gets a
+fresh process, and every other call carries on.
+"""
+
+import collections
+import functools
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from joblib import cpu_count
+from joblib._parallel_backends import ParallelBackendBase
+from joblib.externals.loky import ProcessPoolExecutor
+from joblib.externals.loky.process_executor import BrokenProcessPool
+
+
+@dataclass
+class WorkerDied:
+    """Stands in for the result of a call whose worker process died before returning."""
+
+    args: tuple
+    reason: str
+
+
+class ProcessSlotsBackend(ParallelBackendBase):
+    """n independent single-process loky executors, fed from one queue (register it with joblib, or
+    pass an instance to `parallel_config(backend=...)`)."""
+
+    supports_retrieve_callback = True
+    supports_inner_max_num_threads = True
+
+    def __init__(self, nesting_level=None, inner_max_num_threads=None, **kwargs):
+        super().__init__(nesting_level=nesting_level, inner_max_num_threads=inner_max_num_threads, **kwargs)
+        self._slots = []  # slot index -> its executor
+        self._idle = []  # indices of slots with nothing to run
+        self._waiting = collections.deque()  # (batch, future) not yet handed to a slot
+        self._lock = threading.RLock()  # a slot's callback can run inside _start_waiting, on this thread
+        self.parallel = None
+
+    def effective_n_jobs(self, n_jobs):
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 has no meaning")
+        return max(cpu_count() + 1 + n_jobs, 1) if n_jobs < 0 else n_jobs
+
+    def configure(self, n_jobs=1, parallel=None, **_):
+        n_jobs = self.effective_n_jobs(n_jobs)
+        with self._lock:
+            if len(self._slots) != n_jobs:
+                self._shutdown_slots()
+                self._slots = [self._new_slot(n_jobs) for _ in range(n_jobs)]
+                self._idle = list(range(n_jobs))
+        self.parallel = parallel
+        return n_jobs
+
+    def _new_slot(self, n_jobs: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, env=self._prepare_worker_env(n_jobs=n_jobs))
+
+    def submit(self, func, callback=None):
+        future = Future()
+        if callback is not None:
+            future.add_done_callback(callback)
+        with self._lock:
+            self._waiting.append((func, future))
+        self._start_waiting()
+        return future
+
+    def _start_waiting(self) -> None:
+        with self._lock:
+            while self._idle and self._waiting:
+                slot = self._idle.pop()
+                batch, future = self._waiting.popleft()
+                inner = self._slots[slot].submit(batch)
+                inner.add_done_callback(functools.partial(self._done, slot, batch, future))
+
+    def _done(self, slot, batch, future, inner) -> None:
+        try:
+            future.set_result(inner.result())
+        except BrokenProcessPool as exc:  # the slot's process died: only this batch is lost
+            reason = str(exc).splitlines()[0]
+            future.set_result([WorkerDied(args, reason) for _, args, _ in batch.items])
+            with self._lock:
+                self._slots[slot] = self._new_slot(len(self._slots))
+        except BaseException as exc:
+            future.set_exception(exc)
+        with self._lock:
+            self._idle.append(slot)
+        self._start_waiting()
+
+    def retrieve_result_callback(self, future):
+        return future.result()
+
+    def abort_everything(self, ensure_ready=True):
+        """Ctrl-C or an error in the caller: stop every process now."""
+        with self._lock:
+            self._waiting.clear()
+            self._shutdown_slots()
+            n_jobs = len(self._slots)
+            self._slots, self._idle = [], []
+        if ensure_ready and n_jobs:
+            self.configure(n_jobs=n_jobs, parallel=self.parallel)
+
+    def stop(self) -> None:
+        """Stop the idle processes at once (they would otherwise linger until interpreter exit)."""
+        with self._lock:
+            self._shutdown_slots()
+            self._slots, self._idle = [], []
+
+    def _shutdown_slots(self) -> None:
+        for executor in self._slots:
+            executor.shutdown(wait=False, kill_workers=True)
