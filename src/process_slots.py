@@ -78,16 +78,20 @@ class ProcessSlotsBackend(ParallelBackendBase):
                 inner.add_done_callback(functools.partial(self._done, slot, batch, future))
 
     def _done(self, slot, batch, future, inner) -> None:
+        died = False
         try:
             future.set_result(inner.result())
         except BrokenProcessPool as exc:  # the slot's process died: only this batch is lost
             reason = str(exc).splitlines()[0]
             future.set_result([WorkerDied(args, reason) for _, args, _ in batch.items])
-            with self._lock:
-                self._slots[slot] = self._new_slot(len(self._slots))
+            died = True
         except BaseException as exc:
             future.set_exception(exc)
         with self._lock:
+            if slot >= len(self._slots):  # stopped meanwhile: nothing to hand back
+                return
+            if died:
+                self._slots[slot] = self._new_slot(len(self._slots))
             self._idle.append(slot)
         self._start_waiting()
 
