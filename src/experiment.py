@@ -137,8 +137,9 @@ def run_config(cfg: DictConfig) -> RunSummary:
     tracking = tracking_ready()
     from src import plots
 
-    recorder = _open_run(cfg, dataset, tracking)
-    name = run_name(cfg, _task_overrides() or ())
+    overrides = _task_overrides()
+    name = run_name(cfg, overrides or ())
+    recorder = _open_run(cfg, dataset, tracking, name, overrides)
     title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
     log.info(f"run {recorder.run_id} ({name}) on {dataset.summary()}")
     with _closing_on_failure(recorder):
@@ -164,7 +165,7 @@ def run_config(cfg: DictConfig) -> RunSummary:
                       figure_path)
 
 
-def _open_run(cfg: DictConfig, dataset: Dataset, tracking):
+def _open_run(cfg: DictConfig, dataset: Dataset, tracking, name: str, overrides: Optional[list]):
     """The run this config records into: created here, or the one a sweep created for it."""
     client = _client(cfg, tracking)
     tags = {
@@ -177,14 +178,13 @@ def _open_run(cfg: DictConfig, dataset: Dataset, tracking):
         "worker_pid": os.getpid(),
         **tracking.git_tags(),
     }
-    overrides = _task_overrides()
     if overrides is not None:
         tags["overrides"] = " ".join(overrides)
     if cfg.tracking.run_id:
         _refuse_a_second_attempt(client, cfg.tracking.run_id, tracking)
         return tracking.RunRecorder.attach(client, cfg.tracking.run_id, tags)
     experiment_id = tracking.ensure_experiment(client, cfg.tracking.experiment)
-    return tracking.RunRecorder.create(client, experiment_id, run_name(cfg, overrides or ()), tags)
+    return tracking.RunRecorder.create(client, experiment_id, name, tags)
 
 
 def _epoch_logger(recorder, epochs: int):
@@ -278,10 +278,10 @@ def _end_with_error(recorder) -> None:
 
 
 def _task_overrides() -> Optional[list]:
+    """The command line's overrides of this job, when running under Hydra."""
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        overrides = HydraConfig.get().overrides.task
+        return list(HydraConfig.get().overrides.task)
     except ValueError:
         return None
-    return [item for item in overrides if not item.startswith("tracking.run_id=")]

@@ -122,8 +122,8 @@ class WorkerPool:
     def check_store(self, tracking_uri: str) -> None:
         """Refuse a tracking store that workers on other machines could not write to."""
         if self._client is None or urlparse(tracking_uri).scheme in ("http", "https", "databricks"):
-            return
-        if self.settings.backend == "dask" and tracking_uri.startswith(("sqlite:", "file:", "/")):
+            return  # no Dask cluster, or a server every worker can reach
+        if tracking_uri.startswith(("sqlite:", "file:", "/")):
             elsewhere = remote_hosts(self._client.scheduler_info()["workers"])
             if elsewhere:
                 raise ConfigError(

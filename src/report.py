@@ -24,7 +24,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 PREFERRED_AXES = ("optimizer.lr", "model.decay")  # the assignment's question, when both are swept
 IGNORED_KEYS = ("tracking.",)
 REPLICATE_KEY = "seed"
-SWEEP_OVERRIDE_PREFIXES = ("+sweep=", "sweep=", "tracking.run_id=")
+SWEEP_OVERRIDE_PREFIXES = ("+sweep=", "sweep=")
 
 
 @dataclass

@@ -27,16 +27,15 @@ class SweepRecord:
     sweep_id: str
     parent_run_id: str
     entries: dict = field(default_factory=dict)  # config_hash -> manifest entry
-    created: list = field(default_factory=list)  # child run ids this process created
     skipped: int = 0
 
     @classmethod
     def open(cls, config: DictConfig, plans: list[PlannedConfig], settings) -> "SweepRecord":
         """Create (or, for the same grid, reopen) the experiment and the parent run before any worker starts."""
         uri = tracking.resolve_tracking_uri(config.tracking.uri)
-        client = tracking.get_client(uri)
+        client = tracking.get_client(uri)  # creates a fresh store, here, before any worker starts
         experiment = str(config.tracking.experiment)
-        experiment_id = tracking.ensure_experiment(client, experiment)  # creates the store, once, here
+        experiment_id = tracking.ensure_experiment(client, experiment)
         tracking.prefer_wal(uri)
         sweep_id = sweep_id_for(experiment, [p.config_hash for p in plans])
         found = tracking.search_all(
@@ -105,7 +104,6 @@ class SweepRecord:
             },
         )
         self.client.update_run(recorder.run_id, status="SCHEDULED")
-        self.created.append(recorder.run_id)
         return recorder.run_id
 
     def write_manifest(self) -> None:

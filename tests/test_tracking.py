@@ -47,7 +47,6 @@ def test_an_interrupt_waits_for_the_tracking_write_in_progress():
 
     from src import interrupts
 
-    interrupts.install()
     finished = []
 
     def write():
@@ -55,8 +54,11 @@ def test_an_interrupt_waits_for_the_tracking_write_in_progress():
         finished.append("write")
         return "done"
 
-    with pytest.raises(interrupts.Interrupted):
-        tracking.with_retries(write)()
+    interrupts.install()
+    try:
+        with pytest.raises(interrupts.Interrupted):
+            tracking.with_retries(write)()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     assert finished == ["write"]  # the write completed before the interrupt was raised
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
