@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.contenders import assignment_epoch, sklearn_epoch, torch_available, torch_epoch  # noqa: E402
-from src.data import DataError, load_dataset  # noqa: E402
+from src.data.loader import load_dataset  # noqa: E402
+from src.errors import DataError  # noqa: E402
 from src.nn.mlp import init_params  # noqa: E402
 from src.nn.optim import build_optimizer  # noqa: E402
 from src.nn.train import fit  # noqa: E402
@@ -133,7 +134,8 @@ def main(argv=None) -> int:
     parallel, peaks_parallel = sweep_seconds(data_args, sweep_epochs, 2)
     rows += [
         {"what": f"4-config sweep, {sweep_epochs} epochs each, n_jobs=1", "seconds": serial, "ratio": 1.0},
-        {"what": f"4-config sweep, {sweep_epochs} epochs each, n_jobs=2", "seconds": parallel, "ratio": parallel / serial},
+        {"what": f"4-config sweep, {sweep_epochs} epochs each, n_jobs=2", "seconds": parallel,
+         "ratio": parallel / serial},
     ]
     single = startup_and_memory(data_args)
     rows.append({"what": "start-up: python -m src.run to first training step", "seconds": single["startup_s"],

@@ -1,0 +1,1 @@
+"""netsweep: train, sweep, compare and reproduce a one-hidden-layer NumPy net (Hydra configs, MLflow runs)."""

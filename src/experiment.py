@@ -1,4 +1,4 @@
-"""One composed config -> one trained net -> one MLflow run. Used by single runs and by every sweep job.
+"""One composed config -> one trained net -> one tracked run. Used by single runs and by every sweep job.
 
 Order matters for the user: config values are checked and data is loaded (both may fail with a clear
 message) before a run is created, so a typo never leaves an empty or RUNNING run behind. Once the run
@@ -6,50 +6,89 @@ exists, every way out of training (finished, diverged, error, Ctrl-C) closes it 
 """
 
 import contextlib
-import importlib
+import contextvars
 import logging
 import os
+import resource
 import socket
 import tempfile
-import threading
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_info
 
-from src.config import ConfigError, config_hash, flatten, run_name, to_plain, validate
-from src.data import Dataset, load_dataset
+from src import plots
+from src.config.checks import validate
+from src.config.identity import config_hash, flatten, group_hash, to_plain
+from src.config.naming import run_name
+from src.data.dataset import Dataset
+from src.data.loader import load_dataset
+from src.data.shared import DataShare
+from src.errors import ConfigError, RunDiverged, WorkerLost
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import build_optimizer
 from src.nn.train import Diverged, FitResult, History, fit
+from src.outcomes import Outcome
+from src.tracking import names
+from src.tracking.provenance import git_tags
+from src.tracking.store import open_store, preload, resolve_uri
 
 log = logging.getLogger("netsweep")
 
 
-class RunDiverged(Exception):
-    """Raised after a diverged run was recorded, so the process can exit non-zero with one line."""
+@dataclass(frozen=True)
+class SweepJob:
+    """What a sweep's parent hands one of its jobs: the run it created for it and the data it decoded.
+
+    The sweep's worker enters it around the job (`with job:`), and the task function passes
+    `current_sweep_job()` on to `run_config`.
+    """
+
+    run_id: str
+    tracking_uri: str
+    data_share: Optional[DataShare] = None
+    _token: list = field(default_factory=list, compare=False, repr=False)
+
+    def __enter__(self) -> "SweepJob":
+        self._token.append(_ACTIVE_JOB.set(self))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _ACTIVE_JOB.reset(self._token.pop())
 
 
-class WorkerLost(RuntimeError):
-    """A sweep job found its run already started: the engine is retrying it after losing a worker."""
+_ACTIVE_JOB: contextvars.ContextVar[Optional[SweepJob]] = contextvars.ContextVar("netsweep_sweep_job", default=None)
+
+
+def current_sweep_job() -> Optional[SweepJob]:
+    """The sweep job this thread is running, if any."""
+    return _ACTIVE_JOB.get()
 
 
 @dataclass
 class RunSummary:
     run_id: str
     tracking_uri: str
-    test_acc: float
-    best_val_loss: float
+    metrics: dict  # final metrics: test_acc, best_val_loss, ...
     figure_path: Optional[Path]
 
+    @property
+    def test_acc(self) -> float:
+        return self.metrics["test_acc"]
 
-def prepare(cfg: DictConfig) -> Dataset:
+    @property
+    def best_val_loss(self) -> float:
+        return self.metrics["best_val_loss"]
+
+
+def prepare(cfg: DictConfig, share: Optional[DataShare] = None) -> Dataset:
     """Check the config and load its data: everything that can fail before a run is recorded."""
     validate(cfg)
-    dataset = load_dataset(cfg.data, cfg.seed)
+    dataset = load_dataset(cfg.data, cfg.seed, share)
     if cfg.optimizer.batch_size > len(dataset.y_train):
         raise ConfigError(
             f"optimizer.batch_size={cfg.optimizer.batch_size} is larger than the {len(dataset.y_train)} "
@@ -71,18 +110,9 @@ def train(cfg: DictConfig, dataset: Dataset, on_epoch_end) -> FitResult:
     )
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer), params, cfg.model.decay)
     return fit(
-        params,
-        dataset.X_train,
-        dataset.y_train,
-        dataset.X_val,
-        dataset.y_val,
-        optimizer=optimizer,
-        decay=cfg.model.decay,
-        batch_size=cfg.optimizer.batch_size,
-        epochs=cfg.epochs,
-        rng=shuffle_rng,
-        divergence_factor=cfg.divergence_factor,
-        on_epoch_end=on_epoch_end,
+        params, dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val,
+        optimizer=optimizer, decay=cfg.model.decay, batch_size=cfg.optimizer.batch_size, epochs=cfg.epochs,
+        rng=shuffle_rng, divergence_factor=cfg.divergence_factor, on_epoch_end=on_epoch_end,
     )
 
 
@@ -110,89 +140,87 @@ def history_csv(history: History) -> str:
     return "\n".join([header] + [",".join(f"{value:.9g}" for value in row.values()) for row in rows]) + "\n"
 
 
-def _local_output_dir() -> Optional[Path]:
-    """Hydra's output directory of this job, when running under Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        return Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return None
-
-
-def run_config(cfg: DictConfig) -> RunSummary:
+def run_config(cfg: DictConfig, overrides: Optional[Sequence[str]] = None, output_dir: Optional[Path] = None,
+               sweep_job: Optional[SweepJob] = None) -> RunSummary:
     """Train the net `cfg` describes and record it as one MLflow run.
 
-    Raises ConfigError/DataError before any run exists; RunDiverged, KeyboardInterrupt or the original
-    exception after the run was closed with outcome diverged, killed or error.
+    `overrides` are the command line's (they name the run), `output_dir` is where Figure 1 is also kept,
+    `sweep_job` the run a sweep created for this config. Raises ConfigError/DataError before any run
+    exists; RunDiverged, KeyboardInterrupt or the original exception after the run was closed with
+    outcome diverged, killed or error.
     """
-    tracking_ready = import_in_background("src.tracking")  # ~1.5 s of imports, overlapped with data loading
+    preloading = preload()  # ~1 s of imports, overlapped with data loading
+    uri = sweep_job.tracking_uri if sweep_job else resolve_uri(cfg.tracking.uri)
     try:
-        dataset = prepare(cfg)
+        dataset = prepare(cfg, sweep_job.data_share if sweep_job else None)
     except Exception:
-        if cfg.tracking.run_id:  # a sweep created this run already: close it rather than leave it SCHEDULED
-            tracking = tracking_ready()
-            _end_with_error(tracking.RunRecorder.attach(_client(cfg, tracking), cfg.tracking.run_id, {}))
+        if sweep_job:  # the sweep created this run already: close it rather than leave it SCHEDULED
+            preloading.join()
+            _close_with_error(open_store(uri).run_log(sweep_job.run_id))
         raise
-    tracking = tracking_ready()
-    from src import plots
-
-    overrides = _task_overrides()
+    preloading.join()
+    store = open_store(uri)
     name = run_name(cfg, overrides or ())
-    recorder = _open_run(cfg, dataset, tracking, name, overrides)
-    title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
-    log.info(f"run {recorder.run_id} ({name}) on {dataset.summary()}")
-    with _closing_on_failure(recorder):
-        try:
-            recorder.log_params(flatten(to_plain(cfg)))
-            recorder.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-            result = train(cfg, dataset, _epoch_logger(recorder, cfg.epochs))
-        except Diverged as stop:
-            _record_history(recorder, plots, stop.history, title, None, diverged_at=stop.epoch)
-            recorder.end("diverged", str(stop))
-            raise RunDiverged(f"run {recorder.run_id} {stop}; try a smaller optimizer.lr") from None
+    run = _open_run(store, cfg, dataset, name, overrides, sweep_job)
+    log.info(f"run {run.run_id} ({name}) on {dataset.summary()}")
+    with _closing_on_failure(run):
+        result = _train_and_record(cfg, dataset, run, _figure_title(cfg, name))
         metrics = final_metrics(result, dataset, cfg.model.decay)
-        recorder.log_metrics({**metrics, "peak_rss_mb": peak_rss_mb()}, step=cfg.epochs)
-        figure_path = _record_history(recorder, plots, result.history, title, result.best_epoch)
+        run.log_metrics({**metrics, "peak_rss_mb": peak_rss_mb()}, step=cfg.epochs)
+        figure_path = _record_history(run, result.history, _figure_title(cfg, name), output_dir, result.best_epoch)
         if cfg.tracking.log_weights:
-            recorder.log_arrays(result.params, "weights.npz")
-        recorder.end("finished")
+            run.log_arrays(result.params, names.WEIGHTS)
+        run.close(Outcome.FINISHED)
     log.info(
         f"test accuracy {metrics['test_acc']:.4f} (in-sample {metrics['insample_acc']:.4f}, "
         f"best epoch {result.best_epoch})"
     )
-    return RunSummary(recorder.run_id, recorder.client.tracking_uri, metrics["test_acc"], metrics["best_val_loss"],
-                      figure_path)
+    return RunSummary(run.run_id, uri, metrics, figure_path)
 
 
-def _open_run(cfg: DictConfig, dataset: Dataset, tracking, name: str, overrides: Optional[list]):
+def _figure_title(cfg: DictConfig, name: str) -> str:
+    return f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
+
+
+def _train_and_record(cfg: DictConfig, dataset: Dataset, run, title: str) -> FitResult:
+    """Params, the resolved config and every epoch as it ends; a diverged run is closed here."""
+    run.log_params(flatten(to_plain(cfg)))
+    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), names.CONFIG)
+    try:
+        return train(cfg, dataset, _epoch_logger(run, cfg.epochs))
+    except Diverged as stop:
+        _record_history(run, stop.history, title, None, None, diverged_at=stop.epoch)
+        run.close(Outcome.DIVERGED, str(stop))
+        raise RunDiverged(f"run {run.run_id} {stop}; try a smaller optimizer.lr") from None
+
+
+def _open_run(store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sweep_job: Optional[SweepJob]):
     """The run this config records into: created here, or the one a sweep created for it."""
-    client = _client(cfg, tracking)
     tags = {
-        "config_hash": config_hash(cfg),
-        "data_fingerprint": dataset.fingerprint,
+        names.CONFIG_HASH: config_hash(cfg),
+        names.GROUP_HASH: group_hash(cfg),
+        names.DATA_FINGERPRINT: dataset.fingerprint,
         "data": dataset.summary(),
-        "outcome": "running",
+        names.OUTCOME: Outcome.RUNNING.value,
         "blas_threads": blas_threads(),
         "host": socket.gethostname(),
         "worker_pid": os.getpid(),
-        **tracking.git_tags(),
+        **git_tags(),
     }
     if overrides is not None:
-        tags["overrides"] = " ".join(overrides)
-    if cfg.tracking.run_id:
-        _refuse_a_second_attempt(client, cfg.tracking.run_id, tracking)
-        return tracking.RunRecorder.attach(client, cfg.tracking.run_id, tags)
-    experiment_id = tracking.ensure_experiment(client, cfg.tracking.experiment)
-    return tracking.RunRecorder.create(client, experiment_id, name, tags)
+        tags[names.OVERRIDES] = " ".join(overrides)
+    if sweep_job:
+        _refuse_a_second_attempt(store, sweep_job.run_id)
+        return store.attach_run(sweep_job.run_id, tags)
+    return store.create_run(store.experiment_id(cfg.tracking.experiment), name, tags)
 
 
-def _epoch_logger(recorder, epochs: int):
+def _epoch_logger(run, epochs: int):
     """Log each epoch to MLflow as it ends, and print its line."""
     width = len(str(epochs))
 
     def on_epoch_end(epoch: int, row: dict) -> None:
-        recorder.log_metrics(row, step=epoch)
+        run.log_metrics(row, step=epoch)
         log.info(
             f"epoch {epoch:>{width}}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
             f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  {row['epoch_time_s']:.2f}s"
@@ -202,86 +230,55 @@ def _epoch_logger(recorder, epochs: int):
 
 
 @contextlib.contextmanager
-def _closing_on_failure(recorder):
+def _closing_on_failure(run):
     """Whatever interrupts the run ends it: KILLED on Ctrl-C or SIGTERM, FAILED with a traceback on an error."""
     try:
         yield
     except RunDiverged:
         raise  # already recorded
     except KeyboardInterrupt:
-        recorder.end("killed", "interrupted (Ctrl-C or SIGTERM)")
+        run.close(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)")
         raise
     except BaseException:
-        _end_with_error(recorder)
+        _close_with_error(run)
         raise
 
 
-def import_in_background(module: str):
-    """Start importing `module` in a thread; the returned function waits for it and returns the module."""
-    result = {}
-    thread = threading.Thread(target=lambda: result.update(module=importlib.import_module(module)), daemon=True)
-    thread.start()
-
-    def wait():
-        thread.join()
-        return result["module"] if "module" in result else importlib.import_module(module)  # re-raise its error
-
-    return wait
-
-
-def _refuse_a_second_attempt(client, run_id: str, tracking) -> None:
+def _refuse_a_second_attempt(store, run_id: str) -> None:
     """A distributed engine re-runs a task whose worker died. Training again into the same run would log
     every epoch twice, so the lost attempt ends `killed` and a rerun of the sweep trains the config anew."""
-    status = client.get_run(run_id).info.status
-    if status == "SCHEDULED":
+    phase = store.phase(run_id)
+    if phase == Outcome.SCHEDULED:
         return
     reason = "its worker was lost while it trained; rerun the sweep to train it again"
-    if status == "RUNNING":
-        tracking.RunRecorder(client, run_id).end("killed", reason)
+    if phase == Outcome.RUNNING:
+        store.run_log(run_id).close(Outcome.KILLED, reason)
     raise WorkerLost(f"run {run_id}: {reason}")
-
-
-def _client(cfg: DictConfig, tracking):
-    return tracking.get_client(tracking.resolve_tracking_uri(cfg.tracking.uri))
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (a sweep worker's covers the configs it ran)."""
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def blas_threads() -> int:
     """Threads the BLAS/OpenMP libraries may use in this process (a sweep limits them per worker)."""
-    from threadpoolctl import threadpool_info
-
     return max((pool["num_threads"] for pool in threadpool_info()), default=1)
 
 
-def _record_history(recorder, plots, history: History, title: str, best_epoch, diverged_at=None) -> Optional[Path]:
-    """History CSV and Figure 1 as artifacts; Figure 1 is kept next to Hydra's job log when there is one."""
-    recorder.log_text(history_csv(history), "history.csv")
+def _record_history(run, history: History, title: str, output_dir: Optional[Path], best_epoch,
+                    diverged_at=None) -> Optional[Path]:
+    """History CSV and Figure 1 as artifacts; Figure 1 is also kept in `output_dir` when there is one."""
+    run.log_text(history_csv(history), names.HISTORY)
     figure = plots.figure_one(history.metrics, title, best_epoch=best_epoch, diverged_at=diverged_at)
-    output_dir = _local_output_dir()
     with tempfile.TemporaryDirectory() as scratch:
-        path = (output_dir or Path(scratch)) / "figure1.png"
+        path = Path(output_dir or scratch) / names.FIGURE_ONE
         figure.savefig(path, dpi=100)
         plots.plt.close(figure)
-        recorder.log_file(path)
+        run.log_file(path)
     return path if output_dir is not None else None
 
 
-def _end_with_error(recorder) -> None:
-    recorder.log_text(traceback.format_exc(), "traceback.txt")
-    recorder.end("error", traceback.format_exc(limit=-1).strip().splitlines()[-1])
-
-
-def _task_overrides() -> Optional[list]:
-    """The command line's overrides of this job, when running under Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return None
+def _close_with_error(run) -> None:
+    run.log_text(traceback.format_exc(), names.TRACEBACK)
+    run.close(Outcome.ERROR, traceback.format_exc(limit=-1).strip().splitlines()[-1])

@@ -7,10 +7,7 @@ import contextlib
 import signal
 import threading
 
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM, raised where it is safe to stop."""
-
+from src.errors import Interrupted
 
 _shield_depth = 0  # tracking writes in progress on the main thread
 _pending_signal = None

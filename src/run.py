@@ -14,9 +14,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from src import interrupts
-from src.config import register_configs
-from src.errors import exit_with_message
-from src.experiment import run_config
+from src.cli.messages import exit_with_message
+from src.config.schema import register_configs
+from src.experiment import current_sweep_job, run_config
+from src.sweep import registry
 
 log = logging.getLogger("netsweep")
 register_configs()
@@ -31,10 +32,12 @@ def task(cfg: DictConfig) -> float:
     In a sweep, failures propagate to the launcher, which records them per config; in a single run
     they end the process here with one line (before Hydra adds its own).
     """
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
-        return run_config(cfg).best_val_loss
+    hydra_config = HydraConfig.get()
+    overrides, output_dir = list(hydra_config.overrides.task), Path(hydra_config.runtime.output_dir)
+    if hydra_config.mode == RunMode.MULTIRUN:
+        return run_config(cfg, overrides, output_dir, current_sweep_job()).best_val_loss
     try:
-        summary = run_config(cfg)
+        summary = run_config(cfg, overrides, output_dir)
     except (Exception, KeyboardInterrupt) as exc:
         if _SHOW_TRACEBACK:
             raise
@@ -52,6 +55,7 @@ def main() -> None:
     try:
         task()
     except (Exception, KeyboardInterrupt) as exc:
+        registry.finish_all(interrupted=isinstance(exc, KeyboardInterrupt))  # report what a sweep recorded
         if _SHOW_TRACEBACK:
             raise
         exit_with_message(exc)

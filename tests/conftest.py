@@ -1,14 +1,11 @@
-"""Shared fixtures: small synthetic data and a helper to run the CLI in a subprocess."""
+"""Shared fixtures: a random generator, a fresh tracking store per test, the CLI in a fresh folder."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import run_cli
 
 
 @pytest.fixture
@@ -16,20 +13,27 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def run_cli(args, cwd, env_extra=None, timeout=600, **kwargs):
-    """`python -m src.run ARGS` in `cwd` with its own tracking store unless env_extra says otherwise."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "MLFLOW_TRACKING_URI")}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(cwd) / 'mlflow.db'}"
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "src.run", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kwargs,
-    )
+@pytest.fixture(scope="session")
+def _store_template(tmp_path_factory):
+    """A migrated, empty SQLite store, made once: copying it costs milliseconds, migrating one a second."""
+    from src.tracking.store import open_store
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    open_store(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def store_uri(tmp_path, _store_template):
+    """A tracking URI of this test's own, empty store."""
+    path = tmp_path / "mlflow.db"
+    shutil.copy(_store_template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture
 def cli(tmp_path):
-    """Run the CLI in a fresh folder with a fresh SQLite store; returns (run, tracking_uri)."""
+    """Run the CLI in this test's folder with its own store: cli(*args, **kwargs) -> CompletedProcess."""
 
     def run(*args, **kwargs):
         return run_cli(list(args), tmp_path, **kwargs)

@@ -1,1 +1,2 @@
-"""netsweep's Hydra launcher: `python -m src.run -m ...` sweeps through joblib, tracked in MLflow."""
+"""netsweep's Hydra plugins: the launcher (`hydra/launcher=netsweep`), a grid sweeper that treats all its
+batches as one sweep (`hydra/sweeper=netsweep`), and the callback that ends a sweep when Hydra's multirun ends."""

@@ -1,10 +1,9 @@
-"""The Hydra side of the sweep runner: its config schema and the Launcher Hydra calls.
+"""The Hydra launcher: a thin `Launcher` over `src.sweep.runner.SweepRunner`.
 
 Selected by default in conf/config.yaml (`override hydra/launcher: netsweep`), so every `-m` sweep, from
-a plain grid to a sweeper plugin such as Optuna, runs through `src.sweep.SweepRunner`.
+a plain grid to a sweeper plugin such as Optuna, runs through it; any other Hydra app can select it too.
 """
 
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
@@ -13,31 +12,38 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from src.sweep import registry
+from src.sweep.settings import LauncherSettings
 
-@dataclass
-class NetsweepLauncherConf:
-    _target_: str = "hydra_plugins.netsweep_launcher.netsweep_launcher.NetsweepLauncher"
-    n_jobs: int = -1  # configs trained at once; -1: one per core
-    backend: str = "loky"  # loky: local process pool | dask: a Dask cluster (see `address`)
-    address: Optional[str] = None  # dask: scheduler address tcp://HOST:PORT; none starts a local cluster
-    resume: bool = True  # skip configs already finished or diverged in the experiment; false reruns all
-    progress_interval_s: float = 10.0  # seconds between "running: ..." progress lines; 0 turns them off
-
-
-ConfigStore.instance().store(group="hydra/launcher", name="netsweep", node=NetsweepLauncherConf, provider="netsweep")
+ConfigStore.instance().store(group="hydra/launcher", name="netsweep", node=LauncherSettings, provider="netsweep")
 
 
 class NetsweepLauncher(Launcher):
     def __init__(self, **settings) -> None:
-        from src.sweep import LauncherSettings
-
         self.settings = LauncherSettings(**settings)
         self.runner = None
+        self.expected: Optional[int] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from src.sweep import SweepRunner
+        # Hydra imports every installed plugin when it starts; the sweep core (joblib, the tracking layer)
+        # is only needed once a sweep runs, so it is imported here, as Hydra's own launchers do.
+        from src.sweep.runner import SweepRunner  # deferred: see above
 
         self.runner = SweepRunner(hydra_context, task_function, config, self.settings)
+        if self.expected is not None:
+            self.runner.expect(self.expected)
+        registry.register(self)
+
+    def expect(self, total: int) -> None:
+        """The sweeper announces how many jobs the whole sweep has (for progress, and to end it after them)."""
+        self.expected = total
+        if self.runner is not None:
+            self.runner.expect(total)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         return self.runner.launch(job_overrides, initial_job_idx)
+
+    def finish(self, interrupted: bool = False) -> None:
+        """End the sweep: the report, the parent run's outcome, the summary (once)."""
+        if self.runner is not None:
+            self.runner.finish(interrupted)

@@ -4,11 +4,21 @@ Each `step(params, grads)` receives the gradient of the mean cross-entropy only,
 optimizer's `grad_scale` (the training loop's buffers, which the optimizer may overwrite), and adds the
 decay term's gradient 2 * decay * W for the weights W1 and W2, so the update is exactly a step on the
 assignment's full cost.
+
+Adding an optimizer takes two steps: its class here (listed in `OPTIMIZERS`, with its knobs as typed
+keyword arguments and their allowed ranges in `CHECKS`) and its YAML file in conf/optimizer/ giving every
+knob a value. The config schema is derived from the class's signature.
 """
+
+import inspect
 
 import numpy as np
 
 from src.nn.mlp import DECAYED
+
+
+def _unit_interval(value: float) -> bool:
+    return 0 <= value < 1
 
 
 class SGD:
@@ -16,6 +26,8 @@ class SGD:
 
     `grad_scale` asks the backward pass for lr * g directly, which saves a pass over every gradient.
     """
+
+    CHECKS: dict = {}  # knob -> (is it valid?, what to use instead)
 
     def __init__(self, params: dict, lr: float, decay: float):
         self.lr, self.decay = lr, decay
@@ -33,6 +45,7 @@ class Momentum:
     """Heavy-ball or Nesterov momentum: v <- mu v - lr g_full; W <- W + v (Nesterov: W + mu v - lr g_full)."""
 
     grad_scale = 1.0
+    CHECKS = {"momentum": (_unit_interval, "use a value in [0, 1)")}
 
     def __init__(self, params: dict, lr: float, decay: float, momentum: float = 0.9, nesterov: bool = False):
         self.lr, self.decay, self.momentum, self.nesterov = lr, decay, momentum, nesterov
@@ -57,6 +70,11 @@ class Adam:
     """Adam (Kingma & Ba, 2015) on the full cost's gradient, with bias-corrected moment estimates."""
 
     grad_scale = 1.0
+    CHECKS = {
+        "beta1": (_unit_interval, "use a value in [0, 1)"),
+        "beta2": (_unit_interval, "use a value in [0, 1)"),
+        "eps": (lambda value: value > 0, "use an epsilon > 0, e.g. 1e-8"),
+    }
 
     def __init__(
         self, params: dict, lr: float, decay: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
@@ -85,6 +103,13 @@ class Adam:
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+SHARED_ARGUMENTS = ("params", "lr", "decay")  # every optimizer takes these; the rest are its own knobs
+
+
+def knobs(name: str) -> dict:
+    """{knob: type} of optimizer `name`: the keyword arguments its class takes beyond the shared ones."""
+    signature = inspect.signature(OPTIMIZERS[name])
+    return {key: p.annotation for key, p in signature.parameters.items() if key not in SHARED_ARGUMENTS}
 
 
 def build_optimizer(settings: dict, params: dict, decay: float):

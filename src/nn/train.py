@@ -52,6 +52,24 @@ class FitResult:
     params: dict  # the parameters of the epoch with the lowest validation loss
     best_epoch: int
     history: History
+    stopped: Optional[str] = None  # why training ended before its last epoch (None: it ran them all)
+
+    @property
+    def epochs_trained(self) -> int:
+        return self.history.epochs
+
+
+class _BestSoFar:
+    """The parameters of the epoch with the lowest validation loss so far (a copy: training goes on)."""
+
+    def __init__(self, params: dict):
+        self.params = {name: value.copy() for name, value in params.items()}
+        self.epoch, self.val_loss = 0, np.inf
+
+    def consider(self, epoch: int, val_loss: float, params: dict) -> None:
+        if val_loss < self.val_loss:
+            self.epoch, self.val_loss = epoch, val_loss
+            self.params = {name: value.copy() for name, value in params.items()}
 
 
 class DivergenceGuard:
@@ -99,23 +117,23 @@ def fit(
     epochs: int,
     rng: np.random.Generator,
     divergence_factor: float = 100.0,
-    on_epoch_end: Optional[Callable[[int, dict], None]] = None,
+    patience: Optional[int] = None,
+    on_epoch_end: Optional[Callable[[int, dict], Optional[str]]] = None,
 ) -> FitResult:
     """Train `params` in place; keep and return the parameters with the best validation loss.
 
     Per epoch: `train_loss` (the cost averaged over the epoch's steps, weighted by batch size),
     `train_acc` (over the same steps), `val_loss`, `val_acc` and `epoch_time_s` (the training pass only).
-    Raises `Diverged` as soon as a step's cost is non-finite or above `divergence_factor` times the
-    cost before the first step.
+    Training stops early after `patience` epochs without a lower validation loss, or when
+    `on_epoch_end(epoch, metrics)` returns a reason to stop (a sweep's pruner). Raises `Diverged` as soon as
+    a step's cost is non-finite or above `divergence_factor` times the cost before the first step.
     """
     dtype = params["W1"].dtype
     X_train, X_val = X_train.astype(dtype, copy=False), X_val.astype(dtype, copy=False)
     workspace = Workspace(params, batch_size)
-    history = History()
-    best = FitResult({name: value.copy() for name, value in params.items()}, 0, history)
-    best_val_loss = np.inf
+    history, best = History(), _BestSoFar(params)
     guard = DivergenceGuard(divergence_factor, history)
-
+    stopped = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(1, epochs + 1):
             order = rng.permutation(len(y_train))
@@ -127,14 +145,12 @@ def fit(
             if not all_finite(params):  # the last step's update overflowed
                 raise Diverged(epoch, -(-len(order) // batch_size), np.nan, guard.limit, history)
             val_loss, val_acc = evaluate(params, X_val, y_val, decay)
-            row = dict(
-                train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, epoch_time_s=epoch_time
-            )
-            history.append(row)
-            if val_loss < best_val_loss:
-                best_val_loss = val_loss
-                best.params = {name: value.copy() for name, value in params.items()}
-                best.best_epoch = epoch
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-    return best
+            history.append(dict(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
+                                epoch_time_s=epoch_time))
+            best.consider(epoch, val_loss, params)
+            stopped = on_epoch_end(epoch, history.rows()[-1]) if on_epoch_end is not None else None
+            if not stopped and patience and epoch - best.epoch >= patience and epoch < epochs:
+                stopped = f"no lower validation loss for {patience} epochs (best at epoch {best.epoch})"
+            if stopped:
+                break
+    return FitResult(best.params, best.epoch, history, stopped)

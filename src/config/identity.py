@@ -1,0 +1,51 @@
+"""What identifies a config's results: its resolved settings, their hash, and the hash of its seed group."""
+
+import hashlib
+import json
+
+from omegaconf import DictConfig, OmegaConf
+
+NOT_RESULTS = ("tracking", "hydra")  # top-level keys that change where a run is recorded, not what it learns
+REPLICATE_KEY = "seed"  # configs that differ only here are replicates of one setting
+
+
+def to_plain(cfg: DictConfig) -> dict:
+    """The resolved config as plain Python values (enums as their names)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the dotted keys users write as overrides."""
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def experiment_settings(cfg: DictConfig) -> dict:
+    """What determines a run's results: the resolved config minus tracking (and Hydra's own) settings."""
+    plain = to_plain(cfg)
+    for key in NOT_RESULTS:
+        plain.pop(key, None)
+    return plain
+
+
+def _digest(settings: dict) -> str:
+    canonical = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A stable hash of `experiment_settings`, so a sweep can recognise a config it already ran."""
+    return _digest(experiment_settings(cfg))
+
+
+def group_hash(cfg: DictConfig) -> str:
+    """The hash of a config's settings without its seed: equal for the replicates of one setting."""
+    settings = experiment_settings(cfg)
+    settings.pop(REPLICATE_KEY, None)
+    return _digest(settings)

@@ -1,0 +1,74 @@
+"""How numbers, values and configs are written for people: run names, leaderboards, manifests and the
+commands that reproduce a config all go through `format_value`, so 1e-4 is written one way everywhere."""
+
+from decimal import Decimal
+from typing import Any, Sequence
+
+from omegaconf import DictConfig
+
+NAMED_KEYS = {"optimizer.lr": "lr", "model.decay": "decay", "model.hidden_size": "h"}  # always in a run name
+SHORT_KEYS = {"optimizer.batch_size": "bs"}
+UNNAMED_PREFIXES = ("hydra.", "tracking.", "sweep", "schema")  # overrides that do not change what is trained
+
+
+def format_number(value: float) -> str:
+    """The shortest text that reads back as the same number, in one style: 0.1 -> '0.1', 1.0 -> '1',
+    0.001 -> '1e-3', 3.3e-05 -> '3.3e-5', 10000.0 -> '1e4', 0 -> '0'."""
+    exact = Decimal(repr(value) if isinstance(value, float) else str(value)).normalize()
+    if exact == 0:
+        return "0"
+    if 1e-2 <= abs(value) < 1e4:
+        return format(exact, "f")
+    exponent = exact.adjusted()
+    return f"{format(exact.scaleb(-exponent).normalize(), 'f')}e{exponent}"
+
+
+def format_value(value: Any) -> str:
+    """A config value as a person (and Hydra's override grammar) writes it: numbers as `format_number`,
+    booleans and null in YAML spelling, anything else as its text. Numeric strings (MLflow params) too."""
+    if isinstance(value, bool) or value in ("True", "False"):
+        return str(value).lower()
+    if value is None or value == "None":
+        return "null"
+    if isinstance(value, (int, float)):
+        return format_number(value)
+    try:
+        return format_number(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def split_override(override: str) -> tuple[str, str]:
+    """'+optimizer.lr=0.1' -> ('optimizer.lr', '0.1'); '~key' -> ('key', '')."""
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def format_override(override: str) -> str:
+    """An override with its value written by `format_value` (lists, choices and groups left as typed)."""
+    key, value = split_override(override)
+    if "=" not in override or key.replace("/", ".") != key or "," in value or "(" in value:
+        return override
+    prefix = override[: len(override) - len(override.lstrip("+~"))]
+    return f"{prefix}{key}={format_value(value)}"
+
+
+def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
+    """A readable name such as 'lr=0.1 decay=1e-4 h=256', plus every other override that changes what
+    is trained (so the configs of a sweep over, say, epochs or seeds get different names)."""
+    if cfg.tracking.run_name:
+        return str(cfg.tracking.run_name)
+    parts = [
+        f"lr={format_number(cfg.optimizer.lr)}",
+        f"decay={format_number(cfg.model.decay)}",
+        f"h={cfg.model.hidden_size}",
+    ]
+    for override in overrides:
+        key, value = split_override(override)
+        if "=" not in override or key in NAMED_KEYS or key.startswith(UNNAMED_PREFIXES):
+            continue
+        if key == "optimizer":  # a group choice: its name says it
+            parts.append(value)
+        else:
+            parts.append(f"{SHORT_KEYS.get(key, key)}={format_value(value)}")
+    return " ".join(parts)

@@ -1,0 +1,119 @@
+"""The typed schema behind every YAML file in conf/, registered in Hydra's ConfigStore.
+
+The schemas declare keys and types only; every value (and its comment) lives in the YAML files, the one
+place defaults are set. Hydra merges each YAML onto its schema, so an unknown key or a value of the wrong
+type is rejected while the config is composed. Schema nodes are stored under `schema/`, where no command
+line can select them as an option of a group.
+"""
+
+from dataclasses import dataclass, field, make_dataclass
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from src.nn.optim import OPTIMIZERS, knobs
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class Init(str, Enum):
+    assignment = "assignment"  # W1 ~ N(0, 2/(d+H)), W2 ~ N(0, 4/(H+k)), zero biases
+    he = "he"  # W ~ N(0, 2/fan_in), zero biases
+    glorot = "glorot"  # W ~ N(0, 2/(fan_in+fan_out)), zero biases
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    val_fraction: float = MISSING
+
+
+@dataclass
+class DigitsConfig(DataConfig):
+    test_fraction: float = MISSING
+
+
+@dataclass
+class IdxConfig(DataConfig):
+    root: str = MISSING
+    download: bool = MISSING
+    cache_dir: str = MISSING
+
+
+@dataclass
+class NpzConfig(DataConfig):
+    path: str = MISSING
+
+
+@dataclass
+class ModelConfig:
+    hidden_size: int = MISSING
+    decay: float = MISSING
+    init: Init = MISSING
+    dtype: DType = MISSING
+
+
+@dataclass
+class OptimizerConfig:
+    """Every optimizer has a name, a learning rate and a batch size; its own knobs are its extra fields,
+    which are passed to its class in `src.nn.optim.OPTIMIZERS` by name."""
+
+    name: str = MISSING
+    lr: float = MISSING
+    batch_size: int = MISSING
+
+
+def optimizer_schema(name: str) -> type:
+    """The schema of optimizer `name`: the shared keys plus its class's own knobs, typed as declared."""
+    fields = [(key, kind, field(default=MISSING)) for key, kind in knobs(name).items()]
+    schema = make_dataclass(f"{name.capitalize()}Config", fields, bases=(OptimizerConfig,))
+    schema.__module__ = __name__  # importable by name (below), so configs holding it pickle
+    return schema
+
+
+OPTIMIZER_SCHEMAS = {name: optimizer_schema(name) for name in OPTIMIZERS}
+globals().update({schema.__name__: schema for schema in OPTIMIZER_SCHEMAS.values()})
+
+
+@dataclass
+class TrackingConfig:
+    experiment: str = MISSING
+    uri: Optional[str] = None
+    run_name: Optional[str] = None
+    run_id: Optional[str] = None
+    log_weights: bool = MISSING
+
+
+@dataclass
+class Config:
+    data: Any = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: Any = MISSING
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    epochs: int = MISSING
+    seed: int = MISSING
+    divergence_factor: float = MISSING
+
+
+SCHEMAS = {
+    "data/digits": DigitsConfig,
+    "data/idx": IdxConfig,
+    "data/npz": NpzConfig,
+    "model/mlp": ModelConfig,
+    "tracking/mlflow": TrackingConfig,
+    **{f"optimizer/{name}": schema for name, schema in OPTIMIZER_SCHEMAS.items()},
+}
+
+
+def register_configs() -> None:
+    """Register the schemas, so the YAML files in conf/ can name them (`/schema/optimizer/sgd@_here_`)."""
+    store = ConfigStore.instance()
+    store.store(name="netsweep_config", node=Config)
+    for path, node in SCHEMAS.items():
+        group, name = path.split("/")
+        store.store(group=f"schema/{group}", name=name, node=node)

@@ -1,0 +1,73 @@
+"""Checks on raw arrays before anything trains on them: pixel rows, labels 0..k-1, matching lengths."""
+
+import hashlib
+
+import numpy as np
+
+from src.errors import DataError
+
+
+def _as_pixel_rows(X: np.ndarray, source: str, key: str) -> np.ndarray:
+    """Flatten images to rows, checking they are uint8 (0-255) or finite floats in [0, 1].
+
+    uint8 stays uint8 here (a quarter of the memory of float32); the split scales after selecting rows.
+    """
+    if X.dtype == object or not np.issubdtype(X.dtype, np.number):
+        raise DataError(f"{source}: {key} has dtype {X.dtype}; expected uint8 or float images")
+    if X.ndim < 2 or len(X) == 0:
+        raise DataError(f"{source}: {key} has shape {X.shape}; expected (n_images, ...) with n_images > 0")
+    rows = X.reshape(len(X), -1)
+    if rows.dtype == np.uint8:
+        return rows
+    if np.issubdtype(rows.dtype, np.integer):
+        if rows.min() < 0 or rows.max() > 255:
+            raise DataError(f"{source}: {key} holds integers outside 0-255")
+        return rows.astype(np.uint8)
+    rows = rows.astype(np.float32, copy=False)
+    if not np.isfinite(rows).all():
+        raise DataError(f"{source}: {key} holds NaN or infinite values")
+    low, high = float(rows.min()), float(rows.max())
+    if low < 0 or high > 1:
+        raise DataError(f"{source}: {key} values span [{low:g}, {high:g}]; expected uint8 0-255 or floats in [0, 1]")
+    return rows
+
+
+def _as_labels(y: np.ndarray, source: str, key: str, n_images: int) -> np.ndarray:
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{source}: {key} has shape {y.shape} and dtype {y.dtype}; expected 1-D integer labels")
+    if len(y) != n_images:
+        raise DataError(f"{source}: {key} has {len(y)} labels for {n_images} images")
+    return y.astype(np.int64)
+
+
+def check_arrays(arrays: dict, source: str) -> tuple[dict, int, str]:
+    """Validate raw arrays; return them as pixel rows, the number of classes k (labels 0..k-1) and their hash."""
+    X_train = _as_pixel_rows(arrays["X_train"], source, "X_train")
+    X_test = _as_pixel_rows(arrays["X_test"], source, "X_test")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise DataError(f"{source}: train images have {X_train.shape[1]} pixels, test images {X_test.shape[1]}")
+    y_train = _as_labels(arrays["y_train"], source, "y_train", len(X_train))
+    y_test = _as_labels(arrays["y_test"], source, "y_test", len(X_test))
+    num_classes = int(y_train.max()) + 1
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.min() < 0 or y.max() >= num_classes:
+            raise DataError(
+                f"{source}: {key} has labels in [{y.min()}, {y.max()}]; expected 0..{num_classes - 1}"
+            )
+    if num_classes < 2:
+        raise DataError(f"{source}: y_train holds a single class; a classifier needs at least two")
+    checked = {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}
+    return checked, num_classes, fingerprint(*checked.values())
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A short hash of array contents, shapes and dtypes.
+
+    A Dataset's fingerprint hashes the validated source arrays and the validation indices, so equal
+    fingerprints mean the same images, labels and split.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for array in arrays:
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()

@@ -1,0 +1,69 @@
+"""`load_dataset`: the `Dataset` a `data` config names, split with a seed, read once per process.
+
+Loaded data is cached per process, so a sweep worker that trains many configs reads the files once; with
+a `DataShare` the arrays are memory-mapped from what the sweep's parent decoded.
+"""
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional
+
+from src.data.checks import check_arrays
+from src.data.dataset import Dataset, split
+from src.data.shared import DataShare
+from src.data.sources import read_source
+
+NOT_SOURCE_KEYS = ("name", "val_fraction")  # data keys that do not change which files are read
+
+
+def _file_stamps(options: dict) -> tuple:
+    """Size and modification time of the files a config reads, so a replaced file is read anew."""
+    paths = [Path(options["path"])] if "path" in options else []
+    if "root" in options:
+        paths = sorted(Path(options["root"]).expanduser().glob("*-ubyte*"))
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file())
+
+
+def _source_key(data_cfg) -> tuple[str, tuple, tuple]:
+    options = {key: data_cfg[key] for key in data_cfg if key not in NOT_SOURCE_KEYS}
+    if "path" in options:
+        options["path"] = os.path.abspath(os.path.expanduser(options["path"]))
+    return str(data_cfg.name), tuple(sorted(options.items())), _file_stamps(options)
+
+
+def _share_key(name: str, options: tuple, stamps: tuple) -> str:
+    return f"{name}-{hashlib.sha256(repr((name, options, stamps)).encode()).hexdigest()[:16]}"
+
+
+@functools.lru_cache(maxsize=2)
+def _checked(name: str, options: tuple, stamps: tuple, share: Optional[DataShare]) -> tuple:
+    """(arrays, classes, source hash, source) read and validated once per process, or mapped from `share`."""
+    key = _share_key(name, options, stamps)
+    if share is not None:
+        published = share.read(key)
+        if published is not None:
+            return published
+    raw, source = read_source(name, dict(options))
+    checked, num_classes, source_hash = check_arrays(raw, source)
+    if share is None:
+        return checked, num_classes, source_hash, source
+    share.write(key, checked, num_classes, source_hash, source)
+    return share.read(key)
+
+
+@functools.lru_cache(maxsize=1)
+def _split_cached(source: tuple, share: Optional[DataShare], val_fraction: float, seed: int) -> Dataset:
+    checked, num_classes, source_hash, origin = _checked(*source, share)
+    return split(checked, num_classes, source_hash, source[0], val_fraction, seed, origin)
+
+
+def load_dataset(data_cfg, seed: int, share: Optional[DataShare] = None) -> Dataset:
+    """The dataset a `data` config names, split with `seed`; cached so repeated configs reuse it."""
+    return _split_cached(_source_key(data_cfg), share, float(data_cfg.val_fraction), int(seed))
+
+
+def share_source(data_cfg, share: DataShare) -> None:
+    """Decode `data_cfg`'s files once into `share`, for sweep workers to memory-map."""
+    _checked(*_source_key(data_cfg), share)

@@ -1,0 +1,64 @@
+"""Where images come from, by `data.name`: IDX folders (mnist, fashion_mnist), an .npz file, or
+scikit-learn's bundled digits. Each reader returns raw X_train, y_train, X_test, y_test arrays."""
+
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from src.data.idx import IDX_FILES, load_idx_dataset
+from src.errors import DataError
+
+ARRAY_NAMES = tuple(IDX_FILES)  # X_train, y_train, X_test, y_test
+
+
+def load_npz(path: str) -> dict:
+    """X_train, y_train, X_test, y_test from an .npz, never unpickling anything."""
+    npz_path = Path(path).expanduser()
+    if not npz_path.is_file():
+        raise DataError(f"{npz_path}: no such file; set data.path to an .npz holding X_train, y_train, X_test, y_test")
+    try:
+        loaded = np.load(npz_path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            raise DataError(f"{npz_path}: holds a single array, not an .npz archive of {', '.join(ARRAY_NAMES)}")
+        with loaded as archive:
+            missing = [key for key in ARRAY_NAMES if key not in archive.files]
+            if missing:
+                raise DataError(f"{npz_path}: missing arrays {missing} (has {archive.files})")
+            return {key: archive[key] for key in ARRAY_NAMES}
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "Object arrays" in str(exc):
+            raise DataError(
+                f"{npz_path}: holds object arrays (pickles), which are never loaded; save plain numeric arrays"
+            ) from None
+        raise DataError(f"{npz_path}: not an .npz archive ({exc})") from None
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise DataError(f"{npz_path}: not a readable .npz ({exc})") from None
+
+
+def load_digits_arrays(test_fraction: float) -> dict:
+    """scikit-learn's bundled digits, with a fixed test split (seed 0) so every run tests on the same images."""
+    from sklearn.datasets import load_digits  # deferred: scikit-learn's import costs ~0.7 s; digits only
+
+    bunch = load_digits()
+    X = (bunch.data / 16.0).astype(np.float32)  # pixel values are 0..16
+    y = bunch.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    n_test = int(round(test_fraction * len(y)))
+    test, train = order[:n_test], order[n_test:]
+    return {"X_train": X[train], "y_train": y[train], "X_test": X[test], "y_test": y[test]}
+
+
+def read_source(name: str, options: dict) -> tuple[dict, str]:
+    """The raw arrays of data source `name` and the text naming where they came from (for messages)."""
+    if name == "digits":
+        return load_digits_arrays(options["test_fraction"]), "digits"
+    if name in ("mnist", "fashion_mnist"):
+        raw = load_idx_dataset(name, options["root"], options["download"], options["cache_dir"])
+        return raw, str(Path(options["root"]).expanduser())
+    if name == "npz":
+        return load_npz(options["path"]), str(Path(options["path"]).expanduser())
+    raise DataError(f"data.name={name!r} is unknown; use digits, mnist, fashion_mnist or npz")

@@ -1,0 +1,90 @@
+"""Building a sweep's report: the figures and the leaderboard, logged under report/ on the sweep's parent
+run (and written to a folder when asked), the winner recorded on the parent, and a summary to print."""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from src.report import figures, leaderboard
+from src.report.figures import describe
+from src.report.load import SweepData, load_sweep
+from src.tracking import names
+
+WINNER_TAGS = ("winner.config", "winner.run_ids", "winner.val_acc", "winner.tied_with")
+
+
+@dataclass
+class Report:
+    data: SweepData
+    table: list
+    written: list = field(default_factory=list)  # local files written
+    logged: list = field(default_factory=list)  # artifact paths on the parent run
+
+
+def build_report(store, sweep_id: str, out_dir: Optional[Path] = None) -> Report:
+    """Read the sweep back, draw and rank it, log it on its parent run; also write it into `out_dir`."""
+    data = load_sweep(store, sweep_id)
+    report = Report(data, leaderboard.rows(data))
+    texts = {"leaderboard.csv": leaderboard.to_csv(report.table),
+             "leaderboard.md": leaderboard.to_markdown(report.table, data.swept_keys)}
+    drawings = {"curves.png": figures.sweep_curves(data, f"sweep {sweep_id}: validation curves")}
+    if data.swept_keys:
+        drawings["heatmap.png"] = figures.sweep_heatmap(data, f"sweep {sweep_id}: best validation accuracy")
+    parent = store.run_log(data.parent_run_id)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        parent.log_text(text, f"{names.REPORT_DIR}/{name}")
+        report.logged.append(f"{names.REPORT_DIR}/{name}")
+        if out_dir is not None:
+            (out_dir / name).write_text(text)
+            report.written.append(out_dir / name)
+    for name, figure in drawings.items():
+        parent.log_figure(figure, f"{names.REPORT_DIR}/{name}")
+        report.logged.append(f"{names.REPORT_DIR}/{name}")
+        if out_dir is not None:
+            figure.savefig(out_dir / name, dpi=110)
+            report.written.append(out_dir / name)
+        figures.plt.close(figure)
+    parent.set_tags(winner_tags(data))
+    return report
+
+
+def winner_tags(data: SweepData) -> dict:
+    """What the parent run records of the winner: its config, runs and score, and any config it ties with."""
+    best = [g for g in data.groups if g.score.rank == 1 and g.score.has_score]
+    if not best:
+        return {WINNER_TAGS[0]: "(no config has a result)"}
+    first = best[0]
+    return {
+        WINNER_TAGS[0]: describe(data.swept_keys, first.values) if data.swept_keys else first.members[0].name,
+        WINNER_TAGS[1]: " ".join(m.run_id for m in first.members),
+        WINNER_TAGS[2]: f"{first.score.acc:.6g}",
+        WINNER_TAGS[3]: "; ".join(describe(data.swept_keys, g.values) for g in best[1:]) or "-",
+    }
+
+
+def summary(report: Report) -> list[str]:
+    """The lines a person reads at the end: the winner (and ties), how to reproduce it, where things are."""
+    data = report.data
+    best = [g for g in data.groups if g.score.rank == 1 and g.score.has_score]
+    lines = []
+    if not best:
+        lines.append("no config has a result; nothing to rank")
+    else:
+        first, row = best[0], report.table[0]
+        spread = f" ± {row['best_val_acc_std']:.4f}" if row["seeds"] > 1 else ""
+        test = "" if math.isnan(row["test_acc"]) else f", test_acc {row['test_acc']:.4f}"
+        setting = describe(data.swept_keys, first.values) if data.swept_keys else first.members[0].name
+        lines.append(f"best config: {setting}: best val_acc {first.score.acc:.4f}{spread}{test} "
+                     f"({row['seeds']} run(s))")
+        if len(best) > 1:
+            others = "; ".join(describe(data.swept_keys, g.values) for g in best[1:])
+            lines.append(f"tied with: {others} (same accuracy and loss; more epochs or seeds would separate them)")
+        winner = max((m for m in first.members if m.outcome.is_result), key=lambda m: m.best_val_acc)
+        lines.append(f"reproduce it: {leaderboard.reproduce_command(winner)}")
+    lines.extend(f"wrote {path}" for path in report.written)
+    lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))
+    return lines
+

@@ -1,0 +1,140 @@
+"""A sweep read back from its tracking store: its parent's manifest, every member run and its curves,
+grouped by config over seeds and ranked (src/report/ranking.py)."""
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from src.config.identity import REPLICATE_KEY
+from src.outcomes import Outcome
+from src.report.ranking import Entry, Score, rank
+from src.tracking import names
+
+PREFERRED_AXES = ("optimizer.lr", "model.decay")  # the assignment's question, when both are swept
+IGNORED_PREFIXES = ("tracking.",)  # params that say where a run was recorded, not what it trained
+
+
+@dataclass
+class Member:
+    """One run of the sweep."""
+
+    run_id: str
+    name: str
+    outcome: Outcome
+    params: dict
+    metrics: dict
+    overrides: str
+    history: dict = field(default_factory=dict)  # metric -> per-epoch list
+    reused: bool = False  # trained by an earlier sweep (resume), not by this one
+
+    @property
+    def best_val_acc(self) -> float:
+        values = self.history.get("val_acc") or []
+        return float(self.metrics.get("best_val_acc", max(values) if values else math.nan))
+
+    @property
+    def best_val_loss(self) -> float:
+        values = self.history.get("val_loss") or []
+        return float(self.metrics.get("best_val_loss", min(values) if values else math.nan))
+
+    @property
+    def epochs_logged(self) -> int:
+        return len(self.history.get("val_loss") or [])
+
+
+@dataclass
+class ConfigGroup:
+    """The runs of one config across seeds, and its place in the ranking."""
+
+    values: tuple  # the swept values (seed excluded), in the order of `swept_keys`
+    members: list
+    score: Optional[Score] = None
+
+    def stat(self, metric: str) -> tuple[float, float]:
+        """Mean and standard deviation over the seeds with a result (NaN when none has one)."""
+        values = [getattr(m, metric) if metric in ("best_val_acc", "best_val_loss") else m.metrics.get(metric)
+                  for m in self.members if m.outcome.is_result and m.outcome != Outcome.DIVERGED]
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        if not values:
+            return math.nan, math.nan
+        return float(np.mean(values)), float(np.std(values))
+
+    @property
+    def diverged(self) -> bool:
+        return any(m.outcome == Outcome.DIVERGED for m in self.members)
+
+    @property
+    def pruned(self) -> bool:
+        return any(m.outcome == Outcome.PRUNED for m in self.members)
+
+
+@dataclass
+class SweepData:
+    sweep_id: str
+    parent_run_id: str
+    members: list
+    swept_keys: list
+    groups: list  # ranked: best first
+    defaults: Optional[dict] = None  # the flattened default config the sweep recorded (older sweeps: None)
+
+    @property
+    def seeds(self) -> int:
+        return max((len(g.members) for g in self.groups), default=0)
+
+
+def load_sweep(store, sweep_id: str) -> SweepData:
+    """Everything the report needs, read from the store. Raises LookupError for an unknown sweep id."""
+    parent = store.find_sweep(sweep_id)
+    if parent is None:
+        raise LookupError(f"no sweep with id {sweep_id!r} in {store.uri}; check the id and MLFLOW_TRACKING_URI")
+    manifest = store.read_json(parent.run_id, names.MANIFEST)
+    entries = [e for e in manifest.get("configs", []) if e.get("run_id")]
+    if not entries:  # no manifest: the runs tagged with the sweep
+        entries = [{"run_id": r.run_id} for r in store.runs([parent.experiment_id], sweep_id=sweep_id)
+                   if r.run_id != parent.run_id]
+    members = [_member(store, entry) for entry in entries]
+    keys = swept_keys(members)
+    groups = ranked_groups(members, keys)
+    return SweepData(sweep_id, parent.run_id, members, keys, groups, manifest.get("defaults"))
+
+
+def _member(store, entry: dict) -> Member:
+    run = store.run(entry["run_id"])
+    return Member(run.run_id, run.name, run.outcome, run.params, run.metrics, run.tags.get(names.OVERRIDES, ""),
+                  store.history(run.run_id), bool(entry.get("reused", False)))
+
+
+def swept_keys(members: list) -> list:
+    """Params whose value differs between member runs (tracking settings and the seed excluded; runs that
+    logged no params, which older sweeps left for configs that never started, do not count)."""
+    members = [m for m in members if m.params]
+    keys = sorted({key for m in members for key in m.params})
+    varying = [key for key in keys if not key.startswith(IGNORED_PREFIXES) and key != REPLICATE_KEY
+               and len({m.params.get(key) for m in members}) > 1]
+    preferred = [key for key in PREFERRED_AXES if key in varying]
+    return preferred + [key for key in varying if key not in preferred]
+
+
+def sort_value(value: Optional[str]):
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def ranked_groups(members: list, keys: list) -> list[ConfigGroup]:
+    """Members grouped by their swept values (seeds together), best first by the one ranking."""
+    by_values = defaultdict(list)
+    for member in members:
+        by_values[tuple(member.params.get(key) for key in keys)].append(member)
+    scores = rank(Entry(values, m.outcome, m.best_val_acc, m.best_val_loss)
+                  for values, group in by_values.items() for m in group)
+    return [ConfigGroup(s.group, by_values[s.group], s) for s in scores]
+
+
+def axis_values(data: SweepData, position: int) -> list:
+    """The distinct values of swept key `position`, in numeric order."""
+    return sorted({g.values[position] for g in data.groups}, key=sort_value)

@@ -1,0 +1,93 @@
+"""The one ranking of a sweep's configs, used by the progress line, the console summary, the leaderboard,
+the heatmap's frame and the winner recorded on the parent run.
+
+A config's score is the mean over its seeds of the best validation accuracy (over epochs, not the last
+one); ties are broken by the mean best validation loss, and what is still equal is a tie, shown as one.
+Configs without a result (diverged, error, killed, not yet done) rank last.
+"""
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable, Optional
+
+from src.outcomes import Outcome
+
+SCORED = (Outcome.FINISHED, Outcome.PRUNED)  # outcomes whose best validation accuracy counts
+TIE_TOLERANCE = 1e-9
+
+
+@dataclass
+class Entry:
+    """One run as the ranking sees it."""
+
+    group: Hashable  # runs of one config over seeds share it
+    outcome: Outcome
+    best_val_acc: float = math.nan
+    best_val_loss: float = math.nan
+
+
+@dataclass
+class Score:
+    group: Hashable
+    acc: float  # mean best validation accuracy over the scored seeds (NaN: none yet)
+    acc_std: float
+    loss: float  # mean best validation loss over the same seeds
+    scored: int  # seeds with a score
+    seeds: int  # seeds known so far
+    outcomes: list = field(default_factory=list)
+    rank: int = 0
+    tied: bool = False  # equal to another config in accuracy and loss
+
+    @property
+    def has_score(self) -> bool:
+        return not math.isnan(self.acc)
+
+    def seeds_text(self, expected: Optional[int] = None) -> str:
+        """'2 of 3 seeds done' while replicates are missing, '' for a single seed."""
+        total = max(expected or 0, self.seeds)
+        return f"{self.scored} of {total} seeds done" if total > 1 and self.scored < total else ""
+
+
+def _score(group: Hashable, entries: list[Entry]) -> Score:
+    scored = [e for e in entries if e.outcome in SCORED and not math.isnan(e.best_val_acc)]
+    accs = [e.best_val_acc for e in scored]
+    losses = [e.best_val_loss for e in scored if not math.isnan(e.best_val_loss)]
+    return Score(
+        group=group,
+        acc=statistics.fmean(accs) if accs else math.nan,
+        acc_std=statistics.pstdev(accs) if accs else math.nan,
+        loss=statistics.fmean(losses) if losses else math.inf,
+        scored=len(scored),
+        seeds=len(entries),
+        outcomes=sorted({e.outcome.value for e in entries}),
+    )
+
+
+def _sort_key(score: Score) -> tuple:
+    return (0, -score.acc, score.loss) if score.has_score else (1, 0.0, 0.0)
+
+
+def _equal(a: Score, b: Score) -> bool:
+    return (a.has_score and b.has_score and abs(a.acc - b.acc) <= TIE_TOLERANCE
+            and (abs(a.loss - b.loss) <= TIE_TOLERANCE or a.loss == b.loss))
+
+
+def rank(entries: Iterable[Entry]) -> list[Score]:
+    """Scores best first, each with its rank; configs equal in accuracy and loss share a rank (`tied`)."""
+    by_group: dict = {}
+    for entry in entries:
+        by_group.setdefault(entry.group, []).append(entry)
+    scores = sorted((_score(group, members) for group, members in by_group.items()), key=_sort_key)
+    for position, score in enumerate(scores):
+        previous = scores[position - 1] if position else None
+        if previous is not None and _equal(previous, score):
+            score.rank, score.tied, previous.tied = previous.rank, True, True
+        else:
+            score.rank = position + 1
+    return scores
+
+
+def winners(scores: list[Score]) -> list[Score]:
+    """The configs ranked first (more than one when they tie); [] when nothing has a score."""
+    return [s for s in scores if s.rank == 1 and s.has_score]

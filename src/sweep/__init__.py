@@ -1,0 +1,2 @@
+"""Sweeps: plan a batch of Hydra jobs, resume what is done, dispatch the rest to a worker pool, reconcile
+what came back, report progress; the pool and the tracking store are collaborators passed in."""

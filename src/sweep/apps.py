@@ -1,0 +1,232 @@
+"""What a sweep does around each job, by the kind of Hydra app it runs.
+
+`HydraApp` is any Hydra app: jobs run isolated in worker processes, with thread limits and progress,
+and Hydra gets back exactly what its own launchers return. `NetsweepApp` is netsweep's: every config is
+checked before anything runs, the sweep is grouped in MLflow (a parent run, a child per config), configs
+with a result are resumed rather than retrained, the data is decoded once for all workers, and the sweep
+ends with a report.
+"""
+
+import logging
+import math
+from pathlib import Path
+from typing import Optional
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.config.checks import validate
+from src.config.identity import REPLICATE_KEY, config_hash, flatten, group_hash, to_plain
+from src.config.naming import run_name
+from src.config.schema import Config
+from src.data.loader import share_source
+from src.data.shared import DataShare
+from src.errors import ConfigError, DataError, RunDiverged, SweepIncomplete, WorkerLost
+from src.experiment import SweepJob
+from src.outcomes import Outcome
+from src.report.build import build_report, summary
+from src.sweep.dispatch import none_untouched
+from src.sweep.jobs import failure
+from src.sweep.plan import Job
+from src.sweep.record import SweepRecord, sweep_id_for
+from src.sweep.slots import WorkerDied
+from src.tracking.store import open_store, resolve_uri
+
+log = logging.getLogger("netsweep.sweep")
+
+
+def is_netsweep_config(config: DictConfig) -> bool:
+    """True for a config composed from netsweep's own schema (conf/config.yaml)."""
+    return OmegaConf.get_type(config) is Config
+
+
+def _tell_job(config: DictConfig, uri: str, run_id: str) -> None:
+    """The job's config names the store and the run it records into (so its params say so too), and its
+    console goes to its log file only: the parent's console shows the sweep's progress."""
+    with open_dict(config):
+        config.tracking.uri, config.tracking.run_id = uri, run_id
+        handlers = OmegaConf.select(config, "hydra.job_logging.root.handlers")
+        if handlers is not None and "file" in handlers:
+            config.hydra.job_logging.root.handlers = ["file"]
+
+
+class HydraApp:
+    """Any Hydra app (see the module docstring)."""
+
+    def __init__(self, master: DictConfig, settings):
+        self.master, self.settings = master, settings
+        self.label = "sweep"
+        self.jobs: list[Job] = []
+
+    def plan(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            job.name = " ".join(job.overrides) or f"job {job.index}"
+            job.key = job.group = job.group_name = job.name
+
+    def start(self, jobs: list[Job], composer, pool) -> None:
+        """The first batch is planned and the pool ready: set up whatever the sweep needs once."""
+
+    def prepare(self, jobs: list[Job]) -> None:
+        self.jobs.extend(jobs)
+
+    def context_of(self, job: Job):
+        return None
+
+    def read_result(self, job: Job, result) -> None:
+        if isinstance(result, WorkerDied):
+            job.outcome, job.reason = Outcome.KILLED, f"its worker process died ({result.reason})"
+            job.job_return = JobReturn(overrides=job.overrides, cfg=job.task_config, hydra_cfg=job.config,
+                                       status=JobStatus.FAILED)
+            job.job_return.return_value = WorkerLost(f"job {job.index} ({job.name}): {job.reason}")
+            return
+        job.job_return = result
+        exc = failure(result)
+        job.outcome = Outcome.FINISHED if exc is None else Outcome.ERROR
+        job.reason = "" if exc is None else f"{type(exc).__name__}: {exc}"
+
+    untouched = staticmethod(none_untouched)
+
+    def running(self, jobs: list[Job]) -> list:
+        return []
+
+    def after_batch(self, jobs: list[Job], interrupted: bool) -> None:
+        pass
+
+    def finish(self, interrupted: bool) -> list[str]:
+        """The sweep is over: what to print."""
+        counts = {o: sum(j.outcome == o for j in self.jobs) for o in Outcome if o.ended}
+        return ["done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)] if self.jobs else []
+
+    def job_return(self, job: Job) -> JobReturn:
+        return job.job_return
+
+
+class NetsweepApp(HydraApp):
+    """netsweep's own app (see the module docstring)."""
+
+    def __init__(self, master: DictConfig, settings, store_opener=open_store):
+        super().__init__(master, settings)
+        self.open_store = store_opener
+        self.uri = resolve_uri(master.tracking.uri)
+        self.record: Optional[SweepRecord] = None
+        self.share: Optional[DataShare] = None
+        self.report_dir = Path(str(master.hydra.sweep.dir)) / "report"
+
+    def plan(self, jobs: list[Job]) -> None:
+        """Check every config of the batch here, so a bad value fails the sweep before any run exists."""
+        for job in jobs:
+            task = job.task_config
+            try:
+                validate(task)
+            except ConfigError as exc:
+                raise ConfigError(f"sweep job #{job.index} ({' '.join(job.overrides)}): {exc}") from None
+            job.key, job.group = config_hash(task), group_hash(task)
+            job.name = run_name(task, job.overrides)
+            job.group_name = run_name(task, [o for o in job.overrides
+                                             if not o.lstrip("+").startswith(f"{REPLICATE_KEY}=")])
+
+    def start(self, jobs: list[Job], composer, pool) -> None:
+        """Open the store and the parent run; decode the data once for the workers."""
+        if pool is not None:
+            pool.check_store(self.uri)
+        store = self.open_store(self.uri)  # creates a fresh store, here, before any worker starts
+        sweeper = str(OmegaConf.select(self.master, "hydra.sweeper._target_", default=""))
+        sweep_id = sweep_id_for(str(self.master.tracking.experiment), [j.key for j in jobs], sweeper)
+        defaults = {k: str(v) for k, v in flatten(to_plain(Job(-1, [], composer.compose([], -1)).task_config)).items()}
+        command = " ".join(self.master.hydra.overrides.task)
+        self.record = SweepRecord.open(store, str(self.master.tracking.experiment), sweep_id, command, defaults)
+        self.label = f"sweep {sweep_id}"
+        print(f"[{self.label}] parent run {self.record.parent_run_id} in experiment "
+              f"'{self.master.tracking.experiment}' ({self.uri})", flush=True)
+        self.share = DataShare.create()
+
+    def prepare(self, jobs: list[Job]) -> None:
+        super().prepare(jobs)
+        self.record.prepare(jobs, resume=self.settings.resume, params_of=self._params)
+        for job in jobs:
+            if job.reused:
+                print(f"[{self.label}] skip {job.name}: already {job.outcome.value} in run {job.run_id}", flush=True)
+        to_run = [j for j in jobs if not j.reused]
+        for data in {OmegaConf.to_yaml(j.config.data): j.config.data for j in to_run}.values():
+            try:
+                share_source(data, self.share)
+            except DataError:
+                pass  # the configs that use it will each end `error` with this message
+
+    def _params(self, job: Job) -> dict:
+        """Once a job has its run: its config names the run, and its params are the config's (as the run
+        itself will log them)."""
+        _tell_job(job.config, self.uri, job.run_id)
+        return flatten(to_plain(job.task_config))
+
+    def context_of(self, job: Job) -> SweepJob:
+        return SweepJob(job.run_id, self.uri, self.share)
+
+    def read_result(self, job: Job, result) -> None:
+        if isinstance(result, WorkerDied):
+            job.outcome, job.reason = Outcome.KILLED, f"its worker process died ({result.reason})"
+        else:
+            job.job_return = result
+            exc = failure(result)
+            if exc is None:
+                job.outcome, job.value = Outcome.FINISHED, result.return_value
+            elif isinstance(exc, RunDiverged):
+                job.outcome, job.reason = Outcome.DIVERGED, str(exc)
+            elif isinstance(exc, (WorkerLost, KeyboardInterrupt)):
+                job.outcome, job.reason = Outcome.KILLED, str(exc)
+            else:
+                job.outcome, job.reason = Outcome.ERROR, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        try:
+            self.record.read_result(job)  # the run's own account: pruned, its final metrics
+        except Exception as exc:  # a busy store must not lose the job's outcome
+            log.warning(f"netsweep: could not read back run {job.run_id}: {exc}")
+
+    def untouched(self, jobs: list[Job]) -> list[Job]:
+        return self.record.untouched(jobs)
+
+    def running(self, jobs: list[Job]) -> list:
+        return self.record.running(jobs)
+
+    def after_batch(self, jobs: list[Job], interrupted: bool) -> None:
+        self.record.reconcile(jobs, interrupted)
+        self.record.write_manifest()
+
+    def failures(self) -> str:
+        failed = [j for j in self.jobs if j.outcome.failed or not j.outcome.ended]
+        if not failed:
+            return ""
+        listed = "; ".join(f"{j.name}: {j.outcome.value} ({(j.reason.splitlines() or [''])[0][:120]})"
+                           for j in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        return (f"{len(failed)} of {len(self.jobs)} configs did not finish: {listed}{more}. "
+                "Rerun the same command to train only those (see their runs in MLflow)")
+
+    def finish(self, interrupted: bool) -> list[str]:
+        """Build the report on the parent run, close it, and say how it went and where everything is."""
+        if self.record is None:
+            return []
+        lines = []
+        try:
+            report = build_report(self.record.store, self.record.sweep_id, self.report_dir)
+            lines.extend(summary(report))
+        except Exception as exc:  # a report problem must not hide the sweep's own outcome
+            lines.append(f"could not build the report: {type(exc).__name__}: {exc}")
+        self.record.close(self.jobs, interrupted, self.failures())
+        if self.share is not None:
+            self.share.remove()
+        counts = {o: sum(j.outcome == o for j in self.jobs) for o in Outcome if o.ended}
+        reused = sum(j.reused for j in self.jobs)
+        lines.append("done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
+                     + f" ({reused} reused). Browse: mlflow ui --backend-store-uri {self.uri}")
+        lines.append(f"rebuild the comparison: python -m src.report {self.record.sweep_id}")
+        return lines
+
+    def job_return(self, job: Job) -> JobReturn:
+        """What the sweeper gets: the objective for results (a diverged config: inf), else a failure."""
+        ret = job.job_return or JobReturn(overrides=job.overrides, cfg=job.task_config, hydra_cfg=job.config)
+        if job.outcome.is_result:
+            value = job.value if job.outcome != Outcome.DIVERGED else math.inf
+            ret.status, ret.return_value = JobStatus.COMPLETED, math.inf if value is None else value
+        else:
+            ret.status, ret.return_value = JobStatus.FAILED, SweepIncomplete(self.failures())
+        return ret

@@ -1,0 +1,74 @@
+"""Running planned jobs on a worker pool until each has a result or a reason it has none.
+
+A job whose worker process dies ends `killed` and the others carry on. Should the pool itself break (a
+lost Dask worker, say), the jobs that had started end `killed` and those that had not go to a fresh pool.
+"""
+
+import logging
+from typing import Callable, Iterable
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn
+
+from src.sweep.jobs import execute_job
+from src.sweep.plan import Job
+from src.sweep.slots import WorkerDied
+
+log = logging.getLogger("netsweep.sweep")
+
+
+def dispatch(pool, jobs: list[Job], hydra_context, task_function, *, context_of: Callable, untouched: Callable,
+             on_result: Callable[[Job, object], None]) -> None:
+    """Run `jobs` on `pool`; `on_result(job, JobReturn or WorkerDied)` is called as each ends.
+
+    `context_of(job)` is what the worker enters around the job; `untouched(jobs)` says which of them
+    never started (after the pool broke, only those are safe to run again).
+    """
+    singleton_state = Singleton.get_state()
+    by_index = {job.index: job for job in jobs}
+    pending = list(jobs)
+    while pending:
+        calls = [(execute_job, (job.config, hydra_context, task_function, singleton_state, pool.threads,
+                                context_of(job))) for job in pending]
+        done = set()
+        try:
+            for result in pool.run(calls):
+                job = by_index[_job_index(result)]
+                done.add(job.index)
+                on_result(job, result)
+            return
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # the pool broke: a worker died (SIGKILL, out of memory, lost node)
+            remaining = [job for job in pending if job.index not in done]
+            again = _after_pool_failure(remaining, exc, untouched, on_result)
+            if not done and len(again) == len(pending):  # the pool cannot run anything: do not loop
+                for job in again:
+                    on_result(job, WorkerDied((job.config,), f"could not be dispatched: {exc}"))
+                return
+            pending = again
+            pool.restart()
+
+
+def _job_index(result) -> int:
+    if isinstance(result, WorkerDied):
+        return result.args[0].hydra.job.num
+    assert isinstance(result, JobReturn)
+    return result.hydra_cfg.hydra.job.num
+
+
+def _after_pool_failure(jobs: list[Job], exc: Exception, untouched: Callable, on_result) -> list[Job]:
+    """Jobs that were running when the pool broke end `killed`; those that never started go again."""
+    fresh = {job.index for job in untouched(jobs)}
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__
+    for job in jobs:
+        if job.index not in fresh:
+            log.warning(f"netsweep: {job.name} was killed: its worker process died ({reason})")
+            on_result(job, WorkerDied((job.config,), reason))
+    return [job for job in jobs if job.index in fresh]
+
+
+def none_untouched(jobs: Iterable[Job]) -> list[Job]:
+    """For apps with no record of which jobs started: none is known to be safe to run again."""
+    return []
+

@@ -1,0 +1,54 @@
+"""What runs in a worker: one job, as Hydra's own launchers run it (`run_job`: its output directory, its
+saved .hydra/ configs, Hydra's singletons and callbacks), with the worker's BLAS threads limited."""
+
+import contextlib
+import io
+import pickle
+from typing import Optional
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from omegaconf import DictConfig
+from threadpoolctl import threadpool_limits
+
+from src import interrupts
+
+
+def execute_job(config: DictConfig, hydra_context, task_function, singleton_state: dict,
+                threads: Optional[int], context=None) -> JobReturn:
+    """Run one job in a worker. The parent composed its config, so a worker on another machine needs the
+    code installed but not the config files. `threads` limits BLAS/OpenMP threads (None: leave them as the
+    worker was started, as Dask's nanny sets them); `context`, when given, is entered around the job."""
+    interrupts.install()  # in a local worker process; Dask runs tasks on threads, where it does nothing
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    HydraConfig.instance().set_config(config)
+    with threadpool_limits(limits=threads), (context if context is not None else contextlib.nullcontext()):
+        ret = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    return _sendable(ret)
+
+
+def failure(ret: JobReturn) -> Optional[BaseException]:
+    """The exception a failed job raised (None when it completed), read through JobReturn's public API."""
+    if ret.status != JobStatus.FAILED:
+        return None
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # the getter also prints "Error executing job ..."
+            ret.return_value
+    except BaseException as exc:  # noqa: B036 - JobReturn re-raises whatever the task raised
+        return exc
+    return None
+
+
+def _sendable(ret: JobReturn) -> JobReturn:
+    """The job's return, with an exception that cannot travel back to the parent replaced by its text."""
+    exc = failure(ret)
+    if exc is not None:
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            ret.return_value = RuntimeError(f"{type(exc).__name__}: {exc}")
+            ret.status = JobStatus.FAILED
+    return ret

@@ -1,0 +1,142 @@
+"""A netsweep sweep as its tracking store holds it: one parent "sweep" run, a child run per config, and
+the parent's manifest (which config trained in which run, and the sweep's defaults), so the report can be
+rebuilt from the store alone.
+
+The parent and every child are created here, in the sweep's parent process, before any worker starts:
+workers only attach to the child run made for them (concurrent creation races, mlflow issue 10334).
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from src.outcomes import Outcome
+from src.sweep.plan import Job
+from src.tracking import names
+
+REUSED_FROM = "netsweep.reused_from"  # on a child that stands for a result an earlier sweep trained
+REPORTABLE = ("best_val_acc", "best_val_loss", "test_acc", "test_loss", "best_epoch")
+
+
+def sweep_id_for(experiment: str, keys: Sequence[str], sweeper: str = "") -> str:
+    """The same grid (or the same first batch of the same sweeper) in the same experiment gets the same id,
+    which is what lets a rerun resume it."""
+    text = experiment + "|" + sweeper + "|" + ",".join(sorted(keys))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class SweepRecord:
+    store: object
+    experiment_id: str
+    sweep_id: str
+    parent_run_id: str
+    entries: dict = field(default_factory=dict)  # config key -> manifest entry
+    defaults: dict = field(default_factory=dict)
+    resumed: bool = False  # the parent existed: this is a rerun of the same sweep
+
+    @classmethod
+    def open(cls, store, experiment: str, sweep_id: str, command: str, defaults: dict) -> "SweepRecord":
+        """Create (or, for the same sweep, reopen) the experiment and the parent run."""
+        experiment_id = store.experiment_id(experiment)
+        store.prefer_wal()
+        found = store.find_sweep(sweep_id, experiment_id)
+        if found is not None:
+            store.run_log(found.run_id).reopen()
+            manifest = store.read_json(found.run_id, names.MANIFEST)
+            entries = {e["config_hash"]: e for e in manifest.get("configs", [])}
+            return cls(store, experiment_id, sweep_id, found.run_id, entries, manifest.get("defaults") or defaults,
+                       resumed=True)
+        parent = store.create_run(experiment_id, f"sweep {sweep_id}", {
+            names.SWEEP_ID: sweep_id, names.ROLE: names.ROLE_SWEEP, names.OUTCOME: Outcome.RUNNING.value,
+            names.SWEEP_OVERRIDES: command,
+        })
+        return cls(store, experiment_id, sweep_id, parent.run_id, {}, defaults)
+
+    def prepare(self, jobs: list[Job], resume: bool, params_of: Callable[[Job], dict]) -> None:
+        """Jobs whose config already has a result are `reused` (resume); the rest get a SCHEDULED child run,
+        with the params `params_of(job)` gives once the job knows its run (so a config that never gets to
+        start still shows its settings)."""
+        done = self.store.results_by_config(self.experiment_id) if resume else {}
+        for job in jobs:
+            previous = done.get(job.key)
+            if previous is not None:
+                job.run_id, job.outcome, job.reused = previous.run_id, previous.outcome, True
+                job.metrics = {k: previous.metrics[k] for k in REPORTABLE if k in previous.metrics}
+                job.value = previous.metrics.get("best_val_loss")
+                self._link(job, previous)
+            else:
+                child = self.store.create_run(self.experiment_id, job.name, {
+                    names.SWEEP_ID: self.sweep_id, names.CONFIG_HASH: job.key, names.GROUP_HASH: job.group,
+                    names.OUTCOME: Outcome.SCHEDULED.value, names.OVERRIDES: " ".join(job.overrides),
+                }, parent_run_id=self.parent_run_id, scheduled=True)
+                job.run_id = child.run_id
+                child.log_params(params_of(job))
+            self.entries[job.key] = {**self.entries.get(job.key, {}), "config_hash": job.key, "name": job.name,
+                                     "overrides": job.overrides, "run_id": job.run_id, "reused": job.reused}
+        self.write_manifest()
+
+    def _link(self, job: Job, previous) -> None:
+        """A child under this sweep's parent standing for a result an earlier sweep trained, so the UI
+        shows every config of the sweep under its parent. It carries the original's params and final
+        metrics, and points at it; the report reads the original."""
+        entry = self.entries.get(job.key, {})
+        if previous.parent_run_id == self.parent_run_id or entry.get("link_run_id"):
+            return
+        link = self.store.create_run(self.experiment_id, f"{job.name} (reused)", {
+            names.SWEEP_ID: self.sweep_id, REUSED_FROM: previous.run_id, names.OUTCOME: previous.outcome.value,
+            names.OVERRIDES: " ".join(job.overrides),
+        }, parent_run_id=self.parent_run_id)
+        link.log_params(previous.params)
+        link.log_metrics(job.metrics)
+        link.close(previous.outcome, f"reused: trained in run {previous.run_id}")
+        self.entries[job.key] = {**entry, "link_run_id": link.run_id}
+
+    def write_manifest(self) -> None:
+        manifest = {"sweep_id": self.sweep_id, "configs": list(self.entries.values()), "defaults": self.defaults}
+        self.store.run_log(self.parent_run_id).log_text(json.dumps(manifest, indent=1), names.MANIFEST)
+
+    # --- while running ----------------------------------------------------------------------------
+
+    def read_result(self, job: Job) -> None:
+        """The outcome and final metrics the job's run recorded."""
+        run = self.store.run(job.run_id)
+        if run.outcome.ended:
+            job.outcome = run.outcome
+            job.reason = job.reason or run.tags.get(names.FAILURE_REASON, "")
+        job.metrics = {k: run.metrics[k] for k in REPORTABLE if k in run.metrics}
+
+    def untouched(self, jobs: list[Job]) -> list[Job]:
+        """The jobs whose run no worker has started (safe to dispatch again)."""
+        return [job for job in jobs if job.run_id and self.store.phase(job.run_id) == Outcome.SCHEDULED]
+
+    def running(self, jobs: list[Job]) -> list[tuple]:
+        """(name, "epoch k") of the jobs whose run is training now."""
+        found = []
+        for job in jobs:
+            if job.outcome == Outcome.SCHEDULED and job.run_id and self.store.phase(job.run_id) == Outcome.RUNNING:
+                found.append((job.name, f"epoch {self.store.epochs_logged(job.run_id)}"))
+        return found
+
+    # --- the end ------------------------------------------------------------------------------------
+
+    def reconcile(self, jobs: list[Job], interrupted: bool) -> None:
+        """Close every child run this sweep created that a worker left open (killed, interrupted, crashed)."""
+        for job in jobs:
+            if job.reused or job.run_id is None:
+                continue
+            if not job.outcome.ended:
+                job.outcome = Outcome.KILLED
+                job.reason = "the sweep was interrupted" if interrupted else "its worker ended without a result"
+            if not self.store.phase(job.run_id).ended:
+                self.store.run_log(job.run_id).close(job.outcome, job.reason or None)
+
+    def close(self, jobs: list[Job], interrupted: bool, failures: str) -> None:
+        """Close the parent with the sweep's outcome, named by how many configs it holds."""
+        self.write_manifest()
+        outcome = Outcome.KILLED if interrupted else (Outcome.ERROR if failures else Outcome.FINISHED)
+        parent = self.store.run_log(self.parent_run_id)
+        parent.rename(f"sweep {self.sweep_id} ({len(self.entries)} configs)")
+        parent.set_tags({"n_configs": len(self.entries)})
+        parent.close(outcome, failures or None)

@@ -1,0 +1,115 @@
+"""`SweepRunner`: everything a sweep does in the parent process, from the first batch to the last.
+
+Hydra's sweeper calls `launch` once per batch (a grid is one batch; Optuna asks for a few trials at a
+time). The runner plans each batch (src/sweep/plan.py), lets the app check and record it
+(src/sweep/apps.py), dispatches what is left to train to its worker pool (src/sweep/dispatch.py) and
+reports progress across batches. `finish` ends the sweep once: after the batch that completes the number
+of configs the sweeper announced, or when Hydra's multirun ends, or when the command is interrupted.
+"""
+
+import logging
+import os
+from typing import Callable, Optional, Sequence
+
+from hydra.core.utils import JobReturn, configure_log, setup_globals
+from omegaconf import DictConfig, OmegaConf
+
+from src.sweep.apps import HydraApp, NetsweepApp, is_netsweep_config
+from src.sweep.dispatch import dispatch
+from src.sweep.plan import Composer, Job
+from src.sweep.pool import WorkerPool, check_settings
+from src.sweep.progress import Progress
+from src.sweep.settings import LauncherSettings
+
+log = logging.getLogger("netsweep.sweep")
+
+
+def announced_total(config: DictConfig) -> Optional[int]:
+    """How many configs the sweeper says it will run, when its config says (Optuna's n_trials)."""
+    trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
+    return int(trials) if isinstance(trials, int) else None
+
+
+class SweepRunner:
+    def __init__(self, hydra_context, task_function, config: DictConfig, settings: LauncherSettings, *,
+                 app: Optional[HydraApp] = None, pool_factory: Callable = WorkerPool):
+        self.hydra_context, self.task_function, self.config, self.settings = (
+            hydra_context, task_function, config, settings)
+        check_settings(settings)
+        tracked = settings.mlflow if settings.mlflow is not None else is_netsweep_config(config)
+        self.app = app or (NetsweepApp(config, settings) if tracked else HydraApp(config, settings))
+        self.pool_factory = pool_factory
+        self.total = announced_total(config)
+        self.composer: Optional[Composer] = None
+        self.pool = None
+        self.progress: Optional[Progress] = None
+        self.done = 0
+        self.finished = False
+
+    def expect(self, total: int) -> None:
+        """The sweeper knows how many configs the whole sweep has."""
+        self.total = total
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        os.makedirs(str(self.config.hydra.sweep.dir), exist_ok=True)
+        self.composer = self.composer or Composer(self.hydra_context.config_loader, self.config)
+        jobs = [Job(initial_job_idx + i, list(o), self.composer.compose(o, initial_job_idx + i))
+                for i, o in enumerate(job_overrides)]
+        self.app.plan(jobs)  # a bad value stops the sweep here, before any run exists
+        if self.progress is None:
+            self._start(jobs)
+        self.app.prepare(jobs)
+        self.progress.batch(jobs)
+        self.done += len(jobs)
+        interrupted = False
+        try:
+            self._run([j for j in jobs if not j.reused])
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            self.app.after_batch(jobs, interrupted)
+            if interrupted or (self.total is not None and self.done >= self.total):
+                self.finish(interrupted)
+        return [self.app.job_return(job) for job in jobs]
+
+    def _start(self, jobs: list[Job]) -> None:
+        if self.total is None and OmegaConf.select(self.config, "hydra.sweeper.max_batch_size", default=0) is None:
+            self.total = len(jobs)  # Hydra's basic sweeper without batches: this is the whole sweep
+        if self.settings.backend == "dask":  # connect first: a store the cluster cannot reach is refused early
+            self._open_pool(len(jobs))
+        self.app.start(jobs, self.composer, self.pool)
+        self.progress = Progress(self.app.label, self.settings.progress_interval_s,
+                                 lambda: self.app.running(self.app.jobs))
+        self.progress.total = self.total
+
+    def _run(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        if self.pool is None:
+            self._open_pool(len(jobs))
+
+        def on_result(job: Job, result) -> None:
+            self.app.read_result(job, result)
+            self.progress.job_done(job)
+
+        dispatch(self.pool, jobs, self.hydra_context, self.task_function, context_of=self.app.context_of,
+                 untouched=self.app.untouched, on_result=on_result)
+
+    def _open_pool(self, n_jobs: int) -> None:
+        self.pool = self.pool_factory(self.settings, self.total or n_jobs).open()
+        self.pool.check_store(getattr(self.app, "uri", ""))
+
+    def finish(self, interrupted: bool = False) -> None:
+        """End the sweep (once): stop the workers, let the app close its records, print the summary."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.progress is not None:
+            self.progress.stop()
+        if self.pool is not None:
+            self.pool.close(abort=interrupted)
+        for line in self.app.finish(interrupted):
+            print(f"[{self.app.label}] {line}", flush=True)

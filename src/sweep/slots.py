@@ -1,0 +1,126 @@
+"""A joblib backend in which one worker process dying costs only the call it was running.
+
+joblib's own loky backend runs every worker in one process pool: when a worker dies (SIGKILL, the
+out-of-memory killer), the pool is broken, loky kills the other workers too, and joblib aborts the
+whole batch. Here each worker is a pool of its own (a "slot": a single-process loky executor). A call
+whose process dies comes back as a `WorkerDied` result carrying the call's arguments, the slot gets a
+fresh process, and every other call carries on.
+
+joblib documents `register_parallel_backend` but not the backend API itself, so this module is the one
+place that depends on it (`ParallelBackendBase`, `submit` with a callback, the retrieve-callback pair,
+`BatchedCalls.items`). pyproject.toml pins joblib to the versions tests/unit/sweep/test_slots.py checked.
+"""
+
+import collections
+import functools
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from joblib import cpu_count
+from joblib.parallel import ParallelBackendBase
+from loky import BrokenProcessPool, ProcessPoolExecutor
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@dataclass
+class WorkerDied:
+    """Stands in for the result of a call whose worker process died before returning."""
+
+    args: tuple
+    reason: str
+
+
+class ProcessSlotsBackend(ParallelBackendBase):
+    """n independent single-process loky executors, fed from one queue (register it with joblib, or
+    pass an instance to `parallel_config(backend=...)`)."""
+
+    supports_retrieve_callback = True
+
+    def __init__(self, threads: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.threads = threads  # BLAS/OpenMP threads each worker process starts with (None: unlimited)
+        self._slots = []  # slot index -> its executor
+        self._idle = []  # indices of slots with nothing to run
+        self._waiting = collections.deque()  # (batch, future) not yet handed to a slot
+        self._lock = threading.RLock()  # a slot's callback can run inside _start_waiting, on this thread
+        self.parallel = None
+
+    def effective_n_jobs(self, n_jobs):
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 has no meaning")
+        return max(cpu_count() + 1 + n_jobs, 1) if n_jobs < 0 else n_jobs
+
+    def configure(self, n_jobs=1, parallel=None, **_):
+        n_jobs = self.effective_n_jobs(n_jobs)
+        with self._lock:
+            if len(self._slots) != n_jobs:
+                self._shutdown_slots()
+                self._slots = [self._new_slot() for _ in range(n_jobs)]
+                self._idle = list(range(n_jobs))
+        self.parallel = parallel
+        return n_jobs
+
+    def _new_slot(self) -> ProcessPoolExecutor:
+        env = {name: str(self.threads) for name in THREAD_VARIABLES} if self.threads else {}
+        return ProcessPoolExecutor(max_workers=1, env=env)
+
+    def submit(self, func, callback=None):
+        future = Future()
+        if callback is not None:
+            future.add_done_callback(callback)
+        with self._lock:
+            self._waiting.append((func, future))
+        self._start_waiting()
+        return future
+
+    def _start_waiting(self) -> None:
+        with self._lock:
+            while self._idle and self._waiting:
+                slot = self._idle.pop()
+                batch, future = self._waiting.popleft()
+                inner = self._slots[slot].submit(batch)
+                inner.add_done_callback(functools.partial(self._done, slot, batch, future))
+
+    def _done(self, slot, batch, future, inner) -> None:
+        died = False
+        try:
+            future.set_result(inner.result())
+        except BrokenProcessPool as exc:  # the slot's process died: only this batch is lost
+            reason = str(exc).splitlines()[0]
+            future.set_result([WorkerDied(args, reason) for _, args, _ in batch.items])
+            died = True
+        except BaseException as exc:
+            future.set_exception(exc)
+        with self._lock:
+            if slot >= len(self._slots):  # stopped meanwhile: nothing to hand back
+                return
+            if died:
+                self._slots[slot] = self._new_slot()
+            self._idle.append(slot)
+        self._start_waiting()
+
+    def retrieve_result_callback(self, future):
+        return future.result()
+
+    def abort_everything(self, ensure_ready=True):
+        """Ctrl-C or an error in the caller: stop every process now."""
+        with self._lock:
+            self._waiting.clear()
+            self._shutdown_slots()
+            n_jobs = len(self._slots)
+            self._slots, self._idle = [], []
+        if ensure_ready and n_jobs:
+            self.configure(n_jobs=n_jobs, parallel=self.parallel)
+
+    def stop(self) -> None:
+        """Stop the idle processes at once (they would otherwise linger until interpreter exit)."""
+        with self._lock:
+            self._shutdown_slots()
+            self._slots, self._idle = [], []
+
+    def _shutdown_slots(self) -> None:
+        for executor in self._slots:
+            executor.shutdown(wait=False, kill_workers=True)

@@ -1,0 +1,270 @@
+"""The MLflow side of tracking: a `Store` (one tracking URI) and a `RunLog` (one run being written).
+
+Every call is retried while the store is busy (src/tracking/retry.py). Outcomes map to MLflow statuses
+here, and searches are written in MLflow's filter syntax here, so neither leaves the package.
+"""
+
+import io
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars on netsweep's console
+
+import numpy as np  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from src.outcomes import RESULTS, Outcome  # noqa: E402
+from src.tracking import names  # noqa: E402
+from src.tracking.retry import with_retries  # noqa: E402
+from src.tracking.store import SQLITE_PREFIX, RunRecord, result_per_config  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep schema-migration chatter off the console
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+STATUS = {  # the MLflow status each outcome is shown with
+    Outcome.SCHEDULED: "SCHEDULED",
+    Outcome.RUNNING: "RUNNING",
+    Outcome.FINISHED: "FINISHED",
+    Outcome.DIVERGED: "FAILED",
+    Outcome.PRUNED: "FINISHED",  # a result, not a failure: the run is whole up to where it stopped
+    Outcome.ERROR: "FAILED",
+    Outcome.KILLED: "KILLED",
+}
+PHASE = {"SCHEDULED": Outcome.SCHEDULED, "RUNNING": Outcome.RUNNING, "FINISHED": Outcome.FINISHED,
+         "FAILED": Outcome.ERROR, "KILLED": Outcome.KILLED}
+OPEN = ("SCHEDULED", "RUNNING")
+BATCH_LIMIT = 100  # MLflow accepts at most 100 params (and 1000 metrics) per log_batch call
+PAGE = 1000
+
+
+class _RetryingClient:
+    """An MlflowClient whose every call is retried while the store is busy."""
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        value = getattr(self._client, name)
+        return with_retries(value) if callable(value) else value
+
+
+def _phase(run) -> Outcome:
+    """How a run stands: open runs by their status, ended ones by their outcome tag."""
+    status = run.info.status
+    if status in OPEN:
+        return PHASE[status]
+    tagged = run.data.tags.get(names.OUTCOME)
+    return Outcome(tagged) if tagged in Outcome._value2member_map_ and Outcome(tagged).ended else PHASE[status]
+
+
+def _record(run) -> RunRecord:
+    tags = run.data.tags
+    return RunRecord(
+        run_id=run.info.run_id,
+        name=run.info.run_name,
+        experiment_id=run.info.experiment_id,
+        outcome=_phase(run),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+        parent_run_id=tags.get("mlflow.parentRunId"),
+        start_time_ms=run.info.start_time or 0,
+    )
+
+
+def _quoted(value: str) -> str:
+    return "'" + str(value).replace("'", "\\'") + "'"
+
+
+class Store:
+    """One tracking store. MLflow creates or migrates a SQLite store on first use, which happens here."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self._client = _RetryingClient(MlflowClient(tracking_uri=uri))
+        self._client.search_experiments(max_results=1)  # opens (and on a fresh file, creates) the store now
+
+    # --- experiments ------------------------------------------------------------------------------
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment `name`, created if missing (tolerating another process creating it first)."""
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                self._client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        try:
+            return self._client.create_experiment(name)
+        except MlflowException:
+            experiment = self._client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def prefer_wal(self) -> None:
+        """Switch a local SQLite store to write-ahead logging, so readers (progress, the UI) never block the
+        writers of a sweep. The mode is stored in the file; other stores are left alone."""
+        if self.uri.startswith(SQLITE_PREFIX):
+            with sqlite3.connect(self.uri[len(SQLITE_PREFIX) :], timeout=30) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def create_run(self, experiment_id: str, name: str, tags: dict, parent_run_id: Optional[str] = None,
+                   scheduled: bool = False) -> "RunLog":
+        """A new run, RUNNING (or SCHEDULED: created for a worker that has not started yet)."""
+        tags = {k: str(v) for k, v in tags.items()}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = self._client.create_run(experiment_id, run_name=name, tags=tags)
+        if scheduled:
+            self._client.update_run(run.info.run_id, status=STATUS[Outcome.SCHEDULED])
+        return RunLog(self._client, run.info.run_id)
+
+    def attach_run(self, run_id: str, tags: dict) -> "RunLog":
+        """Take over a run created elsewhere (a sweep's parent creates its children): it is RUNNING now."""
+        self._client.update_run(run_id, status=STATUS[Outcome.RUNNING])
+        log = RunLog(self._client, run_id)
+        log.set_tags({names.OUTCOME: Outcome.RUNNING.value, **tags})
+        return log
+
+    def run_log(self, run_id: str) -> "RunLog":
+        """Write to an existing run without changing how it stands."""
+        return RunLog(self._client, run_id)
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunRecord:
+        return _record(self._client.get_run(run_id))
+
+    def phase(self, run_id: str) -> Outcome:
+        return _phase(self._client.get_run(run_id))
+
+    def runs(self, experiment_ids: Iterable[str], *, sweep_id: Optional[str] = None, sweeps_only: bool = False,
+             config_hash: Optional[str] = None, outcomes: Iterable[Outcome] = ()) -> list[RunRecord]:
+        """Runs of the experiments matching every criterion given (any of `outcomes`), across result pages."""
+        outcomes = [Outcome(o).value for o in outcomes]
+        if len(outcomes) > 1:  # MLflow's filter has no IN for tags: one search per outcome
+            return [run for outcome in outcomes for run in self.runs(
+                experiment_ids, sweep_id=sweep_id, sweeps_only=sweeps_only, config_hash=config_hash,
+                outcomes=[outcome])]
+        clauses = []
+        if sweep_id:
+            clauses.append(f"tags.{names.SWEEP_ID} = {_quoted(sweep_id)}")
+        if sweeps_only:
+            clauses.append(f"tags.`{names.ROLE}` = {_quoted(names.ROLE_SWEEP)}")
+        if config_hash:
+            clauses.append(f"tags.{names.CONFIG_HASH} = {_quoted(config_hash)}")
+        if outcomes:
+            clauses.append(f"tags.{names.OUTCOME} = {_quoted(outcomes[0])}")
+        found, token = [], None
+        while True:
+            page = self._client.search_runs(list(experiment_ids), " and ".join(clauses), max_results=PAGE,
+                                            page_token=token)
+            found.extend(_record(run) for run in page)
+            token = page.token
+            if not token:
+                return found
+
+    def results_by_config(self, experiment_id: str) -> dict:
+        """{config_hash: run} of every run of the experiment that ended with a result (finished preferred)."""
+        return result_per_config(self.runs([experiment_id], outcomes=RESULTS))
+
+    def find_sweep(self, sweep_id: str, experiment_id: Optional[str] = None) -> Optional[RunRecord]:
+        """The parent run of sweep `sweep_id`, in one experiment or searched across all of them."""
+        experiment_ids = [experiment_id] if experiment_id else [
+            e.experiment_id for e in self._client.search_experiments()
+        ]
+        for chunk_start in range(0, len(experiment_ids), 100):
+            found = self.runs(experiment_ids[chunk_start : chunk_start + 100], sweep_id=sweep_id, sweeps_only=True)
+            if found:
+                return found[0]
+        return None
+
+    def history(self, run_id: str, metrics: Iterable[str] = names.EPOCH_METRICS) -> dict:
+        """{metric: [value at epoch 1, epoch 2, ...]} as logged so far."""
+        curves = {}
+        for key in metrics:
+            points = sorted(self._client.get_metric_history(run_id, key), key=lambda m: m.step)
+            curves[key] = [m.value for m in points]
+        return curves
+
+    def epochs_logged(self, run_id: str) -> int:
+        return len(self._client.get_metric_history(run_id, "val_acc"))
+
+    def read_json(self, run_id: str, name: str) -> dict:
+        """A JSON artifact of a run, or {} when the run has none by that name."""
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = self._client.download_artifacts(run_id, name, folder)
+            except (MlflowException, OSError):
+                return {}
+            return json.loads(Path(path).read_text())
+
+    def artifacts(self, run_id: str, folder: str = "") -> list[str]:
+        """Paths of a run's artifacts (recursively)."""
+        found = []
+        for item in self._client.list_artifacts(run_id, folder or None):
+            found.extend(self.artifacts(run_id, item.path) if item.is_dir else [item.path])
+        return found
+
+
+class RunLog:
+    """One MLflow run, written as training goes: params, per-epoch metrics, artifacts, outcome."""
+
+    def __init__(self, client, run_id: str):
+        self._client, self.run_id = client, run_id
+
+    def set_tags(self, tags: dict) -> None:
+        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def rename(self, name: str) -> None:
+        self._client.update_run(self.run_id, name=name)
+
+    def log_params(self, params: dict) -> None:
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), BATCH_LIMIT):
+            self._client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_text(self, text: str, name: str) -> None:
+        self._client.log_text(self.run_id, text, name)
+
+    def log_file(self, path: Path, folder: Optional[str] = None) -> None:
+        self._client.log_artifact(self.run_id, str(path), folder)
+
+    def log_figure(self, figure, name: str) -> None:
+        self._client.log_figure(self.run_id, figure, name)
+
+    def log_arrays(self, arrays: dict, name: str) -> None:
+        """Arrays as an .npz artifact (plain arrays only: readable with allow_pickle=False)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_bytes(buffer.getvalue())
+            self._client.log_artifact(self.run_id, str(path))
+
+    def reopen(self) -> None:
+        """An ended run taking up work again (a resumed sweep's parent)."""
+        self._client.update_run(self.run_id, status=STATUS[Outcome.RUNNING])
+        self.set_tags({names.OUTCOME: Outcome.RUNNING.value})
+
+    def close(self, outcome: Outcome, reason: Optional[str] = None) -> None:
+        """End the run with the status its outcome maps to, tagging `outcome` (and `failure_reason`)."""
+        tags = {names.OUTCOME: Outcome(outcome).value}
+        if reason:
+            tags[names.FAILURE_REASON] = reason[:5000]
+        self.set_tags(tags)
+        self._client.set_terminated(self.run_id, status=STATUS[Outcome(outcome)])

@@ -1,0 +1,29 @@
+"""Tag and artifact names, defined once for whoever writes a run and whoever reads it back."""
+
+# Tags every run carries
+OUTCOME = "outcome"  # an `Outcome` value
+FAILURE_REASON = "failure_reason"  # why a run ended other than finished (first 5000 characters)
+CONFIG_HASH = "config_hash"  # the hash of the config's results-relevant settings (resume matches on it)
+GROUP_HASH = "group_hash"  # the same without the seed: equal across the replicates of one setting
+DATA_FINGERPRINT = "data_fingerprint"
+OVERRIDES = "overrides"  # the command line's overrides of this config
+SWEEP_ID = "sweep_id"  # on a sweep's parent and on every run it trained
+ROLE = "netsweep.role"  # "sweep" on a sweep's parent run
+ROLE_SWEEP = "sweep"
+SWEEP_OVERRIDES = "sweep_overrides"  # on a parent: the sweep's command line
+
+# Artifacts
+MANIFEST = "sweep.json"  # on a parent: which config trained in which run, and the sweep's defaults
+FIGURE_ONE = "figure1.png"
+WEIGHTS = "weights.npz"
+HISTORY = "history.csv"
+CONFIG = "config.yaml"
+TRACEBACK = "traceback.txt"
+REPORT_DIR = "report"  # on a parent: the sweep's comparison (figures and leaderboard)
+
+# Metrics
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")  # logged per epoch (step = epoch)
+
+# Provenance (MLflow's own tag for the commit, so its UI links it)
+GIT_COMMIT = "mlflow.source.git.commit"
+GIT_DIRTY = "git_dirty"

@@ -1,0 +1,89 @@
+"""The CLI end to end in a subprocess, each with its own SQLite store; results read back from MLflow."""
+
+import csv
+import io
+import signal
+
+import numpy as np
+import pytest
+
+from ..helpers import read_store, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_run_is_tracked_whole_and_reproducible(cli):
+    first = cli("epochs=6")
+    assert first.returncode == 0, first.stderr
+    assert "test accuracy" in first.stdout and f"mlflow ui --backend-store-uri {cli.uri}" in first.stdout
+    second = cli("epochs=6")
+    assert second.returncode == 0, second.stderr
+    view = read_store(cli.uri)
+    assert len(view.runs) == 2
+    run = view.runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "finished"
+    assert run.info.run_name == "lr=0.1 decay=1e-4 h=256 epochs=6"
+    params = run.data.params
+    assert params["optimizer.lr"] == "0.1" and params["model.hidden_size"] == "256"
+    assert params["data.name"] == "digits" and params["epochs"] == "6" and params["tracking.experiment"] == "netsweep"
+    for key in ("config_hash", "data_fingerprint", "mlflow.source.git.commit"):
+        assert run.data.tags.get(key), key
+    for name in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"):
+        assert view.steps(run, name) == list(range(1, 7)), name
+    losses = view.history(run, "val_loss")
+    assert view.history(run, "train_loss")[-1] < view.history(run, "train_loss")[0]
+    assert view.history(view.runs[1], "val_loss") == losses
+    assert view.runs[1].data.tags["config_hash"] == run.data.tags["config_hash"]
+    assert run.data.metrics["test_acc"] > 0.9 and 0 < run.data.metrics["best_epoch"] <= 6
+
+    assert {"config.yaml", "figure1.png", "weights.npz", "history.csv"} <= set(view.artifacts(run))
+    folder = cli.cwd / "downloaded"
+    folder.mkdir()
+    local = view.client.download_artifacts(run.info.run_id, "", str(folder))
+    with np.load(f"{local}/weights.npz", allow_pickle=False) as weights:
+        assert weights["W1"].shape == (64, 256) and weights["W2"].shape == (256, 10)
+    rows = list(csv.DictReader(io.StringIO(open(f"{local}/history.csv").read())))
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(losses, rel=1e-6)
+    assert open(f"{local}/figure1.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "hidden_size: 256" in open(f"{local}/config.yaml").read()
+
+
+def test_bad_inputs_exit_2_with_one_line_and_no_run(cli):
+    for args, needle in [
+        (["optimizer.lr=-1"], "optimizer.lr"),
+        (["model.hiden_size=3"], "did you mean model.hidden_size?"),
+        (["optimizer.l=0.1"], "did you mean optimizer.lr?"),
+        (["data=npz", f"data.path={cli.cwd}/none.npz"], "none.npz"),
+        (["optimizer.batch_size=100000"], "optimizer.batch_size"),
+    ]:
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)
+        assert "+" not in lines[0], lines[0]
+    assert read_store(cli.uri).runs == []
+
+
+def test_divergence_fails_the_run_with_its_reason_and_curves(cli):
+    result = cli("optimizer.lr=1e4", "epochs=3")
+    assert result.returncode == 3
+    assert "diverged at epoch 1" in result.stderr and "Traceback" not in result.stderr
+    view = read_store(cli.uri)
+    (run,) = view.runs
+    assert run.info.status == "FAILED" and run.data.tags["outcome"] == "diverged"
+    assert "epoch 1, step" in run.data.tags["failure_reason"]
+    assert {"figure1.png", "history.csv"} <= set(view.artifacts(run))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_ends_the_run_killed(cli, sig):
+    process = run_cli(["epochs=100000"], cli.cwd, background=True)
+    for line in process.stdout:  # wait until training is under way
+        if line.startswith("epoch"):
+            break
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    (run,) = read_store(cli.uri).runs
+    assert run.info.status == "KILLED" and run.data.tags["outcome"] == "killed"

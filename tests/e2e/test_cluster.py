@@ -1,0 +1,161 @@
+"""Sweeps on a real Dask cluster logging to a real MLflow tracking server, all on 127.0.0.1.
+
+Each fixture starts its processes in their own session and stops the whole group when done.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+
+from ..helpers import read_store, run_cli
+
+pytestmark = pytest.mark.slow
+distributed = pytest.importorskip("distributed")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stop(process) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _start(args, cwd, log):
+    return subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_until(check, what, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not come up in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("server")
+    port = _free_port()
+    with open(folder / "server.log", "w") as log:
+        server = _start(
+            ["mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/server.db",
+             "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"],
+            folder, log,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, "mlflow server")
+        yield uri
+    finally:
+        _stop(server)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A `dask scheduler` and two single-threaded `dask worker` processes."""
+    folder = tmp_path_factory.mktemp("dask")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    log = open(folder / "dask.log", "w")
+    processes = [_start(["dask", "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                         "--no-dashboard"], folder, log)]
+    processes += [
+        _start(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+                "--host", "127.0.0.1"], folder, log)
+        for _ in range(2)
+    ]
+    client = None
+    try:
+        def two_workers():
+            nonlocal client
+            client = client or distributed.Client(address, timeout=5, set_as_default=False)
+            return len(client.scheduler_info()["workers"]) == 2
+        _wait_until(two_workers, "dask scheduler and workers")
+        yield SimpleNamespace(address=address, client=client)
+    finally:
+        if client is not None:
+            client.close()
+        for process in processes[::-1]:
+            _stop(process)
+        log.close()
+
+
+def _sweep(tmp_path, tracking_uri, *args):
+    return run_cli(["-m", *args], tmp_path, uri=tracking_uri, background=True)
+
+
+def _experiment_runs(uri, experiment):
+    view = read_store(uri, experiment)
+    return view.client, view.runs
+
+
+def test_sweep_on_dask_workers_logs_everything_through_the_server(tmp_path, mlflow_server, dask_cluster):
+    sweep = _sweep(tmp_path, mlflow_server, "optimizer.lr=0.05,0.1", "model.decay=0,1e-4", "epochs=3",
+                   "hydra.launcher.backend=dask", f"hydra.launcher.address={dask_cluster.address}",
+                   "tracking.experiment=on-dask")
+    stdout, stderr = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, stderr
+    client, runs = _experiment_runs(mlflow_server, "on-dask")
+    children = [r for r in runs if r.data.tags.get("netsweep.role") != "sweep"]
+    assert len(children) == 4 and {r.info.status for r in children} == {"FINISHED"}
+    worker_pids = {str(pid) for pid in dask_cluster.client.run(os.getpid).values()}
+    assert {r.data.tags["worker_pid"] for r in children} <= worker_pids  # trained on the Dask workers
+    for run in children:
+        assert "figure1.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 3
+    (parent,) = [r for r in runs if r.data.tags.get("netsweep.role") == "sweep"]
+    assert "report" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
+
+
+def test_a_lost_dask_worker_ends_its_config_killed(tmp_path, mlflow_server, dask_cluster):
+    sweep = _sweep(tmp_path, mlflow_server, "epochs=2,100000", "hydra.launcher.backend=dask",
+                   f"hydra.launcher.address={dask_cluster.address}", "tracking.experiment=lost-worker",
+                   "hydra.launcher.progress_interval_s=1")
+
+    def long_config_pid():
+        for run in _experiment_runs(mlflow_server, "lost-worker")[1]:
+            if run.info.status == "RUNNING" and run.data.params.get("epochs") == "100000":
+                return int(run.data.tags["worker_pid"])
+        return None
+
+    _wait_until(long_config_pid, "the long config")
+    _wait_until(lambda: any(r.data.tags.get("outcome") == "finished"
+                            for r in _experiment_runs(mlflow_server, "lost-worker")[1]), "the short config")
+    os.kill(long_config_pid(), signal.SIGKILL)
+    _, stderr = sweep.communicate(timeout=300)
+    assert sweep.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    runs = _experiment_runs(mlflow_server, "lost-worker")[1]
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    by_epochs = {r.data.params.get("epochs"): r for r in runs if r.data.tags.get("netsweep.role") != "sweep"}
+    assert by_epochs["100000"].data.tags["outcome"] == "killed" and by_epochs["100000"].info.status == "KILLED"
+    assert by_epochs["2"].info.status == "FINISHED"
+    _wait_until(lambda: len(dask_cluster.client.scheduler_info()["workers"]) == 2, "the restarted worker")
+
+
+def test_local_cluster_is_started_and_stopped_by_the_sweep(cli):
+    result = cli("-m", "optimizer.lr=0.05,0.1", "epochs=2", "hydra.launcher.backend=dask", "hydra.launcher.n_jobs=2")
+    assert result.returncode == 0, result.stderr
+    _, runs = _experiment_runs(cli.uri, "netsweep")
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3

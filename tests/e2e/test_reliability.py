@@ -1,0 +1,191 @@
+"""Fault injection in subprocesses: bad inputs, interrupts, killed workers, a locked store, many writers."""
+
+import gzip
+import os
+import signal
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from ..helpers import IDX_FILES, read_store, run_cli, write_idx, write_idx_folder
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(uri):
+    view = read_store(uri)
+    return view.client, view.runs
+
+
+def _bad_files(folder):
+    """One broken data source per kind of damage, as (overrides, what the message must name)."""
+    cases = {}
+    for kind in ("truncated", "magic", "count"):
+        root = folder / kind
+        root.mkdir()
+        write_idx_folder(root)
+        images = root / (IDX_FILES["X_train"] + ".gz")
+        if kind == "truncated":
+            images.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + (40).to_bytes(4, "big") * 3)[:-6])
+        elif kind == "magic":
+            write_idx(images, np.zeros((40, 6, 6)), magic=0x0801)
+        else:
+            write_idx(root / (IDX_FILES["y_train"] + ".gz"), np.zeros(41))
+        cases[kind] = (["data=mnist", f"data.root={root}", "data.download=false"], str(root))
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(50, 4, 4)).astype(np.uint8)
+    good = {"X_train": X, "y_train": np.arange(50) % 3, "X_test": X[:5], "y_test": np.arange(5) % 3}
+    for kind, change in {
+        "nan": {"X_train": np.where(X > 128, np.nan, 0.5)},
+        "inf": {"X_train": np.where(X > 128, np.inf, 0.5)},
+        "pickle": {"X_train": X.astype(object)},
+        "labels": {"y_train": good["y_train"] - 1},
+        "lengths": {"y_train": good["y_train"][:-3]},
+    }.items():
+        path = folder / f"{kind}.npz"
+        np.savez(path, **{**good, **change})
+        cases[kind] = (["data=npz", f"data.path={path}"], str(path))
+    unreadable = folder / "unreadable.npz"
+    np.savez(unreadable, **good)
+    unreadable.chmod(0)
+    if os.access(unreadable, os.R_OK):  # root reads anything: corrupt it instead
+        unreadable.write_bytes(b"PK\x03\x04 not really a zip")
+    cases["unreadable"] = (["data=npz", f"data.path={unreadable}"], str(unreadable))
+    cases["missing"] = (["data=npz", f"data.path={folder / 'absent.npz'}"], "absent.npz")
+    return cases
+
+
+CONFIG_CASES = {
+    "lr zero": (["optimizer.lr=0"], "optimizer.lr"),
+    "lr not a number": (["optimizer.lr=fast"], "optimizer.lr"),
+    "batch < 1": (["optimizer.batch_size=0"], "optimizer.batch_size"),
+    "hidden < 1": (["model.hidden_size=0"], "model.hidden_size"),
+    "epochs < 1": (["epochs=0"], "epochs"),
+    "decay < 0": (["model.decay=-1"], "model.decay"),
+    "val_fraction 1.5": (["data.val_fraction=1.5"], "data.val_fraction"),
+    "unknown option": (["optimizer=rmsprop"], "optimizer/rmsprop"),
+    "unknown key": (["+model.depth=3"], "model.depth"),
+    "typo": (["model.hiden_size=3"], "did you mean model.hidden_size?"),
+    "schema node": (["data=digits_schema"], "available options"),
+    "batch > train set": (["optimizer.batch_size=5000"], "optimizer.batch_size"),
+}
+
+
+def test_every_bad_input_gets_one_line_exit_2_and_no_run(cli):
+    cases = {**CONFIG_CASES, **_bad_files(cli.cwd)}
+    for name, (args, needle) in cases.items():
+        result = cli(*args)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2, (name, result.stderr)
+        assert len(lines) == 1 and needle in lines[0], (name, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout, name
+    assert not _runs(cli.uri)[1], "a bad input created a run"
+
+
+def _start(cli, *args):
+    """Start the CLI; for a sweep, return once its store exists (polling a fresh store while the sweep
+    creates it would race its schema migration, which is not what these tests are about)."""
+    process = run_cli(list(args), cli.cwd, background=True)
+    if "-m" in args:
+        for line in process.stdout:
+            if " configs (" in line:  # "[sweep ...] training N configs (...)": the store is ready
+                break
+    return process
+
+
+def _wait_for(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def _running_long_config(cli):
+    """The worker pid of the long config, once it is training."""
+    def find():
+        for run in _runs(cli.uri)[1]:
+            if run.info.status == "RUNNING" and run.data.params.get("epochs") == "100000":
+                return int(run.data.tags["worker_pid"])
+        return None
+    return _wait_for(find)
+
+
+def test_ctrl_c_stops_a_sweep_keeps_finished_configs_and_kills_running_ones(cli):
+    sweep = _start(cli, "-m", "epochs=2,100000", "hydra.launcher.n_jobs=2", "hydra.launcher.progress_interval_s=1")
+    _running_long_config(cli)
+    _wait_for(lambda: any(r.data.tags.get("outcome") == "finished" for r in _runs(cli.uri)[1]))
+    sweep.send_signal(signal.SIGINT)
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    runs = _runs(cli.uri)[1]
+    states = sorted((r.data.params.get("epochs", "sweep"), r.info.status, r.data.tags["outcome"]) for r in runs)
+    assert states == [("100000", "KILLED", "killed"), ("2", "FINISHED", "finished"), ("sweep", "KILLED", "killed")]
+
+
+def test_a_killed_worker_costs_only_its_config_and_the_rerun_trains_just_that(cli):
+    grid = ["-m", "optimizer.lr=0.05,0.1", "model.decay=0,1e-4", "epochs=400", "hydra.launcher.n_jobs=2",
+            "hydra.launcher.progress_interval_s=1"]
+    sweep = _start(cli, *grid)
+
+    def two_training():
+        client, runs = _runs(cli.uri)
+        running = [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("netsweep.role") != "sweep"]
+        training = [r for r in running if len(client.get_metric_history(r.info.run_id, "val_acc")) >= 5]
+        return training if len(training) == 2 else None
+
+    victim = _wait_for(two_training)[0]
+    os.kill(int(victim.data.tags["worker_pid"]), signal.SIGKILL)
+    stdout, stderr = sweep.communicate(timeout=300)
+    assert sweep.returncode == 1, stderr
+    assert "1 of 4 configs did not finish" in stderr and "Traceback" not in stderr
+    runs = _runs(cli.uri)[1]
+    assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
+    children = {r.info.run_id: r for r in runs if r.data.tags.get("netsweep.role") != "sweep"}
+    assert children[victim.info.run_id].info.status == "KILLED"
+    assert children[victim.info.run_id].data.tags["outcome"] == "killed"
+    assert sorted(r.data.tags["outcome"] for r in children.values()) == ["finished"] * 3 + ["killed"]
+
+    rerun = _start(cli, *grid)
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert "[4/4 configs done]" in stdout and stdout.count(" finished, best val_acc") == 1
+    retrained = [r for r in _runs(cli.uri)[1] if r.data.tags.get("config_hash") == victim.data.tags["config_hash"]]
+    assert sorted(r.data.tags["outcome"] for r in retrained) == ["finished", "killed"]
+
+
+def test_a_run_survives_its_store_being_locked_longer_than_sqlite_waits(cli):
+    run = _start(cli, "epochs=40")
+    for line in run.stdout:  # training under way: the store exists and the run logs each epoch
+        if line.startswith("epoch  1/"):
+            break
+    store = sqlite3.connect(str(cli.cwd / "mlflow.db"), timeout=60, isolation_level=None)
+    store.execute("BEGIN EXCLUSIVE")
+    time.sleep(23)  # MLflow's own busy timeout is 20 s
+    store.execute("COMMIT")
+    store.close()
+    run.communicate(timeout=120)
+    assert run.returncode == 0
+    client, (record,) = _runs(cli.uri)
+    assert record.info.status == "FINISHED"
+    for name in ("train_loss", "val_acc", "epoch_time_s"):
+        steps = sorted(m.step for m in client.get_metric_history(record.info.run_id, name))
+        assert steps == list(range(1, 41)), name
+
+
+def test_sixteen_configs_on_eight_workers_against_a_fresh_store(cli):
+    result = cli("-m", "optimizer.lr=0.02,0.05,0.1,0.2", "model.decay=0,1e-5,1e-4,1e-3", "epochs=3",
+                 "hydra.launcher.n_jobs=8", timeout=900)
+    assert result.returncode == 0, result.stderr
+    client, runs = _runs(cli.uri)
+    children = [r for r in runs if r.data.tags.get("netsweep.role") != "sweep"]
+    assert len(children) == 16 and {r.info.status for r in runs} == {"FINISHED"}
+    for run in children:
+        for name in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
+            assert sorted(steps) == [1, 2, 3], (run.info.run_name, name, steps)

@@ -1,0 +1,179 @@
+"""Stand-ins for a sweep's collaborators: a tracking store held in memory and a worker pool that runs
+jobs in this process, each able to misbehave the ways real ones do."""
+
+import itertools
+import json
+from typing import Optional
+
+from src.outcomes import RESULTS, Outcome
+from src.sweep.slots import WorkerDied
+from src.tracking import names
+from src.tracking.store import RunRecord, result_per_config
+
+
+class FakeRunLog:
+    def __init__(self, store: "FakeStore", run_id: str):
+        self.store, self.run_id = store, run_id
+
+    @property
+    def record(self) -> RunRecord:
+        return self.store.records[self.run_id]
+
+    def set_tags(self, tags: dict) -> None:
+        self.record.tags.update({k: str(v) for k, v in tags.items()})
+
+    def rename(self, name: str) -> None:
+        self.record.name = name
+
+    def log_params(self, params: dict) -> None:
+        for key, value in params.items():  # as MLflow: a param, once logged, keeps its value
+            if self.record.params.setdefault(key, str(value)) != str(value):
+                raise ValueError(f"Changing param values is not allowed: {key}")
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        for key, value in metrics.items():
+            self.record.metrics[key] = float(value)
+            self.store.histories.setdefault(self.run_id, {}).setdefault(key, []).append((step, float(value)))
+
+    def log_text(self, text: str, name: str) -> None:
+        self.store.artifacts_of.setdefault(self.run_id, {})[name] = text
+
+    def log_figure(self, figure, name: str) -> None:
+        self.store.artifacts_of.setdefault(self.run_id, {})[name] = "<figure>"
+
+    log_file = log_arrays = None
+
+    def reopen(self) -> None:
+        self.store.status[self.run_id] = Outcome.RUNNING
+        self.set_tags({names.OUTCOME: Outcome.RUNNING.value})
+
+    def close(self, outcome, reason: Optional[str] = None) -> None:
+        self.set_tags({names.OUTCOME: Outcome(outcome).value, **({names.FAILURE_REASON: reason} if reason else {})})
+        self.store.status[self.run_id] = Outcome(outcome)
+        self.record.outcome = Outcome(outcome)
+
+
+class FakeStore:
+    """The `Store` API of src/tracking/client.py, in memory."""
+
+    def __init__(self, uri: str = "fake://store"):
+        self.uri = uri
+        self.experiments: dict = {}
+        self.records: dict = {}
+        self.status: dict = {}
+        self.histories: dict = {}
+        self.artifacts_of: dict = {}
+        self._ids = itertools.count(1)
+        self.closed_by_parent: list = []
+
+    def experiment_id(self, name: str) -> str:
+        return self.experiments.setdefault(name, str(len(self.experiments) + 1))
+
+    def prefer_wal(self) -> None:
+        pass
+
+    def create_run(self, experiment_id, name, tags, parent_run_id=None, scheduled=False) -> FakeRunLog:
+        run_id = f"run{next(self._ids)}"
+        phase = Outcome.SCHEDULED if scheduled else Outcome.RUNNING
+        self.records[run_id] = RunRecord(run_id, name, experiment_id, phase, tags={k: str(v) for k, v in tags.items()},
+                                         parent_run_id=parent_run_id)
+        self.status[run_id] = self.records[run_id].outcome
+        return FakeRunLog(self, run_id)
+
+    def attach_run(self, run_id: str, tags: dict) -> FakeRunLog:
+        self.status[run_id] = self.records[run_id].outcome = Outcome.RUNNING
+        log = FakeRunLog(self, run_id)
+        log.set_tags({names.OUTCOME: Outcome.RUNNING.value, **tags})
+        return log
+
+    def run_log(self, run_id: str) -> FakeRunLog:
+        return FakeRunLog(self, run_id)
+
+    def run(self, run_id: str) -> RunRecord:
+        return self.records[run_id]
+
+    def phase(self, run_id: str) -> Outcome:
+        return self.status[run_id]
+
+    def runs(self, experiment_ids, *, sweep_id=None, sweeps_only=False, config_hash=None, outcomes=()) -> list:
+        wanted = {Outcome(o).value for o in outcomes}
+        return [r for r in self.records.values() if r.experiment_id in experiment_ids
+                and (not sweep_id or r.tags.get(names.SWEEP_ID) == sweep_id)
+                and (not sweeps_only or r.tags.get(names.ROLE) == names.ROLE_SWEEP)
+                and (not config_hash or r.tags.get(names.CONFIG_HASH) == config_hash)
+                and (not wanted or r.tags.get(names.OUTCOME) in wanted)]
+
+    def results_by_config(self, experiment_id: str) -> dict:
+        return result_per_config(self.runs([experiment_id], outcomes=RESULTS))
+
+    def find_sweep(self, sweep_id: str, experiment_id: Optional[str] = None) -> Optional[RunRecord]:
+        found = self.runs(list(self.experiments.values()) if experiment_id is None else [experiment_id],
+                          sweep_id=sweep_id, sweeps_only=True)
+        return found[0] if found else None
+
+    def history(self, run_id: str, metrics=names.EPOCH_METRICS) -> dict:
+        logged = self.histories.get(run_id, {})
+        return {key: [v for _, v in sorted(logged.get(key, []))] for key in metrics}
+
+    def epochs_logged(self, run_id: str) -> int:
+        return len(self.histories.get(run_id, {}).get("val_acc", []))
+
+    def read_json(self, run_id: str, name: str) -> dict:
+        text = self.artifacts_of.get(run_id, {}).get(name)
+        return json.loads(text) if text else {}
+
+    def artifacts(self, run_id: str, folder: str = "") -> list:
+        return sorted(self.artifacts_of.get(run_id, {}))
+
+    def children_of(self, parent_run_id: str) -> list:
+        return [r for r in self.records.values() if r.parent_run_id == parent_run_id]
+
+
+class WorkerVanished(BaseException):
+    """Raised by a fake task to make the InlinePool break as if its worker had been lost mid-job."""
+
+
+class InlinePool:
+    """Runs each call in this process, in order. `die` holds job numbers whose worker "dies" (a WorkerDied
+    comes back); `break_after` makes the pool itself break after that many results, once."""
+
+    threads = 1
+
+    def __init__(self, settings=None, n_tasks: int = 1, die=(), break_after: Optional[int] = None):
+        self.die, self.break_after = set(die), break_after
+        self.opened = self.closed = self.restarts = 0
+        self.aborted = False
+        self.ran: list = []
+
+    def __call__(self, settings, n_tasks):  # used as the runner's pool factory
+        return self
+
+    def open(self) -> "InlinePool":
+        self.opened += 1
+        return self
+
+    def check_store(self, uri: str) -> None:
+        pass
+
+    def run(self, calls):
+        for count, (function, args) in enumerate(calls):
+            if self.break_after is not None and count == self.break_after:
+                self.break_after = None
+                raise RuntimeError("the pool broke (a worker was lost)")
+            number = args[0].hydra.job.num
+            self.ran.append(number)
+            if number in self.die:
+                yield WorkerDied(args, "SIGKILL")
+                continue
+            try:
+                result = function(*args)
+            except WorkerVanished:
+                raise RuntimeError("the pool broke: a worker was lost") from None
+            yield result
+
+    def restart(self) -> None:
+        self.restarts += 1
+
+    def close(self, abort: bool = False) -> None:
+        self.closed += 1
+        self.aborted = abort

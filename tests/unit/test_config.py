@@ -1,0 +1,147 @@
+"""Every config group composes; typos, wrong types and out-of-range values are rejected by name; the hash,
+names and number formatting."""
+
+import itertools
+import pickle
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from src.config.checks import did_you_mean, schema_keys, validate
+from src.config.identity import config_hash, flatten, group_hash
+from src.config.naming import format_number, format_override, format_value, run_name
+from src.config.schema import register_configs
+from src.errors import ConfigError
+from src.nn.optim import OPTIMIZERS
+
+from ..helpers import REPO
+
+DATA = ["digits", "mnist", "fashion_mnist", "npz"]
+
+
+@pytest.fixture(scope="module")
+def composer():
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        yield lambda *overrides: compose("config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("data,optimizer", list(itertools.product(DATA, OPTIMIZERS)))
+def test_every_group_combination_composes_validates_and_pickles(composer, data, optimizer):
+    overrides = [f"data={data}", f"optimizer={optimizer}", "model.dtype=float64"]
+    if data == "npz":
+        overrides.append("data.path=/tmp/x.npz")
+    cfg = composer(*overrides)
+    validate(cfg)
+    assert cfg.data.name == data and cfg.optimizer.name == optimizer
+    assert cfg.data.val_fraction == 0.15
+    assert OmegaConf.select(cfg, "model.hidden_size") == 256
+    assert pickle.loads(pickle.dumps(cfg)) == cfg  # sweep jobs travel to workers pickled
+
+
+def test_defaults_are_the_assignment(composer):
+    cfg = composer()
+    assert (cfg.data.name, cfg.model.hidden_size, cfg.model.decay) == ("digits", 256, 1e-4)
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.batch_size) == ("sgd", 0.1, 32)
+    assert (cfg.epochs, cfg.model.dtype.value, cfg.model.init.value) == (30, "float32", "assignment")
+    assert cfg.data.val_fraction == 0.15
+    assert cfg.tracking.uri is None
+
+
+def test_every_yaml_key_is_commented():
+    for path in (REPO / "conf").rglob("*.yaml"):
+        for line in path.read_text().splitlines():
+            if line and not line.startswith((" ", "#", "-", "defaults", "hydra")) and ":" in line:
+                assert "#" in line, f"{path.name}: {line!r} has no comment"
+
+
+@pytest.mark.parametrize(
+    "override", ["model.hiden_size=3", "model.hidden_size=abc", "model.dtype=float16", "optimizer.momentum=0.5"]
+)
+def test_typos_and_wrong_types_are_rejected_at_composition(composer, override):
+    with pytest.raises(ConfigCompositionException):
+        composer(override)
+
+
+def test_schema_nodes_are_not_group_options(composer):
+    for override in ("data=digits_schema", "optimizer=sgd_schema", "data=schema"):
+        with pytest.raises(MissingConfigException):
+            composer(override)
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("optimizer.lr=0", "optimizer.lr"),
+        ("optimizer.lr=-0.1", "optimizer.lr"),
+        ("optimizer.batch_size=0", "optimizer.batch_size"),
+        ("model.hidden_size=0", "model.hidden_size"),
+        ("model.decay=-1e-4", "model.decay"),
+        ("epochs=0", "epochs"),
+        ("data.val_fraction=1.0", "data.val_fraction"),
+        ("data.val_fraction=0", "data.val_fraction"),
+        ("+model.widht=3", "model.widht"),
+        ("+lr=3", "'lr'"),
+    ],
+)
+def test_out_of_range_values_and_added_keys_are_named(composer, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(composer(override))
+
+
+@pytest.mark.parametrize("optimizer,override,key", [
+    ("momentum", "optimizer.momentum=1.0", "optimizer.momentum"),
+    ("adam", "optimizer.beta2=1.5", "optimizer.beta2"),
+    ("adam", "optimizer.eps=0", "optimizer.eps"),
+])
+def test_an_optimizers_own_knobs_are_checked_by_its_class(composer, optimizer, override, key):
+    with pytest.raises(ConfigError, match=key):
+        validate(composer(f"optimizer={optimizer}", override))
+
+
+def test_typos_get_a_suggestion_and_never_plus_advice(composer):
+    with pytest.raises(ConfigError) as caught:
+        validate(composer("+model.widht=3"))
+    assert "did you mean model" in str(caught.value) and "+" not in str(caught.value)
+    assert did_you_mean("optimizer.l") == " (did you mean optimizer.lr?)"
+    assert did_you_mean("optimizer.momentun") == " (did you mean optimizer.momentum?)"
+    assert did_you_mean("zzz.qqq") == ""
+    assert {"optimizer.beta1", "data.root", "data.path", "epochs", "tracking.experiment"} <= set(schema_keys())
+
+
+def test_config_hash_ignores_tracking_but_not_settings(composer):
+    base = config_hash(composer())
+    assert config_hash(composer("tracking.experiment=other", "tracking.run_name=x")) == base
+    assert config_hash(composer("model.decay=1e-3")) != base
+    assert config_hash(composer("seed=1")) != base
+    assert config_hash(composer()) == base
+    assert group_hash(composer("seed=1")) == group_hash(composer()) != group_hash(composer("model.decay=1e-3"))
+
+
+def test_numbers_are_written_one_way_everywhere():
+    cases = [(0, "0"), (0.0, "0"), (1e-4, "1e-4"), (0.001, "1e-3"), (0.03, "0.03"), (0.1, "0.1"), (1.0, "1"),
+             (256, "256"), (1e4, "1e4"), (3.3e-05, "3.3e-5"), (0.123456789, "0.123456789"), (100.0, "100")]
+    assert [(value, format_number(value)) for value, _ in cases] == cases
+    assert [format_value(v) for v in ("0.0001", "1.0", "True", "None", "adam", True)] == [
+        "1e-4", "1", "true", "null", "adam", "true"]
+    assert float(format_number(0.123456789)) == 0.123456789  # exact enough to reproduce
+    assert format_override("optimizer.lr=1.0") == "optimizer.lr=1"
+    assert format_override("+model.decay=0.0001") == "+model.decay=1e-4"
+    assert format_override("optimizer.lr=0.1,0.3") == "optimizer.lr=0.1,0.3"
+
+
+def test_run_names_say_what_was_overridden(composer):
+    assert run_name(composer()) == "lr=0.1 decay=1e-4 h=256"
+    cfg = composer("optimizer=adam", "seed=2")
+    assert run_name(cfg, ["optimizer=adam", "seed=2"]) == "lr=1e-3 decay=1e-4 h=256 adam seed=2"
+    assert run_name(composer("epochs=2"), ["epochs=2", "optimizer.lr=0.1", "+sweep=seeds", "tracking.run_id=x"]) == (
+        "lr=0.1 decay=1e-4 h=256 epochs=2"
+    )
+    assert run_name(composer("optimizer.batch_size=64"), ["optimizer.batch_size=64"]) == "lr=0.1 decay=1e-4 h=256 bs=64"
+    assert run_name(composer("tracking.run_name=mine")) == "mine"
+
+
+def test_flatten_gives_dotted_keys():
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}

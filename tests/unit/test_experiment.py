@@ -1,0 +1,130 @@
+"""One config -> one tracked run, in process: every way a run can end, and a sweep's job attaching to the
+run its parent created."""
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from src import experiment
+from src.config.schema import register_configs
+from src.data.shared import DataShare
+from src.errors import ConfigError, RunDiverged, WorkerLost
+from src.experiment import SweepJob, current_sweep_job, run_config
+from src.outcomes import Outcome
+from src.tracking import names
+from src.tracking.store import open_store
+
+from ..helpers import REPO, read_store
+
+
+@pytest.fixture(scope="module")
+def compose_cfg():
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        yield lambda *overrides: compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def cfg_for(compose_cfg, store_uri):
+    return lambda *overrides: compose_cfg(f"tracking.uri={store_uri}", "epochs=2", *overrides)
+
+
+def test_a_finished_run_is_recorded_whole_and_reproducibly(cfg_for, store_uri, tmp_path):
+    summary = run_config(cfg_for(), ["epochs=2"], output_dir=tmp_path)
+    again = run_config(cfg_for(), ["epochs=2"])
+    view = read_store(store_uri)
+    first, second = view.runs
+    assert first.info.run_id == summary.run_id and first.info.status == "FINISHED"
+    assert first.info.run_name == "lr=0.1 decay=1e-4 h=256 epochs=2"
+    assert first.data.tags["outcome"] == "finished" and first.data.tags["overrides"] == "epochs=2"
+    for tag in ("config_hash", "group_hash", "data_fingerprint", "blas_threads", "worker_pid"):
+        assert first.data.tags[tag]
+    assert first.data.params["optimizer.lr"] == "0.1" and first.data.params["data.name"] == "digits"
+    assert view.steps(first, "val_loss") == [1, 2]
+    assert view.history(first, "val_loss") == view.history(second, "val_loss")
+    assert {"test_acc", "best_val_loss", "best_val_acc", "best_epoch", "peak_rss_mb"} <= set(first.data.metrics)
+    assert summary.test_acc == first.data.metrics["test_acc"] and summary.best_val_loss == again.best_val_loss
+    assert {"config.yaml", "figure1.png", "weights.npz", "history.csv"} <= set(view.artifacts(first))
+    assert summary.figure_path == tmp_path / "figure1.png" and summary.figure_path.read_bytes()[:4] == b"\x89PNG"
+    assert again.figure_path is None
+
+
+def test_a_bad_value_fails_before_any_run_exists(cfg_for, store_uri):
+    with pytest.raises(ConfigError, match="optimizer.batch_size"):
+        run_config(cfg_for("optimizer.batch_size=100000"))
+    with pytest.raises(ConfigError, match="optimizer.lr"):
+        run_config(cfg_for("optimizer.lr=-1"))
+    assert read_store(store_uri).runs == []
+
+
+def test_divergence_closes_the_run_failed_with_its_curves(cfg_for, store_uri):
+    with pytest.raises(RunDiverged, match="diverged at epoch 1"):
+        run_config(cfg_for("optimizer.lr=1e4"))
+    view = read_store(store_uri)
+    (run,) = view.runs
+    assert (run.info.status, run.data.tags["outcome"]) == ("FAILED", "diverged")
+    assert "epoch 1, step" in run.data.tags["failure_reason"]
+    assert {"figure1.png", "history.csv"} <= set(view.artifacts(run))
+
+
+def test_an_error_in_training_closes_the_run_with_its_traceback(cfg_for, store_uri, monkeypatch):
+    def broken(*args, **kwargs):
+        raise MemoryError("out of memory in the test")
+
+    monkeypatch.setattr(experiment, "fit", broken)
+    with pytest.raises(MemoryError):
+        run_config(cfg_for())
+    view = read_store(store_uri)
+    (run,) = view.runs
+    assert (run.info.status, run.data.tags["outcome"]) == ("FAILED", "error")
+    assert "out of memory in the test" in run.data.tags["failure_reason"]
+    assert "traceback.txt" in view.artifacts(run)
+
+
+def test_an_interrupt_closes_the_run_killed(cfg_for, store_uri, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(cfg_for())
+    (run,) = read_store(store_uri).runs
+    assert (run.info.status, run.data.tags["outcome"]) == ("KILLED", "killed")
+
+
+def _scheduled_run(store_uri):
+    store = open_store(store_uri)
+    return store, store.create_run(store.experiment_id("netsweep"), "scheduled", {}, scheduled=True).run_id
+
+
+def test_a_sweep_job_trains_into_the_run_its_parent_created(cfg_for, store_uri, tmp_path):
+    store, run_id = _scheduled_run(store_uri)
+    job = SweepJob(run_id, store_uri, DataShare(str(tmp_path / "share")))
+    with job:
+        assert current_sweep_job() is job
+        summary = run_config(cfg_for(), ["epochs=2"], sweep_job=current_sweep_job())
+    assert current_sweep_job() is None
+    assert summary.run_id == run_id and store.run(run_id).outcome == Outcome.FINISHED
+    assert len(list((tmp_path / "share").iterdir())) == 1  # the data went through the share
+    assert len(read_store(store_uri).runs) == 1
+
+
+def test_a_retried_job_ends_its_lost_attempt_killed(cfg_for, store_uri):
+    store, run_id = _scheduled_run(store_uri)
+    store.attach_run(run_id, {})  # a first attempt started, then its worker was lost
+    with pytest.raises(WorkerLost):
+        run_config(cfg_for(), sweep_job=SweepJob(run_id, store_uri))
+    assert store.run(run_id).outcome == Outcome.KILLED
+    with pytest.raises(WorkerLost):  # and a third attempt leaves it as it is
+        run_config(cfg_for(), sweep_job=SweepJob(run_id, store_uri))
+    assert store.run(run_id).outcome == Outcome.KILLED
+
+
+def test_a_sweep_job_whose_data_fails_closes_its_scheduled_run(cfg_for, store_uri, tmp_path):
+    store, run_id = _scheduled_run(store_uri)
+    np.savez(tmp_path / "bad.npz", X_train=np.zeros((20, 2)), y_train=np.arange(20) % 2,
+             X_test=np.zeros((1, 2)), y_test=np.array([5]))
+    with pytest.raises(Exception, match="labels"):
+        run_config(cfg_for("data=npz", f"data.path={tmp_path / 'bad.npz'}"), sweep_job=SweepJob(run_id, store_uri))
+    record = store.run(run_id)
+    assert record.outcome == Outcome.ERROR and "labels" in record.tags[names.FAILURE_REASON]

@@ -1,0 +1,218 @@
+"""The sweep logic in process, with an in-memory store and an inline pool: plan, resume, dispatch, failure
+handling, reconciliation, batches and progress."""
+
+import math
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobStatus
+from hydra.types import HydraContext, RunMode
+
+from src.config.identity import flatten, to_plain
+from src.config.schema import register_configs
+from src.errors import ConfigError, RunDiverged, SweepIncomplete
+from src.experiment import current_sweep_job
+from src.outcomes import Outcome
+from src.sweep.apps import NetsweepApp
+from src.sweep.jobs import failure
+from src.sweep.runner import SweepRunner
+from src.sweep.settings import LauncherSettings
+from src.tracking import names
+
+from ..fakes import FakeStore, InlinePool, WorkerVanished
+from ..helpers import REPO
+
+STORES: dict = {}  # uri -> FakeStore, for the fake task
+GRID = [[f"optimizer.lr={lr}", f"model.decay={decay}", "epochs=2"] for lr in (0.05, 0.1, 1e4) for decay in (0, 1e-4)]
+
+
+def fake_task(cfg):
+    """What run_config does to a sweep's child run, without training: attach, log epochs, close."""
+    job = current_sweep_job()
+    run = STORES[job.tracking_uri].attach_run(job.run_id, {names.OVERRIDES: " ".join(HydraConfig.get().overrides.task)})
+    run.log_params(flatten(to_plain(cfg)))
+    if cfg.tracking.run_name == "vanish":
+        raise WorkerVanished()
+    if cfg.tracking.run_name == "interrupt":
+        run.close(Outcome.KILLED, "interrupted")
+        raise KeyboardInterrupt
+    if cfg.data.name == "npz":
+        run.close(Outcome.ERROR, "ValueError: bad data")
+        raise ValueError("bad data")
+    accs = [min(0.99, 0.5 + cfg.optimizer.lr * epoch + cfg.seed / 100 - cfg.model.decay * 100)
+            for epoch in range(1, cfg.epochs + 1)]
+    for epoch, acc in enumerate(accs, start=1):
+        run.log_metrics({"val_acc": acc, "val_loss": 1 - acc, "train_acc": acc, "train_loss": 1 - acc}, epoch)
+    if cfg.optimizer.lr > 100:
+        run.close(Outcome.DIVERGED, "diverged at epoch 1")
+        raise RunDiverged("diverged at epoch 1")
+    run.log_metrics({"best_val_acc": max(accs), "best_val_loss": 1 - max(accs), "test_acc": max(accs)}, cfg.epochs)
+    run.close(Outcome.FINISHED)
+    return 1 - max(accs)
+
+
+class NoCallbacks:
+    def on_job_start(self, **kwargs):
+        pass
+
+    def on_job_end(self, **kwargs):
+        pass
+
+
+@pytest.fixture(scope="module")
+def loader():
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        yield GlobalHydra.instance().hydra.config_loader
+
+
+@pytest.fixture
+def make(loader, tmp_path):
+    """make(store=..., pool=..., **settings) -> (runner, store, pool)."""
+
+    def build(store=None, pool=None, hydra_overrides=(), **settings):
+        store = store or FakeStore(f"fake://{tmp_path}")
+        STORES[store.uri] = store
+        master = loader.load_configuration("config", [f"hydra.sweep.dir={tmp_path}/multirun", *hydra_overrides],
+                                           RunMode.MULTIRUN)
+        master.tracking.uri = store.uri
+        settings = LauncherSettings(progress_interval_s=0, **settings)
+        pool = pool or InlinePool()
+        app = NetsweepApp(master, settings, store_opener=lambda uri: store)
+        runner = SweepRunner(HydraContext(loader, NoCallbacks()), fake_task, master, settings, app=app,
+                             pool_factory=pool)
+        return runner, store, pool
+
+    return build
+
+
+def _children(store, runner):
+    return store.children_of(runner.app.record.parent_run_id)
+
+
+def test_a_grid_is_grouped_trained_reconciled_and_reported(make, capsys):
+    runner, store, pool = make()
+    returns = runner.launch(GRID, 0)
+    parent = store.run(runner.app.record.parent_run_id)
+    children = _children(store, runner)
+    assert len(children) == 6 and {c.tags[names.SWEEP_ID] for c in children} == {parent.tags[names.SWEEP_ID]}
+    assert sorted(c.outcome.value for c in children) == ["diverged"] * 2 + ["finished"] * 4
+    assert [r.status for r in returns] == [JobStatus.COMPLETED] * 6
+    assert [math.isinf(r.return_value) for r in returns] == [False] * 4 + [True] * 2
+    assert parent.outcome == Outcome.FINISHED and parent.name == f"sweep {parent.tags[names.SWEEP_ID]} (6 configs)"
+    manifest = store.read_json(parent.run_id, names.MANIFEST)
+    assert len(manifest["configs"]) == 6 and manifest["defaults"]["optimizer.lr"] == "0.1"
+    assert {"report/curves.png", "report/heatmap.png", "report/leaderboard.md"} <= set(store.artifacts(parent.run_id))
+    assert parent.tags["winner.config"] == "lr=0.1 decay=0"
+    printed = capsys.readouterr().out
+    assert "training 6 configs (0 already done, skipped)" in printed and "[6/6 configs done]" in printed
+    assert printed.count("best config: lr=0.1 decay=0") == 1 and "reproduce it: python -m src.run" in printed
+    assert (runner.config.hydra.sweep.dir and pool.closed == 1)
+
+
+def test_a_rerun_resumes_everything_without_starting_a_worker(make, capsys):
+    first, store, _ = make()
+    first.launch(GRID, 0)
+    capsys.readouterr()
+    again, _, pool = make(store=store)
+    returns = again.launch(GRID, 0)
+    assert pool.opened == 0 and pool.ran == []
+    assert again.app.record.parent_run_id == first.app.record.parent_run_id
+    assert len(store.records) == 7  # no new run
+    printed = capsys.readouterr().out
+    assert printed.count("skip ") == 6 and "training 0 configs (6 already done, skipped)" in printed
+    assert sorted(r.return_value for r in returns)[:4] == sorted(r.return_value for r in returns if r.return_value < 1)
+    forced, _, pool = make(store=store, resume=False)
+    forced.launch(GRID, 0)
+    assert len(pool.ran) == 6 and len(store.records) == 13
+
+
+def test_a_grown_grid_shows_reused_configs_under_its_own_parent(make):
+    first, store, _ = make()
+    first.launch(GRID[:2], 0)
+    bigger, _, pool = make(store=store)
+    bigger.launch(GRID, 0)
+    children = _children(store, bigger)
+    reused = [c for c in children if "netsweep.reused_from" in c.tags]
+    assert len(children) == 6 and len(reused) == 2 and len(pool.ran) == 4
+    assert all(c.name.endswith("(reused)") and c.metrics["best_val_acc"] > 0 for c in reused)
+    assert store.results_by_config(bigger.app.record.experiment_id)  # links never stand in for a result
+
+
+def test_a_bad_value_stops_the_sweep_before_any_run(make):
+    runner, store, pool = make()
+    with pytest.raises(ConfigError, match=r"sweep job #1 \(optimizer.lr=-1\): optimizer.lr=-1.0 is invalid"):
+        runner.launch([["optimizer.lr=0.1"], ["optimizer.lr=-1"]], 0)
+    assert store.records == {} and pool.opened == 0
+
+
+def test_a_dead_worker_costs_only_its_config(make):
+    runner, store, pool = make(pool=InlinePool(die={2}))
+    returns = runner.launch(GRID[:4], 0)
+    by_index = {c.tags[names.OVERRIDES]: c for c in _children(store, runner)}
+    killed = by_index[" ".join(GRID[2])]
+    assert killed.outcome == Outcome.KILLED and "worker process died" in killed.tags[names.FAILURE_REASON]
+    assert sorted(c.outcome.value for c in by_index.values()) == ["finished"] * 3 + ["killed"]
+    assert returns[2].status == JobStatus.FAILED
+    assert isinstance(failure(returns[2]), SweepIncomplete)
+    assert "1 of 4 configs did not finish" in str(failure(returns[2]))
+    assert store.run(runner.app.record.parent_run_id).outcome == Outcome.ERROR
+
+
+def test_when_the_pool_breaks_the_started_config_ends_killed_and_the_rest_go_again(make):
+    runner, store, pool = make()
+    jobs = [list(GRID[0]), [*GRID[1], "tracking.run_name=vanish"], list(GRID[2]), list(GRID[3])]
+    runner.launch(jobs, 0)
+    outcomes = {c.tags[names.OVERRIDES]: c.outcome for c in _children(store, runner)}
+    assert outcomes[" ".join(jobs[1])] == Outcome.KILLED
+    assert sorted(o.value for o in outcomes.values()) == ["finished"] * 3 + ["killed"]
+    assert pool.restarts == 1 and pool.ran.count(2) == 1  # the untouched config ran once, on the new pool
+
+
+def test_an_error_is_recorded_and_the_others_finish(make, tmp_path):
+    runner, store, _ = make()
+    returns = runner.launch([GRID[0], ["data=npz", f"data.path={tmp_path}/x.npz"]], 0)
+    assert [r.status for r in returns] == [JobStatus.COMPLETED, JobStatus.FAILED]
+    assert "ValueError: bad data" in str(failure(returns[1]))
+
+
+def test_batches_are_one_sweep_with_one_report_and_a_running_count(make, capsys):
+    runner, store, pool = make()
+    runner.expect(6)
+    for start in (0, 2, 4):
+        runner.launch(GRID[start : start + 2], start)
+    printed = capsys.readouterr().out
+    assert len([r for r in store.records.values() if r.tags.get(names.ROLE) == names.ROLE_SWEEP]) == 1
+    assert len(_children(store, runner)) == 6 and pool.opened == 1 and pool.closed == 1
+    assert [f"[{k}/6 configs done]" in printed for k in range(1, 7)] == [True] * 6
+    assert printed.count("best config:") == 1 and printed.count("done: ") == 1
+
+
+def test_an_unannounced_number_of_batches_ends_at_finish(make, capsys):
+    runner, store, pool = make(hydra_overrides=["hydra.sweeper.max_batch_size=2"])
+    runner.launch(GRID[:2], 0)
+    runner.launch(GRID[2:4], 2)
+    assert pool.closed == 0 and "[3 configs done]" in capsys.readouterr().out
+    runner.finish()
+    runner.finish()  # once only
+    assert pool.closed == 1 and capsys.readouterr().out.count("best config:") == 1
+
+
+def test_an_interrupt_kills_what_runs_keeps_what_finished_and_closes_the_parent(make):
+    runner, store, pool = make()
+    with pytest.raises(KeyboardInterrupt):
+        runner.launch([GRID[0], [*GRID[1], "tracking.run_name=interrupt"], GRID[2]], 0)
+    outcomes = sorted(c.outcome.value for c in _children(store, runner))
+    assert outcomes == ["finished", "killed", "killed"]  # the third never started: closed by the parent
+    assert store.run(runner.app.record.parent_run_id).outcome == Outcome.KILLED
+    assert pool.aborted
+
+
+def test_progress_ranks_by_the_mean_over_seeds(make, capsys):
+    runner, _, _ = make()
+    runner.launch([[f"optimizer.lr={lr}", f"seed={seed}", "epochs=1"] for lr in (0.1, 0.2) for seed in (0, 1)], 0)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "configs done]" in line]
+    assert "best so far: lr=0.1 decay=1e-4 h=256 epochs=1 (0.5900, 1 of 2 seeds done)" in lines[0]
+    assert "best so far: lr=0.2 decay=1e-4 h=256 epochs=1 (0.6950)" in lines[-1]

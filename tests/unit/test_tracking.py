@@ -1,0 +1,120 @@
+"""The tracking layer: retries on a busy store, URI resolution, interrupts held back during a write, and the
+Store API on a real (copied) SQLite store: outcomes, statuses, searches, manifests."""
+
+import os
+import signal
+
+import pytest
+from mlflow import MlflowClient
+
+from src import interrupts
+from src.errors import Interrupted
+from src.outcomes import RESULTS, Outcome
+from src.tracking import names, retry
+from src.tracking.provenance import git_tags
+from src.tracking.store import is_local_file, open_store, resolve_uri
+
+
+def test_retries_outlast_a_locked_store_and_nothing_else(monkeypatch):
+    monkeypatch.setattr(retry, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "ok"
+
+    assert retry.with_retries(flaky)() == "ok" and len(calls) == 3
+
+    def broken():
+        calls.append(1)
+        raise ValueError("no such table: runs")
+
+    calls.clear()
+    with pytest.raises(ValueError):
+        retry.with_retries(broken)()
+    assert len(calls) == 1  # other errors are not retried
+    for transient in ("Online migration expected to match one row when updating", "table experiments already exists",
+                      "duplicate column name: storage_location"):
+        assert retry.is_transient(RuntimeError(transient))
+    assert not retry.is_transient(RuntimeError("Experiment 'x' already exists"))
+
+
+def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri(None) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert resolve_uri("sqlite:///x/y.db") == f"sqlite:///{tmp_path}/x/y.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_uri(None) == "http://127.0.0.1:5000"
+    assert resolve_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert is_local_file("sqlite:////abs/m.db") and not is_local_file("http://h:5000")
+
+
+def test_an_interrupt_waits_for_the_tracking_write_in_progress():
+    finished = []
+
+    def write():
+        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
+        finished.append("write")
+        return "done"
+
+    interrupts.install()
+    try:
+        with pytest.raises(Interrupted):
+            retry.with_retries(write)()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert finished == ["write"]  # the write completed before the interrupt was raised
+
+
+@pytest.mark.parametrize("outcome,status", [
+    (Outcome.FINISHED, "FINISHED"), (Outcome.PRUNED, "FINISHED"), (Outcome.DIVERGED, "FAILED"),
+    (Outcome.ERROR, "FAILED"), (Outcome.KILLED, "KILLED"),
+])
+def test_each_outcome_ends_a_run_with_its_status_and_reads_back(store_uri, outcome, status):
+    store = open_store(store_uri)
+    experiment = store.experiment_id("e")
+    run = store.create_run(experiment, "a run", {names.CONFIG_HASH: "h"})
+    assert store.phase(run.run_id) == Outcome.RUNNING
+    run.close(outcome, "why" if outcome != Outcome.FINISHED else None)
+    record = store.run(run.run_id)
+    assert record.outcome == outcome and record.name == "a run" and record.tags[names.CONFIG_HASH] == "h"
+    assert MlflowClient(store_uri).get_run(run.run_id).info.status == status
+    assert (record.tags.get(names.FAILURE_REASON) == "why") == (outcome != Outcome.FINISHED)
+
+
+def test_scheduled_runs_are_attached_and_searched_by_netsweep_terms(store_uri):
+    store = open_store(store_uri)
+    experiment = store.experiment_id("e")
+    assert store.experiment_id("e") == experiment
+    parent = store.create_run(experiment, "sweep s1", {names.SWEEP_ID: "s1", names.ROLE: names.ROLE_SWEEP})
+    child = store.create_run(experiment, "c", {names.SWEEP_ID: "s1", names.CONFIG_HASH: "h1"},
+                             parent_run_id=parent.run_id, scheduled=True)
+    assert store.phase(child.run_id) == Outcome.SCHEDULED
+    store.attach_run(child.run_id, {"worker_pid": 7})
+    assert store.phase(child.run_id) == Outcome.RUNNING
+    for epoch, acc in enumerate((0.5, 0.7, 0.6), start=1):
+        child.log_metrics({"val_acc": acc, "val_loss": 1 - acc}, step=epoch)
+    assert store.history(child.run_id, ["val_acc"]) == {"val_acc": [0.5, 0.7, 0.6]}
+    assert store.epochs_logged(child.run_id) == 3
+    child.close(Outcome.FINISHED)
+    other = store.create_run(experiment, "d", {names.CONFIG_HASH: "h1"})
+    other.close(Outcome.DIVERGED, "boom")
+    assert store.find_sweep("s1").run_id == parent.run_id
+    assert store.find_sweep("s1", experiment).run_id == parent.run_id and store.find_sweep("nope") is None
+    assert store.results_by_config(experiment)["h1"].run_id == child.run_id  # finished beats diverged
+    assert {r.run_id for r in store.runs([experiment], sweep_id="s1")} == {parent.run_id, child.run_id}
+    assert {r.run_id for r in store.runs([experiment], outcomes=RESULTS)} == {child.run_id, other.run_id}
+    assert store.run(child.run_id).parent_run_id == parent.run_id
+    parent.log_text('{"configs": [1]}', names.MANIFEST)
+    assert store.read_json(parent.run_id, names.MANIFEST) == {"configs": [1]}
+    assert store.read_json(parent.run_id, "absent.json") == {}
+    assert names.MANIFEST in store.artifacts(parent.run_id)
+
+
+def test_provenance_names_the_commit():
+    tags = git_tags()
+    assert len(tags.get(names.GIT_COMMIT, "x" * 40)) == 40
