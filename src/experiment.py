@@ -31,13 +31,26 @@ from src.data.shared import DataShare
 from src.errors import ConfigError, RunDiverged, WorkerLost
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import build_optimizer
-from src.nn.train import Diverged, FitResult, History, fit
+from src.nn.train import FINAL_METRICS, Diverged, FitResult, History, fit
 from src.outcomes import Outcome
 from src.tracking import names
 from src.tracking.provenance import git_tags
-from src.tracking.store import open_store, preload, resolve_uri
+from src.tracking.store import SQLITE_PREFIX, is_local_file, open_store, preload, resolve_uri
 
 log = logging.getLogger("netsweep")
+EXPERIMENT_NOTE = """\
+netsweep runs of the assignment's net: one hidden ReLU layer, a softmax output, trained by minibatch SGD \
+(or momentum, Adam) on the cross-entropy plus weight decay c (||W1||^2 + ||W2||^2).
+
+- A run is one config. Params: the resolved config. Per epoch (step = epoch): train_loss, train_acc, \
+val_loss, val_acc. Final: test_acc, best_val_acc, ... Artifacts: figure1.png, history.csv, weights.npz, \
+config.yaml. Tag `outcome`: finished, diverged, pruned, error or killed.
+- A sweep is a parent run "sweep <id> (N configs)" (tag netsweep.role=sweep) with one child per config: \
+expand it in the runs table. Its report/ artifacts hold curves.png, heatmap.png and the leaderboard; its \
+winner.* tags name the best config.
+- Made by `python -m src.run` (a run) and `python -m src.run -m ...` (a sweep); \
+`python -m src.report <sweep id>` rebuilds a sweep's comparison.
+"""
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,7 @@ class RunSummary:
     tracking_uri: str
     metrics: dict  # final metrics: test_acc, best_val_loss, ...
     figure_path: Optional[Path]
+    experiment_id: str = ""
 
     @property
     def test_acc(self) -> float:
@@ -83,6 +97,10 @@ class RunSummary:
     @property
     def best_val_loss(self) -> float:
         return self.metrics["best_val_loss"]
+
+    def objective(self, name: str) -> float:
+        """The final metric a sweeper optimises (the config's `objective`)."""
+        return self.metrics[name]
 
 
 def prepare(cfg: DictConfig, share: Optional[DataShare] = None) -> Dataset:
@@ -121,15 +139,9 @@ def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
     test_loss, test_acc = evaluate(result.params, dataset.X_test, dataset.y_test, decay)
     insample_loss, insample_acc = evaluate(result.params, dataset.X_train, dataset.y_train, decay)
     history = result.history.metrics
-    return {
-        "test_acc": test_acc,
-        "test_loss": test_loss,
-        "insample_acc": insample_acc,
-        "insample_loss": insample_loss,
-        "best_epoch": result.best_epoch,
-        "best_val_loss": min(history["val_loss"]),
-        "best_val_acc": max(history["val_acc"]),
-    }
+    scores = (test_acc, test_loss, insample_acc, insample_loss, result.best_epoch, min(history["val_loss"]),
+              max(history["val_acc"]))
+    return dict(zip(FINAL_METRICS, scores))
 
 
 def history_csv(history: History) -> str:
@@ -175,7 +187,7 @@ def run_config(cfg: DictConfig, overrides: Optional[Sequence[str]] = None, outpu
         f"test accuracy {metrics['test_acc']:.4f} (in-sample {metrics['insample_acc']:.4f}, "
         f"best epoch {result.best_epoch})"
     )
-    return RunSummary(run.run_id, uri, metrics, figure_path)
+    return RunSummary(run.run_id, uri, metrics, figure_path, store.run(run.run_id).experiment_id)
 
 
 def _figure_title(cfg: DictConfig, name: str) -> str:
@@ -212,7 +224,7 @@ def _open_run(store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sw
     if sweep_job:
         _refuse_a_second_attempt(store, sweep_job.run_id)
         return store.attach_run(sweep_job.run_id, tags)
-    return store.create_run(store.experiment_id(cfg.tracking.experiment), name, tags)
+    return store.create_run(store.experiment_id(cfg.tracking.experiment, EXPERIMENT_NOTE), name, tags)
 
 
 def _epoch_logger(run, epochs: int):
@@ -254,6 +266,14 @@ def _refuse_a_second_attempt(store, run_id: str) -> None:
     if phase == Outcome.RUNNING:
         store.run_log(run_id).close(Outcome.KILLED, reason)
     raise WorkerLost(f"run {run_id}: {reason}")
+
+
+def prepare_worker(uri: str) -> None:
+    """What a sweep worker does before its first job: import what a run needs (mlflow included), load
+    matplotlib's fonts, and connect to the store when it exists (creating one is the sweep parent's job)."""
+    plots.plt.close(plots.figure_one({k: [1.0] for k in ("train_loss", "val_loss", "train_acc", "val_acc")}, ""))
+    if not is_local_file(uri) or Path(uri.removeprefix(SQLITE_PREFIX)).is_file():
+        open_store(uri)
 
 
 def peak_rss_mb() -> float:

@@ -4,8 +4,10 @@ Errors the user causes (a bad override, a missing data file) print one line and 
 exits 3, an interrupted one 130. Set HYDRA_FULL_ERROR=1 to see the full traceback instead.
 """
 
+import gc
 import logging
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -14,10 +16,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from src import interrupts
+from src.cli.help import help_text
 from src.cli.messages import exit_with_message
 from src.config.schema import register_configs
 from src.experiment import current_sweep_job, run_config
 from src.sweep import registry
+from src.tracking.ui import browse_lines
 
 log = logging.getLogger("netsweep")
 register_configs()
@@ -27,7 +31,8 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def task(cfg: DictConfig) -> float:
-    """One Hydra job; returns the best validation loss, the objective sweepers such as Optuna minimise.
+    """One Hydra job; returns the config's `objective` (the best validation loss unless set otherwise),
+    which sweepers such as Optuna optimise.
 
     In a sweep, failures propagate to the launcher, which records them per config; in a single run
     they end the process here with one line (before Hydra adds its own).
@@ -35,7 +40,7 @@ def task(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     overrides, output_dir = list(hydra_config.overrides.task), Path(hydra_config.runtime.output_dir)
     if hydra_config.mode == RunMode.MULTIRUN:
-        return run_config(cfg, overrides, output_dir, current_sweep_job()).best_val_loss
+        return run_config(cfg, overrides, output_dir, current_sweep_job()).objective(cfg.objective)
     try:
         summary = run_config(cfg, overrides, output_dir)
     except (Exception, KeyboardInterrupt) as exc:
@@ -45,12 +50,17 @@ def task(cfg: DictConfig) -> float:
     log.info(f"run {summary.run_id} finished: test accuracy {summary.test_acc:.4f}")
     if summary.figure_path is not None:
         log.info(f"Figure 1: {summary.figure_path}")
-    log.info(f"browse it: mlflow ui --backend-store-uri {summary.tracking_uri}")
-    return summary.best_val_loss
+    for line in browse_lines(summary.tracking_uri, summary.experiment_id, cfg.tracking.ui_port):
+        log.info(line)
+    return summary.objective(cfg.objective)
 
 
 def main() -> None:
+    if {"--help", "-h"} & set(sys.argv[1:]):  # netsweep's own help; Hydra's stays at --hydra-help
+        print(help_text(Path(CONF_DIR)), end="")
+        return
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us whole; we print them as one line
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # sweeper plugins import it while Hydra logs INFO
     interrupts.install()  # Ctrl-C and SIGTERM end runs KILLED, never mid-way through a tracking write
     try:
         task()
@@ -62,4 +72,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        gc.freeze()  # the command is done: skip the interpreter's final garbage collection (~1 s with mlflow)

@@ -41,7 +41,11 @@ class FakeRunLog:
     def log_figure(self, figure, name: str) -> None:
         self.store.artifacts_of.setdefault(self.run_id, {})[name] = "<figure>"
 
-    log_file = log_arrays = None
+    def log_file(self, path, folder=None) -> None:
+        name = f"{folder}/{path.name}" if folder else path.name
+        self.store.artifacts_of.setdefault(self.run_id, {})[name] = "<file>"
+
+    log_arrays = None
 
     def reopen(self) -> None:
         self.store.status[self.run_id] = Outcome.RUNNING
@@ -66,7 +70,7 @@ class FakeStore:
         self._ids = itertools.count(1)
         self.closed_by_parent: list = []
 
-    def experiment_id(self, name: str) -> str:
+    def experiment_id(self, name: str, description: str = "") -> str:
         return self.experiments.setdefault(name, str(len(self.experiments) + 1))
 
     def prefer_wal(self) -> None:
@@ -173,6 +177,9 @@ class InlinePool:
 
     def restart(self) -> None:
         self.restarts += 1
+
+    def warm_up(self, function) -> None:
+        self.warmed_up = function
 
     def close(self, abort: bool = False) -> None:
         self.closed += 1

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config.schema import SCHEMAS, Config
 from src.errors import ConfigError
 from src.nn.optim import OPTIMIZERS
+from src.nn.train import FINAL_METRICS
 
 
 def schema_keys() -> list[str]:
@@ -69,6 +70,7 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.epochs >= 1, "epochs", cfg.epochs, "use at least 1 epoch")
     _require(cfg.divergence_factor > 1, "divergence_factor", cfg.divergence_factor, "use a factor > 1, e.g. 100")
     _require(0 < data.val_fraction < 1, "data.val_fraction", data.val_fraction, "use a fraction inside (0, 1)")
+    _require(cfg.objective in FINAL_METRICS, "objective", cfg.objective, f"use one of {', '.join(FINAL_METRICS)}")
     if "test_fraction" in data:
         _require(0 < data.test_fraction < 1, "data.test_fraction", data.test_fraction, "use a fraction inside (0, 1)")
     for knob, (valid, expected) in OPTIMIZERS[opt.name].CHECKS.items():

@@ -5,7 +5,8 @@ import json
 
 from omegaconf import DictConfig, OmegaConf
 
-NOT_RESULTS = ("tracking", "hydra")  # top-level keys that change where a run is recorded, not what it learns
+# Top-level keys that change where a run is recorded or what a sweep reads of it, not what it learns.
+NOT_RESULTS = ("tracking", "hydra", "objective")
 REPLICATE_KEY = "seed"  # configs that differ only here are replicates of one setting
 
 
@@ -26,12 +27,20 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _without_nulls(tree: dict) -> dict:
+    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in tree.items() if v is not None}
+
+
 def experiment_settings(cfg: DictConfig) -> dict:
-    """What determines a run's results: the resolved config minus tracking (and Hydra's own) settings."""
+    """What determines a run's results: the resolved config minus the keys in NOT_RESULTS.
+
+    Settings left at null (off) are left out too, so adding an optional setting to netsweep does not
+    change the identity of the configs recorded before it existed.
+    """
     plain = to_plain(cfg)
     for key in NOT_RESULTS:
         plain.pop(key, None)
-    return plain
+    return _without_nulls(plain)
 
 
 def _digest(settings: dict) -> str:

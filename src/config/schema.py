@@ -87,6 +87,7 @@ class TrackingConfig:
     run_name: Optional[str] = None
     run_id: Optional[str] = None
     log_weights: bool = MISSING
+    ui_port: int = MISSING
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Config:
     epochs: int = MISSING
     seed: int = MISSING
     divergence_factor: float = MISSING
+    objective: str = MISSING
 
 
 SCHEMAS = {

@@ -13,6 +13,9 @@ import numpy as np
 from src.nn.mlp import Workspace, all_finite, decay_penalty, evaluate
 
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s")
+# What the kept parameters of a fit are scored on when it ends (any of them can be a sweep's objective).
+FINAL_METRICS = ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_loss",
+                 "best_val_acc")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """`python -m src.report <sweep_id> [--out DIR]`: rebuild a sweep's comparison from MLflow alone."""
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 from typing import Optional
@@ -29,4 +30,6 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    gc.freeze()  # the command is done: skip the interpreter's final garbage collection (~1 s with mlflow)
+    sys.exit(code)

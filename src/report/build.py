@@ -2,6 +2,7 @@
 run (and written to a folder when asked), the winner recorded on the parent, and a summary to print."""
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -22,32 +23,31 @@ class Report:
     logged: list = field(default_factory=list)  # artifact paths on the parent run
 
 
-def build_report(store, sweep_id: str, out_dir: Optional[Path] = None) -> Report:
-    """Read the sweep back, draw and rank it, log it on its parent run; also write it into `out_dir`."""
+def build_report(store, sweep_id: str, out_dir: Optional[Path] = None, draw: bool = True) -> Report:
+    """Read the sweep back and rank it; draw it and log it under report/ on its parent run, writing the files
+    into `out_dir` too when given. `draw=False` only reads and ranks (the parent's report is current)."""
     data = load_sweep(store, sweep_id)
     report = Report(data, leaderboard.rows(data))
-    texts = {"leaderboard.csv": leaderboard.to_csv(report.table),
-             "leaderboard.md": leaderboard.to_markdown(report.table, data.swept_keys)}
-    drawings = {"curves.png": figures.sweep_curves(data, f"sweep {sweep_id}: validation curves")}
-    if data.swept_keys:
-        drawings["heatmap.png"] = figures.sweep_heatmap(data, f"sweep {sweep_id}: best validation accuracy")
-    parent = store.run_log(data.parent_run_id)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in texts.items():
-        parent.log_text(text, f"{names.REPORT_DIR}/{name}")
-        report.logged.append(f"{names.REPORT_DIR}/{name}")
-        if out_dir is not None:
-            (out_dir / name).write_text(text)
-            report.written.append(out_dir / name)
-    for name, figure in drawings.items():
-        parent.log_figure(figure, f"{names.REPORT_DIR}/{name}")
-        report.logged.append(f"{names.REPORT_DIR}/{name}")
-        if out_dir is not None:
-            figure.savefig(out_dir / name, dpi=110)
-            report.written.append(out_dir / name)
-        figures.plt.close(figure)
-    parent.set_tags(winner_tags(data))
+    if not draw:
+        return report
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = out_dir or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "leaderboard.csv").write_text(leaderboard.to_csv(report.table))
+        (folder / "leaderboard.md").write_text(leaderboard.to_markdown(report.table, data.swept_keys))
+        drawings = {"curves.png": figures.sweep_curves(data, f"sweep {sweep_id}: validation curves")}
+        if data.swept_keys:
+            drawings["heatmap.png"] = figures.sweep_heatmap(data, f"sweep {sweep_id}: best validation accuracy")
+        for name, figure in drawings.items():
+            figure.savefig(folder / name, dpi=110)
+            figures.plt.close(figure)
+        parent = store.run_log(data.parent_run_id)
+        for name in ("leaderboard.csv", "leaderboard.md", *drawings):
+            parent.log_file(folder / name, names.REPORT_DIR)
+            report.logged.append(f"{names.REPORT_DIR}/{name}")
+            if out_dir is not None:
+                report.written.append(out_dir / name)
+    store.run_log(data.parent_run_id).set_tags(winner_tags(data))
     return report
 
 
@@ -85,6 +85,9 @@ def summary(report: Report) -> list[str]:
         winner = max((m for m in first.members if m.outcome.is_result), key=lambda m: m.best_val_acc)
         lines.append(f"reproduce it: {leaderboard.reproduce_command(winner)}")
     lines.extend(f"wrote {path}" for path in report.written)
-    lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))
+    if report.logged:
+        lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))
+    else:
+        lines.append(f"nothing new was trained: the report on parent run {data.parent_run_id} is current")
     return lines
 

@@ -7,10 +7,11 @@ with a result are resumed rather than retrained, the data is decoded once for al
 ends with a report.
 """
 
+import functools
 import logging
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -22,7 +23,7 @@ from src.config.schema import Config
 from src.data.loader import share_source
 from src.data.shared import DataShare
 from src.errors import ConfigError, DataError, RunDiverged, SweepIncomplete, WorkerLost
-from src.experiment import SweepJob
+from src.experiment import EXPERIMENT_NOTE, SweepJob, prepare_worker
 from src.outcomes import Outcome
 from src.report.build import build_report, summary
 from src.sweep.dispatch import none_untouched
@@ -31,6 +32,7 @@ from src.sweep.plan import Job
 from src.sweep.record import SweepRecord, sweep_id_for
 from src.sweep.slots import WorkerDied
 from src.tracking.store import open_store, resolve_uri
+from src.tracking.ui import browse_lines
 
 log = logging.getLogger("netsweep.sweep")
 
@@ -65,6 +67,14 @@ class HydraApp:
 
     def start(self, jobs: list[Job], composer, pool) -> None:
         """The first batch is planned and the pool ready: set up whatever the sweep needs once."""
+
+    def to_train(self, jobs: list[Job]) -> int:
+        """How many of the batch's jobs will need a worker."""
+        return len(jobs)
+
+    def warm_up(self) -> Optional[Callable[[], None]]:
+        """What each new worker runs before its first job (a picklable function of no arguments), or None."""
+        return None
 
     def prepare(self, jobs: list[Job]) -> None:
         self.jobs.extend(jobs)
@@ -110,7 +120,11 @@ class NetsweepApp(HydraApp):
         self.uri = resolve_uri(master.tracking.uri)
         self.record: Optional[SweepRecord] = None
         self.share: Optional[DataShare] = None
+        self._done: Optional[dict] = None  # the batch's resume check, made once
         self.report_dir = Path(str(master.hydra.sweep.dir)) / "report"
+        self.objective = str(master.objective)
+        direction = OmegaConf.select(master, "hydra.sweeper.direction", default="minimize")
+        self.worst = -math.inf if str(direction).lower() == "maximize" else math.inf  # a diverged config's value
 
     def plan(self, jobs: list[Job]) -> None:
         """Check every config of the batch here, so a bad value fails the sweep before any run exists."""
@@ -134,17 +148,30 @@ class NetsweepApp(HydraApp):
         sweep_id = sweep_id_for(str(self.master.tracking.experiment), [j.key for j in jobs], sweeper)
         defaults = {k: str(v) for k, v in flatten(to_plain(Job(-1, [], composer.compose([], -1)).task_config)).items()}
         command = " ".join(self.master.hydra.overrides.task)
-        self.record = SweepRecord.open(store, str(self.master.tracking.experiment), sweep_id, command, defaults)
+        self.record = SweepRecord.open(store, str(self.master.tracking.experiment), sweep_id, command, defaults,
+                                       EXPERIMENT_NOTE)
         self.label = f"sweep {sweep_id}"
         print(f"[{self.label}] parent run {self.record.parent_run_id} in experiment "
               f"'{self.master.tracking.experiment}' ({self.uri})", flush=True)
         self.share = DataShare.create()
 
+    def warm_up(self) -> Callable[[], None]:
+        return functools.partial(prepare_worker, self.uri)
+
+    def to_train(self, jobs: list[Job]) -> int:
+        self._done = self.record.results() if self.settings.resume else {}
+        return len({job.key for job in jobs if job.key not in self._done})
+
     def prepare(self, jobs: list[Job]) -> None:
         super().prepare(jobs)
-        self.record.prepare(jobs, resume=self.settings.resume, params_of=self._params)
+        done = self._done if self._done is not None else (self.record.results() if self.settings.resume else {})
+        self._done = None
+        self.record.prepare(jobs, done, params_of=self._params)
         for job in jobs:
-            if job.reused:
+            if job.twin is not None:
+                print(f"[{self.label}] job #{job.index} is the same config as job #{job.twin.index}: trained once",
+                      flush=True)
+            elif job.reused:
                 print(f"[{self.label}] skip {job.name}: already {job.outcome.value} in run {job.run_id}", flush=True)
         to_run = [j for j in jobs if not j.reused]
         for data in {OmegaConf.to_yaml(j.config.data): j.config.data for j in to_run}.values():
@@ -190,6 +217,10 @@ class NetsweepApp(HydraApp):
     def after_batch(self, jobs: list[Job], interrupted: bool) -> None:
         self.record.reconcile(jobs, interrupted)
         self.record.write_manifest()
+        for job in jobs:
+            if job.twin is not None:
+                twin = job.twin
+                job.outcome, job.reason, job.value, job.metrics = twin.outcome, twin.reason, twin.value, twin.metrics
 
     def failures(self) -> str:
         failed = [j for j in self.jobs if j.outcome.failed or not j.outcome.ended]
@@ -206,8 +237,9 @@ class NetsweepApp(HydraApp):
         if self.record is None:
             return []
         lines = []
+        current = self.record.was_finished and all(job.reused for job in self.jobs)  # nothing new to draw
         try:
-            report = build_report(self.record.store, self.record.sweep_id, self.report_dir)
+            report = build_report(self.record.store, self.record.sweep_id, self.report_dir, draw=not current)
             lines.extend(summary(report))
         except Exception as exc:  # a report problem must not hide the sweep's own outcome
             lines.append(f"could not build the report: {type(exc).__name__}: {exc}")
@@ -216,17 +248,19 @@ class NetsweepApp(HydraApp):
             self.share.remove()
         counts = {o: sum(j.outcome == o for j in self.jobs) for o in Outcome if o.ended}
         reused = sum(j.reused for j in self.jobs)
-        lines.append("done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
-                     + f" ({reused} reused). Browse: mlflow ui --backend-store-uri {self.uri}")
+        lines.append("done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) + f" ({reused} reused)")
+        lines.extend(browse_lines(self.uri, self.record.experiment_id, int(self.master.tracking.ui_port)))
         lines.append(f"rebuild the comparison: python -m src.report {self.record.sweep_id}")
         return lines
 
     def job_return(self, job: Job) -> JobReturn:
-        """What the sweeper gets: the objective for results (a diverged config: inf), else a failure."""
+        """What the sweeper gets: the objective for results (a diverged config: the worst value for the
+        sweeper's direction), else a failure."""
         ret = job.job_return or JobReturn(overrides=job.overrides, cfg=job.task_config, hydra_cfg=job.config)
         if job.outcome.is_result:
-            value = job.value if job.outcome != Outcome.DIVERGED else math.inf
-            ret.status, ret.return_value = JobStatus.COMPLETED, math.inf if value is None else value
+            value = job.value if job.value is not None else job.metrics.get(self.objective)
+            ret.status = JobStatus.COMPLETED
+            ret.return_value = self.worst if job.outcome == Outcome.DIVERGED or value is None else value
         else:
             ret.status, ret.return_value = JobStatus.FAILED, SweepIncomplete(self.failures())
         return ret

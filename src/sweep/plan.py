@@ -37,6 +37,7 @@ class Job:
     outcome: Outcome = Outcome.SCHEDULED
     reason: str = ""
     reused: bool = False  # its result came from an earlier run (resume)
+    twin: Optional["Job"] = None  # an earlier job of the same batch with the same config: trained once, for both
     value: Any = None  # what the task returned (the sweeper's objective)
     job_return: Optional[JobReturn] = None
     metrics: dict = field(default_factory=dict)
@@ -59,20 +60,21 @@ class Composer:
     def __init__(self, config_loader, master: DictConfig):
         self.config_loader, self.master = config_loader, master
         self.parser = OverridesParser.create(config_loader=config_loader)
-        self.groups = self._all_groups("")
         self.templates: dict = {}
+        self._groups_under: dict = {}  # parent group -> the groups in it, asked of Hydra once
 
-    def _all_groups(self, parent: str) -> set:
-        found = set()
-        for name in self.config_loader.list_groups(parent):
-            path = f"{parent}/{name}" if parent else name
-            found |= {path} | self._all_groups(path)
-        return found
+    def _is_group(self, key: str) -> bool:
+        if "." in key:  # a dotted key names a value; groups are paths such as optimizer or hydra/launcher
+            return False
+        parent, _, name = key.rpartition("/")
+        if parent not in self._groups_under:
+            self._groups_under[parent] = set(self.config_loader.list_groups(parent))
+        return name in self._groups_under[parent]
 
     def _structural(self, override: Override) -> bool:
         """Overrides that change which configs are combined (or Hydra's own), rather than a value."""
-        return (override.key_or_group in self.groups or override.package is not None
-                or override.is_delete() or override.is_hydra_override())
+        return (override.package is not None or override.is_delete() or override.is_hydra_override()
+                or self._is_group(override.key_or_group))
 
     def compose(self, overrides: Sequence[str], index: int) -> DictConfig:
         """The config of job `index` with `overrides`, as Hydra's `load_sweep_config` would compose it."""

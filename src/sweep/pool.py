@@ -141,6 +141,12 @@ class WorkerPool:
                     "MLFLOW_TRACKING_URI=http://HOST:PORT so every worker can reach it"
                 )
 
+    def warm_up(self, function) -> None:
+        """Start the local worker processes now, each running `function()` (imports) before its first job,
+        so their start-up overlaps with what the parent still has to do. Dask's workers are already up."""
+        if self._slots is not None:
+            self._slots.warm_up(function)
+
     def restart(self) -> None:
         """A fresh pool after a worker died (joblib cannot reuse a broken one)."""
         self._parallel.__exit__(None, None, None)

@@ -32,10 +32,11 @@ class Progress:
         for job in jobs:
             self.seeds_per_group[job.group] = self.seeds_per_group.get(job.group, 0) + 1
             self.group_names.setdefault(job.group, job.group_name or job.name)
-        reused = [j for j in jobs if j.reused]
+        reused = [j for j in jobs if j.reused and j.twin is None]
         with self._lock:
             for job in reused:
                 self._count(job)
+        self.done += len(jobs) - len(to_run) - len(reused)  # twins: trained once with the job they repeat
         self.say(f"training {len(to_run)} configs ({len(reused)} already done, skipped)")
         if self.interval_s > 0 and self._thread is None:
             self._thread = threading.Thread(target=self._heartbeat, daemon=True)

@@ -16,7 +16,7 @@ from src.sweep.plan import Job
 from src.tracking import names
 
 REUSED_FROM = "netsweep.reused_from"  # on a child that stands for a result an earlier sweep trained
-REPORTABLE = ("best_val_acc", "best_val_loss", "test_acc", "test_loss", "best_epoch")
+REPORTABLE = ("best_val_acc", "best_val_loss", "test_acc", "test_loss", "best_epoch")  # copied onto reuse links
 
 
 def sweep_id_for(experiment: str, keys: Sequence[str], sweeper: str = "") -> str:
@@ -35,11 +35,13 @@ class SweepRecord:
     entries: dict = field(default_factory=dict)  # config key -> manifest entry
     defaults: dict = field(default_factory=dict)
     resumed: bool = False  # the parent existed: this is a rerun of the same sweep
+    was_finished: bool = False  # ... and it had ended finished, its report built
 
     @classmethod
-    def open(cls, store, experiment: str, sweep_id: str, command: str, defaults: dict) -> "SweepRecord":
+    def open(cls, store, experiment: str, sweep_id: str, command: str, defaults: dict,
+             description: str = "") -> "SweepRecord":
         """Create (or, for the same sweep, reopen) the experiment and the parent run."""
-        experiment_id = store.experiment_id(experiment)
+        experiment_id = store.experiment_id(experiment, description)
         store.prefer_wal()
         found = store.find_sweep(sweep_id, experiment_id)
         if found is not None:
@@ -47,24 +49,30 @@ class SweepRecord:
             manifest = store.read_json(found.run_id, names.MANIFEST)
             entries = {e["config_hash"]: e for e in manifest.get("configs", [])}
             return cls(store, experiment_id, sweep_id, found.run_id, entries, manifest.get("defaults") or defaults,
-                       resumed=True)
+                       resumed=True, was_finished=found.outcome == Outcome.FINISHED)
         parent = store.create_run(experiment_id, f"sweep {sweep_id}", {
             names.SWEEP_ID: sweep_id, names.ROLE: names.ROLE_SWEEP, names.OUTCOME: Outcome.RUNNING.value,
             names.SWEEP_OVERRIDES: command,
         })
         return cls(store, experiment_id, sweep_id, parent.run_id, {}, defaults)
 
-    def prepare(self, jobs: list[Job], resume: bool, params_of: Callable[[Job], dict]) -> None:
-        """Jobs whose config already has a result are `reused` (resume); the rest get a SCHEDULED child run,
+    def results(self) -> dict:
+        """{config key: run} of the configs that already have a result in the experiment."""
+        return self.store.results_by_config(self.experiment_id)
+
+    def prepare(self, jobs: list[Job], done: dict, params_of: Callable[[Job], dict]) -> None:
+        """Jobs whose config is in `done` (see `results`) are `reused`; the rest get a SCHEDULED child run,
         with the params `params_of(job)` gives once the job knows its run (so a config that never gets to
         start still shows its settings)."""
-        done = self.store.results_by_config(self.experiment_id) if resume else {}
+        in_batch: dict = {}
         for job in jobs:
             previous = done.get(job.key)
+            if job.key in in_batch:  # a sweeper asked twice for one config (Optuna can): train it once
+                job.twin, job.run_id, job.reused = in_batch[job.key], in_batch[job.key].run_id, True
+                continue
             if previous is not None:
                 job.run_id, job.outcome, job.reused = previous.run_id, previous.outcome, True
-                job.metrics = {k: previous.metrics[k] for k in REPORTABLE if k in previous.metrics}
-                job.value = previous.metrics.get("best_val_loss")
+                job.metrics = dict(previous.metrics)
                 self._link(job, previous)
             else:
                 child = self.store.create_run(self.experiment_id, job.name, {
@@ -73,6 +81,7 @@ class SweepRecord:
                 }, parent_run_id=self.parent_run_id, scheduled=True)
                 job.run_id = child.run_id
                 child.log_params(params_of(job))
+                in_batch[job.key] = job
             self.entries[job.key] = {**self.entries.get(job.key, {}), "config_hash": job.key, "name": job.name,
                                      "overrides": job.overrides, "run_id": job.run_id, "reused": job.reused}
         self.write_manifest()
@@ -89,7 +98,7 @@ class SweepRecord:
             names.OVERRIDES: " ".join(job.overrides),
         }, parent_run_id=self.parent_run_id)
         link.log_params(previous.params)
-        link.log_metrics(job.metrics)
+        link.log_metrics({k: v for k, v in job.metrics.items() if k in REPORTABLE})
         link.close(previous.outcome, f"reused: trained in run {previous.run_id}")
         self.entries[job.key] = {**entry, "link_run_id": link.run_id}
 
@@ -105,7 +114,7 @@ class SweepRecord:
         if run.outcome.ended:
             job.outcome = run.outcome
             job.reason = job.reason or run.tags.get(names.FAILURE_REASON, "")
-        job.metrics = {k: run.metrics[k] for k in REPORTABLE if k in run.metrics}
+        job.metrics = dict(run.metrics)
 
     def untouched(self, jobs: list[Job]) -> list[Job]:
         """The jobs whose run no worker has started (safe to dispatch again)."""

@@ -22,6 +22,9 @@ from src.sweep.progress import Progress
 from src.sweep.settings import LauncherSettings
 
 log = logging.getLogger("netsweep.sweep")
+# Libraries that talk on the console while a sweep runs; the sweep's own lines say what matters (the
+# Optuna sweeper's result is also in the sweep folder's optimization_results.yaml).
+CHATTY_LOGGERS = ("optuna", "hydra_plugins.hydra_optuna_sweeper", "alembic", "mlflow", "distributed")
 
 
 def announced_total(config: DictConfig) -> Optional[int]:
@@ -36,6 +39,8 @@ class SweepRunner:
         self.hydra_context, self.task_function, self.config, self.settings = (
             hydra_context, task_function, config, settings)
         check_settings(settings)
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
         tracked = settings.mlflow if settings.mlflow is not None else is_netsweep_config(config)
         self.app = app or (NetsweepApp(config, settings) if tracked else HydraApp(config, settings))
         self.pool_factory = pool_factory
@@ -58,8 +63,12 @@ class SweepRunner:
         jobs = [Job(initial_job_idx + i, list(o), self.composer.compose(o, initial_job_idx + i))
                 for i, o in enumerate(job_overrides)]
         self.app.plan(jobs)  # a bad value stops the sweep here, before any run exists
+        if self.pool is None and self.settings.backend == "loky":
+            self._open_pool(len(jobs))  # local workers start (and import) while the parent sets up the sweep
         if self.progress is None:
             self._start(jobs)
+        if self.pool is None and self.app.to_train(jobs):
+            self._open_pool(len(jobs))
         self.app.prepare(jobs)
         self.progress.batch(jobs)
         self.done += len(jobs)
@@ -101,6 +110,9 @@ class SweepRunner:
     def _open_pool(self, n_jobs: int) -> None:
         self.pool = self.pool_factory(self.settings, self.total or n_jobs).open()
         self.pool.check_store(getattr(self.app, "uri", ""))
+        warm_up = self.app.warm_up()
+        if warm_up is not None:
+            self.pool.warm_up(warm_up)
 
     def finish(self, interrupted: bool = False) -> None:
         """End the sweep (once): stop the workers, let the app close its records, print the summary."""

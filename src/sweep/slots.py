@@ -13,6 +13,7 @@ place that depends on it (`ParallelBackendBase`, `submit` with a callback, the r
 
 import collections
 import functools
+import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from joblib import cpu_count
 from joblib.parallel import ParallelBackendBase
 from loky import BrokenProcessPool, ProcessPoolExecutor
 
+log = logging.getLogger("netsweep.sweep")
+LEAK_LIMIT_BYTES = 64 * 2**30  # see _new_slot
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -31,6 +34,12 @@ class WorkerDied:
 
     args: tuple
     reason: str
+
+
+def _report_warm_up_failure(future: Future) -> None:
+    """A warm-up that fails costs nothing but its head start; say why, for whoever looks at the debug log."""
+    if not future.cancelled() and future.exception() is not None:
+        log.debug(f"worker warm-up failed: {future.exception()!r}")
 
 
 class ProcessSlotsBackend(ParallelBackendBase):
@@ -65,6 +74,10 @@ class ProcessSlotsBackend(ParallelBackendBase):
 
     def _new_slot(self) -> ProcessPoolExecutor:
         env = {name: str(self.threads) for name in THREAD_VARIABLES} if self.threads else {}
+        # loky restarts a worker whose memory grew by 300 MB since its first call, taking that for a leak.
+        # Ours grow on purpose: a worker keeps the dataset it decoded for the next config (warmed up first,
+        # a worker would otherwise be restarted after every Fashion-MNIST config and read everything again).
+        env["LOKY_MAX_MEMORY_LEAK_SIZE"] = str(LEAK_LIMIT_BYTES)
         return ProcessPoolExecutor(max_workers=1, env=env)
 
     def submit(self, func, callback=None):
@@ -101,6 +114,12 @@ class ProcessSlotsBackend(ParallelBackendBase):
                 self._slots[slot] = self._new_slot()
             self._idle.append(slot)
         self._start_waiting()
+
+    def warm_up(self, function) -> None:
+        """Start every slot's process now and have it run `function()` before its first call."""
+        with self._lock:
+            for executor in self._slots:
+                executor.submit(function).add_done_callback(_report_warm_up_failure)
 
     def retrieve_result_callback(self, future):
         return future.result()

@@ -41,6 +41,7 @@ STATUS = {  # the MLflow status each outcome is shown with
 PHASE = {"SCHEDULED": Outcome.SCHEDULED, "RUNNING": Outcome.RUNNING, "FINISHED": Outcome.FINISHED,
          "FAILED": Outcome.ERROR, "KILLED": Outcome.KILLED}
 OPEN = ("SCHEDULED", "RUNNING")
+NOTE = "mlflow.note.content"  # the description the UI shows on an experiment
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params (and 1000 metrics) per log_batch call
 PAGE = 1000
 
@@ -94,20 +95,24 @@ class Store:
 
     # --- experiments ------------------------------------------------------------------------------
 
-    def experiment_id(self, name: str) -> str:
-        """The id of experiment `name`, created if missing (tolerating another process creating it first)."""
+    def experiment_id(self, name: str, description: str = "") -> str:
+        """The id of experiment `name`, created if missing (tolerating another process creating it first);
+        `description` becomes its note in the UI unless it has one."""
         experiment = self._client.get_experiment_by_name(name)
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 self._client.restore_experiment(experiment.experiment_id)
-            return experiment.experiment_id
-        try:
-            return self._client.create_experiment(name)
-        except MlflowException:
+        else:
+            try:
+                self._client.create_experiment(name)
+            except MlflowException:
+                pass  # another process created it first
             experiment = self._client.get_experiment_by_name(name)
             if experiment is None:
-                raise
-            return experiment.experiment_id
+                raise MlflowException(f"experiment {name!r} could not be created")
+        if description and NOTE not in experiment.tags:
+            self._client.set_experiment_tag(experiment.experiment_id, NOTE, description)
+        return experiment.experiment_id
 
     def prefer_wal(self) -> None:
         """Switch a local SQLite store to write-ahead logging, so readers (progress, the UI) never block the

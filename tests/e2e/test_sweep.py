@@ -107,3 +107,30 @@ def test_named_sweep_file_runs_its_grid(cli):
     assert sorted(c.data.params["seed"] for c in children) == ["0", "1", "2", "3", "4"]
     assert "reproduce it: python -m src.run seed=" in result.stdout
     assert "+sweep" not in result.stdout.split("reproduce it:")[1]
+
+
+OPTUNA = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
+          "hydra.sweeper.sampler.seed=7", "optimizer.lr=interval(0.01,0.5)", "epochs=2",
+          "hydra.launcher.progress_interval_s=0"]
+
+
+def test_an_optuna_study_in_batches_is_one_sweep_and_resumes_across_batches(cli):
+    result = cli(*OPTUNA)
+    assert result.returncode == 0, result.stderr
+    view = read_store(cli.uri)
+    (parent,) = view.parents
+    assert len(view.children) == 6 and len(view.under(parent)) == 6
+    assert parent.info.run_name.endswith("(6 configs)") and parent.info.status == "FINISHED"
+    out = result.stdout
+    assert out.count("best config:") == 1 and out.count("done: ") == 1 and out.count("reproduce it:") == 1
+    assert [f"[{k}/6 configs done]" in out for k in range(1, 7)] == [True] * 6
+    assert "Downloading artifacts" not in result.stdout + result.stderr
+    assert "A new study created" not in result.stdout + result.stderr  # no library chatter
+    report = set(_artifacts(view.client, parent.info.run_id))
+    assert {"report/curves.png", "report/leaderboard.csv"} <= report
+    assert len(read_store(cli.uri).parents) == 1
+
+    again = cli(*OPTUNA)  # the same seeded study asks for the same trials: every batch is resumed
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("skip ") == 6 and again.stdout.count("training 0 configs") == 3
+    assert len(read_store(cli.uri).runs) == 7

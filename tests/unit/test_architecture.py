@@ -24,7 +24,7 @@ ALLOWED = {
     "src.sweep": {"src.experiment", "src.report", "src.tracking", "src.config", "src.data", "src.errors",
                   "src.outcomes", "src.interrupts"},
     "src.cli": {"src.config", "src.errors", "src.nn"},
-    "src.run": {"src.cli", "src.config", "src.experiment", "src.sweep", "src.interrupts", "src.errors"},
+    "src.run": {"src.cli", "src.config", "src.experiment", "src.sweep", "src.tracking", "src.interrupts", "src.errors"},
     "hydra_plugins": {"src.sweep"},
 }
 STDLIB = set(sys.stdlib_module_names)

@@ -112,13 +112,13 @@ def test_a_grid_is_grouped_trained_reconciled_and_reported(make, capsys):
     assert (runner.config.hydra.sweep.dir and pool.closed == 1)
 
 
-def test_a_rerun_resumes_everything_without_starting_a_worker(make, capsys):
+def test_a_rerun_resumes_everything_without_training_anything(make, capsys):
     first, store, _ = make()
     first.launch(GRID, 0)
     capsys.readouterr()
     again, _, pool = make(store=store)
     returns = again.launch(GRID, 0)
-    assert pool.opened == 0 and pool.ran == []
+    assert pool.ran == [] and pool.closed == pool.opened  # workers were warming up: stopped unused
     assert again.app.record.parent_run_id == first.app.record.parent_run_id
     assert len(store.records) == 7  # no new run
     printed = capsys.readouterr().out
@@ -216,3 +216,11 @@ def test_progress_ranks_by_the_mean_over_seeds(make, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "configs done]" in line]
     assert "best so far: lr=0.1 decay=1e-4 h=256 epochs=1 (0.5900, 1 of 2 seeds done)" in lines[0]
     assert "best so far: lr=0.2 decay=1e-4 h=256 epochs=1 (0.6950)" in lines[-1]
+
+
+def test_a_config_asked_for_twice_in_a_batch_is_trained_once(make, capsys):
+    runner, store, pool = make()
+    returns = runner.launch([GRID[0], GRID[2], list(GRID[0])], 0)
+    assert pool.ran == [0, 1] and len(_children(store, runner)) == 2
+    assert returns[2].status == JobStatus.COMPLETED and returns[2].return_value == returns[0].return_value
+    assert "job #2 is the same config as job #0: trained once" in capsys.readouterr().out
