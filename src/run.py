@@ -19,7 +19,8 @@ from src import interrupts
 from src.cli.help import help_text
 from src.cli.messages import exit_with_message
 from src.config.schema import register_configs
-from src.experiment import current_sweep_job, run_config
+from src.experiment.job import current_sweep_job
+from src.experiment.runner import run_config
 from src.sweep import registry
 from src.tracking.ui import browse_lines
 

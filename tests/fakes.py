@@ -30,7 +30,8 @@ class FakeRunLog:
             if self.record.params.setdefault(key, str(value)) != str(value):
                 raise ValueError(f"Changing param values is not allowed: {key}")
 
-    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+    def log_metrics(self, metrics: dict, step: int = 0, tags: Optional[dict] = None) -> None:
+        self.set_tags(tags or {})
         for key, value in metrics.items():
             self.record.metrics[key] = float(value)
             self.store.histories.setdefault(self.run_id, {}).setdefault(key, []).append((step, float(value)))

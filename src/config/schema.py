@@ -100,6 +100,7 @@ class Config:
     seed: int = MISSING
     divergence_factor: float = MISSING
     objective: str = MISSING
+    patience: Optional[int] = None
 
 
 SCHEMAS = {

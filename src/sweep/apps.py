@@ -23,8 +23,10 @@ from src.config.schema import Config
 from src.data.loader import share_source
 from src.data.shared import DataShare
 from src.errors import ConfigError, DataError, RunDiverged, SweepIncomplete, WorkerLost
-from src.experiment import EXPERIMENT_NOTE, SweepJob, prepare_worker
+from src.experiment.job import SweepJob, prepare_worker
+from src.experiment.recording import EXPERIMENT_NOTE
 from src.outcomes import Outcome
+from src.pruning import PruneRule
 from src.report.build import build_report, summary
 from src.sweep.dispatch import none_untouched
 from src.sweep.jobs import failure
@@ -35,6 +37,7 @@ from src.tracking.store import open_store, resolve_uri
 from src.tracking.ui import browse_lines
 
 log = logging.getLogger("netsweep.sweep")
+SETTINGS_TAGGED = ("n_jobs", "backend", "resume", "prune", "prune_min_epochs", "prune_factor", "prune_by")
 
 
 def is_netsweep_config(config: DictConfig) -> bool:
@@ -123,6 +126,8 @@ class NetsweepApp(HydraApp):
         self._done: Optional[dict] = None  # the batch's resume check, made once
         self.report_dir = Path(str(master.hydra.sweep.dir)) / "report"
         self.objective = str(master.objective)
+        self.prune = PruneRule(settings.prune, settings.prune_min_epochs, settings.prune_factor,
+                               settings.prune_by == "config")
         direction = OmegaConf.select(master, "hydra.sweeper.direction", default="minimize")
         self.worst = -math.inf if str(direction).lower() == "maximize" else math.inf  # a diverged config's value
 
@@ -148,8 +153,9 @@ class NetsweepApp(HydraApp):
         sweep_id = sweep_id_for(str(self.master.tracking.experiment), [j.key for j in jobs], sweeper)
         defaults = {k: str(v) for k, v in flatten(to_plain(Job(-1, [], composer.compose([], -1)).task_config)).items()}
         command = " ".join(self.master.hydra.overrides.task)
+        settings = {f"launcher.{key}": getattr(self.settings, key) for key in SETTINGS_TAGGED}
         self.record = SweepRecord.open(store, str(self.master.tracking.experiment), sweep_id, command, defaults,
-                                       EXPERIMENT_NOTE)
+                                       EXPERIMENT_NOTE, settings)
         self.label = f"sweep {sweep_id}"
         print(f"[{self.label}] parent run {self.record.parent_run_id} in experiment "
               f"'{self.master.tracking.experiment}' ({self.uri})", flush=True)
@@ -158,13 +164,21 @@ class NetsweepApp(HydraApp):
     def warm_up(self) -> Callable[[], None]:
         return functools.partial(prepare_worker, self.uri)
 
+    def _results(self) -> dict:
+        """The configs resume skips: with a result, pruned ones excepted when asked."""
+        resume = str(self.settings.resume).lower()
+        if resume == "false":
+            return {}
+        done = self.record.results()
+        return {k: r for k, r in done.items() if r.outcome != Outcome.PRUNED} if resume == "except_pruned" else done
+
     def to_train(self, jobs: list[Job]) -> int:
-        self._done = self.record.results() if self.settings.resume else {}
+        self._done = self._results()
         return len({job.key for job in jobs if job.key not in self._done})
 
     def prepare(self, jobs: list[Job]) -> None:
         super().prepare(jobs)
-        done = self._done if self._done is not None else (self.record.results() if self.settings.resume else {})
+        done = self._done if self._done is not None else self._results()
         self._done = None
         self.record.prepare(jobs, done, params_of=self._params)
         for job in jobs:
@@ -187,7 +201,8 @@ class NetsweepApp(HydraApp):
         return flatten(to_plain(job.task_config))
 
     def context_of(self, job: Job) -> SweepJob:
-        return SweepJob(job.run_id, self.uri, self.share)
+        return SweepJob(job.run_id, self.uri, self.share, self.record.sweep_id, self.record.experiment_id,
+                        self.prune)
 
     def read_result(self, job: Job, result) -> None:
         if isinstance(result, WorkerDied):

@@ -13,10 +13,12 @@ from urllib.parse import urlparse
 from joblib import Parallel, cpu_count, delayed, parallel_config
 
 from src.errors import ConfigError
+from src.pruning import RULES
 from src.sweep.slots import ProcessSlotsBackend
 from src.tracking.store import is_local_file
 
 BACKENDS = ("loky", "dask")
+RESUME_CHOICES = ("true", "false", "except_pruned")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
@@ -54,6 +56,15 @@ def check_settings(settings) -> None:
         raise ConfigError(f"hydra.launcher.address={settings.address} is only used with hydra.launcher.backend=dask")
     if settings.n_jobs == 0:
         raise ConfigError("hydra.launcher.n_jobs=0 is invalid: use a number of workers >= 1, or -1 for one per core")
+    choices = {"prune": RULES, "prune_by": ("config", "seed")}
+    for key, allowed in choices.items():
+        value = getattr(settings, key, allowed[0])
+        if value not in allowed:
+            raise ConfigError(f"hydra.launcher.{key}={value!r} is unknown; use one of {', '.join(allowed)}")
+    if getattr(settings, "prune_min_epochs", 1) < 1 or getattr(settings, "prune_factor", 2) < 2:
+        raise ConfigError("hydra.launcher.prune_min_epochs must be >= 1 and hydra.launcher.prune_factor >= 2")
+    if str(getattr(settings, "resume", True)).lower() not in RESUME_CHOICES:
+        raise ConfigError(f"hydra.launcher.resume={settings.resume!r} is unknown; use true, false or except_pruned")
 
 
 class WorkerPool:

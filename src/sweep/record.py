@@ -9,7 +9,7 @@ workers only attach to the child run made for them (concurrent creation races, m
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 from src.outcomes import Outcome
 from src.sweep.plan import Job
@@ -39,20 +39,22 @@ class SweepRecord:
 
     @classmethod
     def open(cls, store, experiment: str, sweep_id: str, command: str, defaults: dict,
-             description: str = "") -> "SweepRecord":
-        """Create (or, for the same sweep, reopen) the experiment and the parent run."""
+             description: str = "", settings: Optional[dict] = None) -> "SweepRecord":
+        """Create (or, for the same sweep, reopen) the experiment and the parent run; `settings` (how the
+        sweep runs: workers, pruning) are tagged on the parent."""
         experiment_id = store.experiment_id(experiment, description)
         store.prefer_wal()
         found = store.find_sweep(sweep_id, experiment_id)
         if found is not None:
             store.run_log(found.run_id).reopen()
+            store.run_log(found.run_id).set_tags(settings or {})
             manifest = store.read_json(found.run_id, names.MANIFEST)
             entries = {e["config_hash"]: e for e in manifest.get("configs", [])}
             return cls(store, experiment_id, sweep_id, found.run_id, entries, manifest.get("defaults") or defaults,
                        resumed=True, was_finished=found.outcome == Outcome.FINISHED)
         parent = store.create_run(experiment_id, f"sweep {sweep_id}", {
             names.SWEEP_ID: sweep_id, names.ROLE: names.ROLE_SWEEP, names.OUTCOME: Outcome.RUNNING.value,
-            names.SWEEP_OVERRIDES: command,
+            names.SWEEP_OVERRIDES: command, **(settings or {}),
         })
         return cls(store, experiment_id, sweep_id, parent.run_id, {}, defaults)
 
@@ -93,9 +95,10 @@ class SweepRecord:
         entry = self.entries.get(job.key, {})
         if previous.parent_run_id == self.parent_run_id or entry.get("link_run_id"):
             return
+        carried = {k: previous.tags[k] for k in (names.CURVE, names.GROUP_HASH) if k in previous.tags}
         link = self.store.create_run(self.experiment_id, f"{job.name} (reused)", {
             names.SWEEP_ID: self.sweep_id, REUSED_FROM: previous.run_id, names.OUTCOME: previous.outcome.value,
-            names.OVERRIDES: " ".join(job.overrides),
+            names.OVERRIDES: " ".join(job.overrides), **carried,  # a pruner compares new configs with it too
         }, parent_run_id=self.parent_run_id)
         link.log_params(previous.params)
         link.log_metrics({k: v for k, v in job.metrics.items() if k in REPORTABLE})

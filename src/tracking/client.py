@@ -239,9 +239,11 @@ class RunLog:
         for start in range(0, len(items), BATCH_LIMIT):
             self._client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
 
-    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+    def log_metrics(self, metrics: dict, step: int = 0, tags: Optional[dict] = None) -> None:
+        """Metrics at `step` (and tags, in the same write)."""
         now = int(time.time() * 1000)
-        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+                               tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
     def log_text(self, text: str, name: str) -> None:
         self._client.log_text(self.run_id, text, name)

@@ -27,3 +27,8 @@ EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")  # logged per
 # Provenance (MLflow's own tag for the commit, so its UI links it)
 GIT_COMMIT = "mlflow.source.git.commit"
 GIT_DIRTY = "git_dirty"
+
+# Stopping early
+CURVE = "netsweep.best_val_loss_curve"  # a sweep run's best validation loss so far, per epoch (read by pruners)
+PRUNED = "netsweep.pruned"  # why a sweep's pruner stopped the run
+STOPPED_EARLY = "stopped_early"  # why a run's own patience stopped it

@@ -48,6 +48,16 @@ def test_default_run_is_tracked_whole_and_reproducible(cli):
     assert "hidden_size: 256" in open(f"{local}/config.yaml").read()
 
 
+def test_patience_stops_a_long_run_early(cli):
+    result = cli("epochs=300", "patience=5")
+    assert result.returncode == 0, result.stderr
+    assert "stopped early at epoch" in result.stdout
+    (run,) = read_store(cli.uri).runs
+    assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "finished"
+    assert run.data.metrics["epochs_trained"] < 100 and "no lower validation loss for 5 epochs" in run.data.tags[
+        "stopped_early"]
+
+
 def test_bad_inputs_exit_2_with_one_line_and_no_run(cli):
     for args, needle in [
         (["optimizer.lr=-1"], "optimizer.lr"),

@@ -128,6 +128,22 @@ def test_sweep_on_dask_workers_logs_everything_through_the_server(tmp_path, mlfl
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
 
 
+def test_pruning_decisions_reach_dask_workers_through_the_server(tmp_path, mlflow_server, dask_cluster):
+    sweep = _sweep(tmp_path, mlflow_server, "optimizer.lr=0.3,0.1,0.01,0.003", "epochs=6",
+                   "hydra.launcher.prune=asha", "hydra.launcher.backend=dask",
+                   f"hydra.launcher.address={dask_cluster.address}", "tracking.experiment=pruned-on-dask")
+    _, stderr = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, stderr
+    _, runs = _experiment_runs(mlflow_server, "pruned-on-dask")
+    children = {r.data.params["optimizer.lr"]: r for r in runs if r.data.tags.get("netsweep.role") != "sweep"}
+    outcomes = {lr: (r.info.status, r.data.tags["outcome"]) for lr, r in children.items()}
+    assert outcomes["0.3"] == ("FINISHED", "finished")
+    assert ("FINISHED", "pruned") in outcomes.values()
+    for run in children.values():
+        if run.data.tags["outcome"] == "pruned":
+            assert run.data.metrics["epochs_trained"] < 6 and "asha rung" in run.data.tags["netsweep.pruned"]
+
+
 def test_a_lost_dask_worker_ends_its_config_killed(tmp_path, mlflow_server, dask_cluster):
     sweep = _sweep(tmp_path, mlflow_server, "epochs=2,100000", "hydra.launcher.backend=dask",
                    f"hydra.launcher.address={dask_cluster.address}", "tracking.experiment=lost-worker",

@@ -102,3 +102,21 @@ def test_a_sweep_in_process(main_in, store_uri, capsys):
     assert len(view.parents) == 1 and len(view.children) == 2
     out = capsys.readouterr().out
     assert "[2/2 configs done]" in out and "best config: lr=" in out
+
+
+def test_asha_prunes_losing_configs_and_their_seeds_together(main_in, store_uri, capsys):
+    assert main_in("-m", "optimizer.lr=0.3,0.01", "seed=0,1", "epochs=4", "hydra.launcher.n_jobs=1",
+                   "hydra.launcher.prune=asha", "hydra.launcher.progress_interval_s=0") == 0
+    view = read_store(store_uri)
+    by_lr = {}
+    for run in view.children:
+        by_lr.setdefault(run.data.params["optimizer.lr"], []).append(run)
+    assert [r.data.tags["outcome"] for r in by_lr["0.3"]] == ["finished", "finished"]
+    slow = sorted(by_lr["0.01"], key=lambda r: r.data.params["seed"])
+    assert [(r.info.status, r.data.tags["outcome"]) for r in slow] == [("FINISHED", "pruned")] * 2
+    assert "asha rung at epoch 1" in slow[0].data.tags["netsweep.pruned"]
+    assert slow[1].data.tags["netsweep.pruned"].startswith("pruned with its config")  # judged with seed 0
+    assert [len(view.history(r, "val_loss")) for r in slow] == [1, 1]
+    assert {"figure1.png", "weights.npz", "history.csv"} <= set(view.artifacts(slow[0]))
+    out = capsys.readouterr().out
+    assert out.count(": pruned, best val_acc") == 2 and "best config: lr=0.3" in out

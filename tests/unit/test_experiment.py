@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src import experiment
 from src.config.schema import register_configs
 from src.data.shared import DataShare
 from src.errors import ConfigError, RunDiverged, WorkerLost
-from src.experiment import SweepJob, current_sweep_job, run_config
+from src.experiment import runner
+from src.experiment.job import SweepJob, current_sweep_job
+from src.experiment.runner import run_config
 from src.outcomes import Outcome
 from src.tracking import names
 from src.tracking.store import open_store
@@ -71,7 +72,7 @@ def test_an_error_in_training_closes_the_run_with_its_traceback(cfg_for, store_u
     def broken(*args, **kwargs):
         raise MemoryError("out of memory in the test")
 
-    monkeypatch.setattr(experiment, "fit", broken)
+    monkeypatch.setattr(runner, "fit", broken)
     with pytest.raises(MemoryError):
         run_config(cfg_for())
     view = read_store(store_uri)
@@ -85,7 +86,7 @@ def test_an_interrupt_closes_the_run_killed(cfg_for, store_uri, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "fit", interrupted)
+    monkeypatch.setattr(runner, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_config(cfg_for())
     (run,) = read_store(store_uri).runs
@@ -128,3 +129,15 @@ def test_a_sweep_job_whose_data_fails_closes_its_scheduled_run(cfg_for, store_ur
         run_config(cfg_for("data=npz", f"data.path={tmp_path / 'bad.npz'}"), sweep_job=SweepJob(run_id, store_uri))
     record = store.run(run_id)
     assert record.outcome == Outcome.ERROR and "labels" in record.tags[names.FAILURE_REASON]
+
+
+def test_patience_stops_a_run_early_and_it_ends_finished(cfg_for, store_uri):
+    summary = run_config(cfg_for("epochs=300", "patience=3", "optimizer.lr=0.3"))
+    view = read_store(store_uri)
+    (run,) = view.runs
+    trained = int(run.data.metrics["epochs_trained"])
+    assert summary.outcome == Outcome.FINISHED and run.data.tags["outcome"] == "finished"
+    assert 3 < trained < 300 and run.data.tags["stopped_early"].startswith("no lower validation loss for 3 epochs")
+    assert len(view.history(run, "val_loss")) == trained
+    assert trained - run.data.metrics["best_epoch"] == 3
+    assert names.CURVE not in run.data.tags  # only a sweep's runs publish their curve

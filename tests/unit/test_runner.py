@@ -13,7 +13,7 @@ from hydra.types import HydraContext, RunMode
 from src.config.identity import flatten, to_plain
 from src.config.schema import register_configs
 from src.errors import ConfigError, RunDiverged, SweepIncomplete
-from src.experiment import current_sweep_job
+from src.experiment.job import current_sweep_job
 from src.outcomes import Outcome
 from src.sweep.apps import NetsweepApp
 from src.sweep.jobs import failure
@@ -224,3 +224,25 @@ def test_a_config_asked_for_twice_in_a_batch_is_trained_once(make, capsys):
     assert pool.ran == [0, 1] and len(_children(store, runner)) == 2
     assert returns[2].status == JobStatus.COMPLETED and returns[2].return_value == returns[0].return_value
     assert "job #2 is the same config as job #0: trained once" in capsys.readouterr().out
+
+
+def test_pruned_configs_are_results_that_resume_keeps_unless_asked(make):
+    first, store, _ = make()
+    first.launch(GRID[:2], 0)
+    pruned = _children(store, first)[0]
+    store.run_log(pruned.run_id).close(Outcome.PRUNED, "asha rung at epoch 1")
+    kept, _, pool = make(store=store)
+    kept.launch(GRID[:2], 0)
+    assert pool.ran == []
+    retrained, _, pool = make(store=store, resume="except_pruned")
+    retrained.launch(GRID[:2], 0)
+    assert pool.ran == [0] and store.run(pruned.run_id).outcome == Outcome.PRUNED  # the old run stays as it was
+
+
+def test_pruning_settings_are_checked_before_anything_runs(make):
+    with pytest.raises(ConfigError, match="hydra.launcher.prune='hyperband' is unknown"):
+        make(prune="hyperband")
+    with pytest.raises(ConfigError, match="hydra.launcher.resume='sometimes' is unknown"):
+        make(resume="sometimes")
+    with pytest.raises(ConfigError, match="prune_factor"):
+        make(prune="asha", prune_factor=1)

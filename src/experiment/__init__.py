@@ -1,0 +1,1 @@
+"""Experiments: one composed config -> one trained net -> one tracked run, for single runs and sweep jobs."""

@@ -1,0 +1,69 @@
+"""What happens as each epoch ends: its metrics go to the run (with the curve a sweep's pruner reads), its
+line is printed, and in a sweep that prunes, the decision to go on or stop is made."""
+
+import logging
+from typing import Optional
+
+from src.experiment.job import SweepJob
+from src.pruning import best_so_far, decide, mean_curve
+from src.tracking import names
+
+log = logging.getLogger("netsweep")
+CURVE_DIGITS = 6  # significant digits of the curve a sweep's run publishes for pruners
+CURVE_MAX_CHARS = 7500  # MLflow keeps tag values up to 8000 characters: longer curves stop being published
+
+
+def encode_curve(curve: list) -> str:
+    return " ".join(f"{value:.{CURVE_DIGITS}g}" for value in curve)
+
+
+def decode_curve(text: str) -> list:
+    return [float(value) for value in text.split()] if text else []
+
+
+class SweepPruner:
+    """Reads the curves the sweep's runs published (one search of the store) and applies the sweep's rule,
+    so a decision reaches this run at its next epoch wherever it runs."""
+
+    def __init__(self, store, job: SweepJob, group: str, epochs: int):
+        self.store, self.job, self.group, self.epochs = store, job, group, epochs
+
+    def __call__(self, epoch: int, curve: list) -> Optional[str]:
+        rule = self.job.prune
+        by_group: dict = {}
+        for run in self.store.runs([self.job.experiment_id], sweep_id=self.job.sweep_id):
+            if run.run_id == self.job.run_id or names.CURVE not in run.tags:
+                continue
+            key = run.tags.get(names.GROUP_HASH, run.run_id) if rule.by_config else run.run_id
+            if rule.by_config and key == self.group and names.PRUNED in run.tags:
+                return f"pruned with its config ({run.tags[names.PRUNED]})"
+            by_group.setdefault(key, []).append(decode_curve(run.tags[names.CURVE]))
+        mine = mean_curve([curve, *by_group.pop(self.group, [])]) if rule.by_config else curve
+        return decide(rule, epoch, self.epochs, mine, {k: mean_curve(v) for k, v in by_group.items()})
+
+
+class EpochEnd:
+    """The `on_epoch_end` of `fit`: log, print, and return a reason to stop when the sweep prunes this run."""
+
+    def __init__(self, run, epochs: int, pruner: Optional[SweepPruner] = None, publish_curve: bool = False):
+        """`publish_curve`: a sweep's run tags its curve each epoch, for this sweep's pruner and later ones."""
+        self.run, self.epochs, self.pruner, self.publish_curve = run, epochs, pruner, publish_curve
+        self.losses: list = []
+        self.pruned: Optional[str] = None
+
+    def __call__(self, epoch: int, row: dict) -> Optional[str]:
+        self.losses.append(row["val_loss"])
+        curve = best_so_far(self.losses)
+        encoded = encode_curve(curve) if self.publish_curve else ""
+        tags = {names.CURVE: encoded} if encoded and len(encoded) <= CURVE_MAX_CHARS else {}
+        self.run.log_metrics(row, step=epoch, tags=tags)
+        width = len(str(self.epochs))
+        log.info(
+            f"epoch {epoch:>{width}}/{self.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+            f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  {row['epoch_time_s']:.2f}s"
+        )
+        if self.pruner is not None:
+            self.pruned = self.pruner(epoch, curve)
+            if self.pruned:
+                self.run.set_tags({names.PRUNED: self.pruned})
+        return self.pruned

@@ -1,0 +1,51 @@
+"""What a sweep's parent hands each of its jobs (`SweepJob`), and what a worker does before its first one."""
+
+import contextvars
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from src import plots
+from src.data.shared import DataShare
+from src.pruning import PruneRule
+from src.tracking.store import SQLITE_PREFIX, is_local_file, open_store
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """The run the parent created for this job, the data it decoded, and how the sweep prunes.
+
+    The sweep's worker enters it around the job (`with job:`), and the task function passes
+    `current_sweep_job()` on to `run_config`.
+    """
+
+    run_id: str
+    tracking_uri: str
+    data_share: Optional[DataShare] = None
+    sweep_id: str = ""
+    experiment_id: str = ""
+    prune: PruneRule = PruneRule()
+    _token: list = field(default_factory=list, compare=False, repr=False)
+
+    def __enter__(self) -> "SweepJob":
+        self._token.append(_ACTIVE_JOB.set(self))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _ACTIVE_JOB.reset(self._token.pop())
+
+
+_ACTIVE_JOB: contextvars.ContextVar[Optional[SweepJob]] = contextvars.ContextVar("netsweep_sweep_job", default=None)
+
+
+def current_sweep_job() -> Optional[SweepJob]:
+    """The sweep job this thread is running, if any."""
+    return _ACTIVE_JOB.get()
+
+
+def prepare_worker(uri: str) -> None:
+    """What a sweep worker does before its first job: import what a run needs (mlflow included), load
+    matplotlib's fonts, and connect to the store when it exists (creating one is the sweep parent's job)."""
+    plots.plt.close(plots.figure_one({k: [1.0] for k in ("train_loss", "val_loss", "train_acc", "val_acc")}, ""))
+    if not is_local_file(uri) or Path(uri.removeprefix(SQLITE_PREFIX)).is_file():
+        open_store(uri)

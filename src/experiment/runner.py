@@ -1,0 +1,179 @@
+"""`run_config`: one composed config -> one trained net -> one MLflow run.
+
+Order matters for the user: config values are checked and data is loaded (both may fail with a clear
+message) before a run is created, so a typo never leaves an empty or RUNNING run behind. Once the run
+exists, every way out of training (finished, stopped early, pruned, diverged, error, Ctrl-C) closes it
+with its outcome.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from src.config.checks import validate
+from src.config.identity import flatten, group_hash, to_plain
+from src.config.naming import run_name
+from src.data.dataset import Dataset
+from src.data.loader import load_dataset
+from src.data.shared import DataShare
+from src.errors import ConfigError, RunDiverged
+from src.experiment.epochs import EpochEnd, SweepPruner
+from src.experiment.job import SweepJob
+from src.experiment.recording import (
+    EXPERIMENT_NOTE,
+    close_with_error,
+    closing_on_failure,
+    peak_rss_mb,
+    record_history,
+    refuse_a_second_attempt,
+    run_tags,
+)
+from src.nn.mlp import evaluate, init_params
+from src.nn.optim import build_optimizer
+from src.nn.train import FINAL_METRICS, Diverged, FitResult, fit
+from src.outcomes import Outcome
+from src.tracking import names
+from src.tracking.store import open_store, preload, resolve_uri
+
+log = logging.getLogger("netsweep")
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    tracking_uri: str
+    metrics: dict  # final metrics: test_acc, best_val_loss, ...
+    figure_path: Optional[Path]
+    experiment_id: str = ""
+    outcome: Outcome = Outcome.FINISHED
+
+    @property
+    def test_acc(self) -> float:
+        return self.metrics["test_acc"]
+
+    @property
+    def best_val_loss(self) -> float:
+        return self.metrics["best_val_loss"]
+
+    def objective(self, name: str) -> float:
+        """The final metric a sweeper optimises (the config's `objective`)."""
+        return self.metrics[name]
+
+
+def prepare(cfg: DictConfig, share: Optional[DataShare] = None) -> Dataset:
+    """Check the config and load its data: everything that can fail before a run is recorded."""
+    validate(cfg)
+    dataset = load_dataset(cfg.data, cfg.seed, share)
+    if cfg.optimizer.batch_size > len(dataset.y_train):
+        raise ConfigError(
+            f"optimizer.batch_size={cfg.optimizer.batch_size} is larger than the {len(dataset.y_train)} "
+            "training images; use a smaller batch size"
+        )
+    return dataset
+
+
+def train(cfg: DictConfig, dataset: Dataset, on_epoch_end) -> FitResult:
+    """The net of `cfg`, trained on `dataset`; seeded so the same config gives the same metrics."""
+    init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
+    params = init_params(
+        dataset.input_dim,
+        cfg.model.hidden_size,
+        dataset.num_classes,
+        init_rng,
+        dtype=np.dtype(cfg.model.dtype.value),
+        scheme=cfg.model.init.value,
+    )
+    optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer), params, cfg.model.decay)
+    return fit(
+        params, dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val,
+        optimizer=optimizer, decay=cfg.model.decay, batch_size=cfg.optimizer.batch_size, epochs=cfg.epochs,
+        rng=shuffle_rng, divergence_factor=cfg.divergence_factor, patience=cfg.patience, on_epoch_end=on_epoch_end,
+    )
+
+
+def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
+    """Test and in-sample scores of the kept (best validation loss) parameters, plus the best epochs."""
+    test_loss, test_acc = evaluate(result.params, dataset.X_test, dataset.y_test, decay)
+    insample_loss, insample_acc = evaluate(result.params, dataset.X_train, dataset.y_train, decay)
+    history = result.history.metrics
+    scores = (test_acc, test_loss, insample_acc, insample_loss, result.best_epoch, min(history["val_loss"]),
+              max(history["val_acc"]))
+    return dict(zip(FINAL_METRICS, scores))
+
+
+def run_config(cfg: DictConfig, overrides: Optional[Sequence[str]] = None, output_dir: Optional[Path] = None,
+               sweep_job: Optional[SweepJob] = None) -> RunSummary:
+    """Train the net `cfg` describes and record it as one MLflow run.
+
+    `overrides` are the command line's (they name the run), `output_dir` is where Figure 1 is also kept,
+    `sweep_job` the run a sweep created for this config. Raises ConfigError/DataError before any run
+    exists; RunDiverged, KeyboardInterrupt or the original exception after the run was closed with
+    outcome diverged, killed or error.
+    """
+    preloading = preload()  # ~1 s of imports, overlapped with data loading
+    uri = sweep_job.tracking_uri if sweep_job else resolve_uri(cfg.tracking.uri)
+    try:
+        dataset = prepare(cfg, sweep_job.data_share if sweep_job else None)
+    except Exception:
+        if sweep_job:  # the sweep created this run already: close it rather than leave it SCHEDULED
+            preloading.join()
+            close_with_error(open_store(uri).run_log(sweep_job.run_id))
+        raise
+    preloading.join()
+    store = open_store(uri)
+    name = run_name(cfg, overrides or ())
+    run = _open_run(store, cfg, dataset, name, overrides, sweep_job)
+    log.info(f"run {run.run_id} ({name}) on {dataset.summary()}")
+    with closing_on_failure(run):
+        summary = _train_and_record(store, cfg, dataset, run, name, output_dir, sweep_job)
+    log.info(
+        f"test accuracy {summary.test_acc:.4f} (in-sample {summary.metrics['insample_acc']:.4f}, "
+        f"best epoch {summary.metrics['best_epoch']})"
+    )
+    return summary
+
+
+def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, output_dir: Optional[Path],
+                      sweep_job: Optional[SweepJob]) -> RunSummary:
+    """Params, the resolved config and every epoch as it ends, then the final scores, Figure 1, the weights
+    and the outcome; a diverged run is closed as such."""
+    title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
+    run.log_params(flatten(to_plain(cfg)))
+    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), names.CONFIG)
+    pruner = None
+    if sweep_job is not None and sweep_job.prune.active:
+        pruner = SweepPruner(store, sweep_job, group_hash(cfg), cfg.epochs)
+    epoch_end = EpochEnd(run, cfg.epochs, pruner, publish_curve=sweep_job is not None)
+    try:
+        result = train(cfg, dataset, epoch_end)
+    except Diverged as stop:
+        record_history(run, stop.history, title, None, None, diverged_at=stop.epoch)
+        run.close(Outcome.DIVERGED, str(stop))
+        raise RunDiverged(f"run {run.run_id} {stop}; try a smaller optimizer.lr") from None
+    metrics = final_metrics(result, dataset, cfg.model.decay)
+    trained = result.epochs_trained
+    run.log_metrics({**metrics, "epochs_trained": trained, "peak_rss_mb": peak_rss_mb()}, step=trained)
+    figure_path = record_history(run, result.history, title, output_dir, result.best_epoch,
+                                 stopped_at=(trained, "pruned" if epoch_end.pruned else "stopped early")
+                                 if result.stopped else None)
+    if cfg.tracking.log_weights:
+        run.log_arrays(result.params, names.WEIGHTS)
+    outcome = Outcome.PRUNED if epoch_end.pruned else Outcome.FINISHED
+    if result.stopped and not epoch_end.pruned:
+        run.set_tags({names.STOPPED_EARLY: result.stopped})
+        log.info(f"stopped early at epoch {trained}: {result.stopped}")
+    run.close(outcome, epoch_end.pruned)
+    return RunSummary(run.run_id, store.uri, metrics, figure_path, store.run(run.run_id).experiment_id, outcome)
+
+
+def _open_run(store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sweep_job: Optional[SweepJob]):
+    """The run this config records into: created here, or the one a sweep created for it."""
+    tags = run_tags(cfg, dataset, overrides)
+    if sweep_job:
+        refuse_a_second_attempt(store, sweep_job.run_id)
+        return store.attach_run(sweep_job.run_id, tags)
+    return store.create_run(store.experiment_id(cfg.tracking.experiment, EXPERIMENT_NOTE), name, tags)
