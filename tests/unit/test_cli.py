@@ -109,8 +109,8 @@ def test_asha_prunes_losing_configs_and_their_seeds_together(main_in, store_uri,
                    "hydra.launcher.prune=asha", "hydra.launcher.progress_interval_s=0") == 0
     view = read_store(store_uri)
     by_lr = {}
-    for run in view.children:
-        by_lr.setdefault(run.data.params["optimizer.lr"], []).append(run)
+    for child in view.children:
+        by_lr.setdefault(child.data.params["optimizer.lr"], []).append(child)
     assert [r.data.tags["outcome"] for r in by_lr["0.3"]] == ["finished", "finished"]
     slow = sorted(by_lr["0.01"], key=lambda r: r.data.params["seed"])
     assert [(r.info.status, r.data.tags["outcome"]) for r in slow] == [("FINISHED", "pruned")] * 2
