@@ -70,6 +70,8 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.epochs >= 1, "epochs", cfg.epochs, "use at least 1 epoch")
     _require(cfg.patience is None or cfg.patience >= 1, "patience", cfg.patience,
              "use a number of epochs >= 1, or null to never stop early")
+    _require(cfg.threads is None or cfg.threads >= 1, "threads", cfg.threads,
+             "use a number of threads >= 1, or null to let each run measure")
     _require(cfg.divergence_factor > 1, "divergence_factor", cfg.divergence_factor, "use a factor > 1, e.g. 100")
     _require(0 < data.val_fraction < 1, "data.val_fraction", data.val_fraction, "use a fraction inside (0, 1)")
     _require(cfg.objective in FINAL_METRICS, "objective", cfg.objective, f"use one of {', '.join(FINAL_METRICS)}")

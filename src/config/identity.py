@@ -6,7 +6,7 @@ import json
 from omegaconf import DictConfig, OmegaConf
 
 # Top-level keys that change where a run is recorded or what a sweep reads of it, not what it learns.
-NOT_RESULTS = ("tracking", "hydra", "objective")
+NOT_RESULTS = ("tracking", "hydra", "objective", "threads")
 REPLICATE_KEY = "seed"  # configs that differ only here are replicates of one setting
 
 

@@ -101,6 +101,7 @@ class Config:
     divergence_factor: float = MISSING
     objective: str = MISSING
     patience: Optional[int] = None
+    threads: Optional[int] = None
 
 
 SCHEMAS = {

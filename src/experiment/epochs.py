@@ -45,9 +45,12 @@ class SweepPruner:
 class EpochEnd:
     """The `on_epoch_end` of `fit`: log, print, and return a reason to stop when the sweep prunes this run."""
 
-    def __init__(self, run, epochs: int, pruner: Optional[SweepPruner] = None, publish_curve: bool = False):
-        """`publish_curve`: a sweep's run tags its curve each epoch, for this sweep's pruner and later ones."""
+    def __init__(self, run, epochs: int, pruner: Optional[SweepPruner] = None, publish_curve: bool = False,
+                 threads=None):
+        """`publish_curve`: a sweep's run tags its curve each epoch, for this sweep's pruner and later ones;
+        `threads`: the run's ThreadGovernor, whose choice is logged with each epoch."""
         self.run, self.epochs, self.pruner, self.publish_curve = run, epochs, pruner, publish_curve
+        self.threads = threads
         self.losses: list = []
         self.pruned: Optional[str] = None
 
@@ -56,7 +59,8 @@ class EpochEnd:
         curve = best_so_far(self.losses)
         encoded = encode_curve(curve) if self.publish_curve else ""
         tags = {names.CURVE: encoded} if encoded and len(encoded) <= CURVE_MAX_CHARS else {}
-        self.run.log_metrics(row, step=epoch, tags=tags)
+        chosen = {"blas_threads": self.threads.current} if self.threads and self.threads.current else {}
+        self.run.log_metrics({**row, **chosen}, step=epoch, tags=tags)
         width = len(str(self.epochs))
         log.info(
             f"epoch {epoch:>{width}}/{self.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"

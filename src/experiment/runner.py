@@ -25,6 +25,7 @@ from src.experiment.epochs import EpochEnd, SweepPruner
 from src.experiment.job import SweepJob
 from src.experiment.recording import (
     EXPERIMENT_NOTE,
+    blas_threads,
     close_with_error,
     closing_on_failure,
     peak_rss_mb,
@@ -32,6 +33,7 @@ from src.experiment.recording import (
     refuse_a_second_attempt,
     run_tags,
 )
+from src.experiment.threads import ThreadGovernor
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import build_optimizer
 from src.nn.train import FINAL_METRICS, Diverged, FitResult, fit
@@ -76,7 +78,7 @@ def prepare(cfg: DictConfig, share: Optional[DataShare] = None) -> Dataset:
     return dataset
 
 
-def train(cfg: DictConfig, dataset: Dataset, on_epoch_end) -> FitResult:
+def train(cfg: DictConfig, dataset: Dataset, on_epoch_end, on_step=None) -> FitResult:
     """The net of `cfg`, trained on `dataset`; seeded so the same config gives the same metrics."""
     init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
     params = init_params(
@@ -92,7 +94,16 @@ def train(cfg: DictConfig, dataset: Dataset, on_epoch_end) -> FitResult:
         params, dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val,
         optimizer=optimizer, decay=cfg.model.decay, batch_size=cfg.optimizer.batch_size, epochs=cfg.epochs,
         rng=shuffle_rng, divergence_factor=cfg.divergence_factor, patience=cfg.patience, on_epoch_end=on_epoch_end,
+        on_step=on_step,
     )
+
+
+def thread_governor(cfg: DictConfig, dataset: Dataset) -> ThreadGovernor:
+    """BLAS threads for this run: `cfg.threads`, or measured as it trains (src/experiment/threads.py)."""
+    batch, hidden = cfg.optimizer.batch_size, cfg.model.hidden_size
+    work = batch * hidden * (dataset.input_dim + dataset.num_classes) * 3  # forward and backward products
+    steps = -(-len(dataset.y_train) // batch)
+    return ThreadGovernor(blas_threads(), cfg.threads, work, steps)
 
 
 def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
@@ -147,13 +158,17 @@ def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, 
     pruner = None
     if sweep_job is not None and sweep_job.prune.active:
         pruner = SweepPruner(store, sweep_job, group_hash(cfg), cfg.epochs)
-    epoch_end = EpochEnd(run, cfg.epochs, pruner, publish_curve=sweep_job is not None)
+    governor = thread_governor(cfg, dataset)
+    epoch_end = EpochEnd(run, cfg.epochs, pruner, publish_curve=sweep_job is not None, threads=governor)
     try:
-        result = train(cfg, dataset, epoch_end)
+        result = train(cfg, dataset, epoch_end, governor)
     except Diverged as stop:
         record_history(run, stop.history, title, None, None, diverged_at=stop.epoch)
         run.close(Outcome.DIVERGED, str(stop))
         raise RunDiverged(f"run {run.run_id} {stop}; try a smaller optimizer.lr") from None
+    finally:
+        governor.close()
+        run.set_tags({"blas_threads": governor.summary()})
     metrics = final_metrics(result, dataset, cfg.model.decay)
     trained = result.epochs_trained
     run.log_metrics({**metrics, "epochs_trained": trained, "peak_rss_mb": peak_rss_mb()}, step=trained)

@@ -92,10 +92,12 @@ class DivergenceGuard:
             raise Diverged(epoch, step, cost, self.limit, self.history)
 
 
-def _train_epoch(params, workspace, optimizer, X, y, batch_size, decay, order, epoch, guard):
+def _train_epoch(params, workspace, optimizer, X, y, batch_size, decay, order, epoch, guard, on_step=None):
     """One pass over the shuffled training set; returns (mean cost, accuracy) over its batches."""
     total_cost, total_correct = 0.0, 0
     for step, start in enumerate(range(0, len(order), batch_size), start=1):
+        if on_step is not None:
+            on_step(epoch, step)
         index = order[start : start + batch_size]
         X_batch = workspace.load_batch(X, index)
         mean_ce, correct = workspace.data_cost_grad(params, X_batch, y[index], optimizer.grad_scale)
@@ -122,13 +124,15 @@ def fit(
     divergence_factor: float = 100.0,
     patience: Optional[int] = None,
     on_epoch_end: Optional[Callable[[int, dict], Optional[str]]] = None,
+    on_step: Optional[Callable[[int, int], None]] = None,
 ) -> FitResult:
     """Train `params` in place; keep and return the parameters with the best validation loss.
 
     Per epoch: `train_loss` (the cost averaged over the epoch's steps, weighted by batch size),
     `train_acc` (over the same steps), `val_loss`, `val_acc` and `epoch_time_s` (the training pass only).
     Training stops early after `patience` epochs without a lower validation loss, or when
-    `on_epoch_end(epoch, metrics)` returns a reason to stop (a sweep's pruner). Raises `Diverged` as soon as
+    `on_epoch_end(epoch, metrics)` returns a reason to stop (a sweep's pruner). `on_step(epoch, step)` is
+    called before each step (the caller may pace the machine's threads there). Raises `Diverged` as soon as
     a step's cost is non-finite or above `divergence_factor` times the cost before the first step.
     """
     dtype = params["W1"].dtype
@@ -142,7 +146,7 @@ def fit(
             order = rng.permutation(len(y_train))
             started = time.perf_counter()
             train_loss, train_acc = _train_epoch(
-                params, workspace, optimizer, X_train, y_train, batch_size, decay, order, epoch, guard
+                params, workspace, optimizer, X_train, y_train, batch_size, decay, order, epoch, guard, on_step
             )
             epoch_time = time.perf_counter() - started
             if not all_finite(params):  # the last step's update overflowed

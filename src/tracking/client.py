@@ -16,14 +16,16 @@ from typing import Iterable, Optional
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars on netsweep's console
 
+import mlflow.store  # noqa: E402
 import numpy as np  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from src.outcomes import RESULTS, Outcome  # noqa: E402
 from src.tracking import names  # noqa: E402
-from src.tracking.retry import with_retries  # noqa: E402
+from src.tracking.retry import exclusive, schema_version, wait_for_migrations, with_retries  # noqa: E402
 from src.tracking.store import SQLITE_PREFIX, RunRecord, result_per_config  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep schema-migration chatter off the console
@@ -85,13 +87,54 @@ def _quoted(value: str) -> str:
     return "'" + str(value).replace("'", "\\'") + "'"
 
 
+def _latest_schema() -> Optional[str]:
+    """The schema revision this MLflow migrates stores to (its Alembic scripts' head), if it can be read."""
+    try:
+        return ScriptDirectory(str(Path(mlflow.store.__file__).parent / "db_migrations")).get_current_head()
+    except Exception:  # another layout: fall back on waiting for the schema to stop changing
+        return None
+
+
+def _install_fresh_store(db: Path) -> None:
+    """Create and migrate a new store in a private file, then put it in place atomically (unless another
+    process created one meanwhile): an `mlflow ui` opening the same path at that moment either sees no
+    store (and makes its own, which this one then waits for) or a complete one, never half a migration."""
+    staging = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    try:
+        MlflowClient(tracking_uri=SQLITE_PREFIX + str(staging)).search_experiments(max_results=1)
+        os.link(staging, db)
+    except FileExistsError:
+        pass  # another process created the store first: Store waits for its migration to settle
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 class Store:
     """One tracking store. MLflow creates or migrates a SQLite store on first use, which happens here."""
 
     def __init__(self, uri: str):
         self.uri = uri
-        self._client = _RetryingClient(MlflowClient(tracking_uri=uri))
-        self._client.search_experiments(max_results=1)  # opens (and on a fresh file, creates) the store now
+        self._client = self._open_sqlite(Path(uri[len(SQLITE_PREFIX) :])) if uri.startswith(SQLITE_PREFIX) else (
+            _RetryingClient(MlflowClient(tracking_uri=uri)))
+        self._client.search_experiments(max_results=1)  # a server: is it there? SQLite: the store is ready
+
+    @staticmethod
+    def _open_sqlite(db: Path) -> "_RetryingClient":
+        """A client of a SQLite store, created if missing; one netsweep process at a time, never while another
+        process is migrating it, and never migrating one in place that another process can see (MLflow
+        opens, creates and migrates the store as the client is made)."""
+        with exclusive(db.with_name(db.name + ".lock")):
+            if not db.exists():
+                _install_fresh_store(db)
+            for attempt in range(3):
+                wait_for_migrations(db, _latest_schema())
+                version = schema_version(db)
+                try:
+                    return _RetryingClient(MlflowClient(tracking_uri=SQLITE_PREFIX + str(db)))
+                except MlflowException as exc:  # an out-of-date schema, unless someone was still migrating it
+                    if "out-of-date database schema" not in str(exc) or schema_version(db) == version:
+                        raise
+            return _RetryingClient(MlflowClient(tracking_uri=SQLITE_PREFIX + str(db)))
 
     # --- experiments ------------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlparse
 
+from src.errors import ConfigError
 from src.outcomes import Outcome
 from src.tracking import names
 
@@ -25,6 +27,10 @@ def resolve_uri(configured: Optional[str]) -> str:
     A relative SQLite path is made absolute so that workers in other directories write to the same store.
     """
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if urlparse(uri).password:  # it would be recorded in every run's params
+        raise ConfigError(f"the tracking URI {urlparse(uri)._replace(netloc=urlparse(uri).hostname or '').geturl()} "
+                          "holds a password: take it out and set MLFLOW_TRACKING_USERNAME and "
+                          "MLFLOW_TRACKING_PASSWORD instead")
     if uri.startswith(SQLITE_PREFIX) and not uri[len(SQLITE_PREFIX) :].startswith("/"):
         uri = SQLITE_PREFIX + str(Path(uri[len(SQLITE_PREFIX) :]).resolve())
     return uri

@@ -1,14 +1,21 @@
-"""Sweeps on a real Dask cluster logging to a real MLflow tracking server, all on 127.0.0.1.
+"""Sweeps on a real Dask cluster logging to a real MLflow tracking server with basic authentication (the
+README's recipe), all on 127.0.0.1.
 
 Each fixture starts its processes in their own session and stops the whole group when done.
 """
 
+import base64
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -52,23 +59,38 @@ def _wait_until(check, what, timeout=120):
     raise AssertionError(f"{what} did not come up in {timeout} s")
 
 
+CREDENTIALS = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": secrets.token_urlsafe(16)}
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
+    """`mlflow server --app-name basic-auth`; this test process and every worker authenticate through
+    MLflow's standard environment variables."""
     folder = tmp_path_factory.mktemp("server")
     port = _free_port()
+    (folder / "auth.ini").write_text(
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{folder}/auth.db\nadmin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\nauth_cache_ttl_seconds = 60\n")
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(folder / "auth.ini"),
+           "MLFLOW_AUTH_ADMIN_PASSWORD": CREDENTIALS["MLFLOW_TRACKING_PASSWORD"],
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
     with open(folder / "server.log", "w") as log:
-        server = _start(
-            ["mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/server.db",
+        server = subprocess.Popen(
+            ["mlflow", "server", "--app-name", "basic-auth", "--backend-store-uri", f"sqlite:///{folder}/server.db",
              "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
              "--workers", "1"],
-            folder, log,
+            cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
     uri = f"http://127.0.0.1:{port}"
+    saved = {key: os.environ.get(key) for key in CREDENTIALS}
+    os.environ.update(CREDENTIALS)  # for this process's own reads of the store
     try:
         _wait_until(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, "mlflow server")
         yield uri
     finally:
         _stop(server)
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +102,9 @@ def dask_cluster(tmp_path_factory):
     processes = [_start(["dask", "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
                          "--no-dashboard"], folder, log)]
     processes += [
-        _start(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-                "--host", "127.0.0.1"], folder, log)
+        subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+                          "--host", "127.0.0.1"], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True, env={**os.environ, **CREDENTIALS})
         for _ in range(2)
     ]
     client = None
@@ -101,7 +124,7 @@ def dask_cluster(tmp_path_factory):
 
 
 def _sweep(tmp_path, tracking_uri, *args):
-    return run_cli(["-m", *args], tmp_path, uri=tracking_uri, background=True)
+    return run_cli(["-m", *args], tmp_path, uri=tracking_uri, background=True, env_extra=CREDENTIALS)
 
 
 def _experiment_runs(uri, experiment):
@@ -126,6 +149,30 @@ def test_sweep_on_dask_workers_logs_everything_through_the_server(tmp_path, mlfl
     (parent,) = [r for r in runs if r.data.tags.get("netsweep.role") == "sweep"]
     assert "report" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
+    _assert_no_credentials(client, runs)
+
+
+def _assert_no_credentials(client, runs):
+    """The password is in no param, tag or text artifact of any run."""
+    password = CREDENTIALS["MLFLOW_TRACKING_PASSWORD"]
+    for run in runs:
+        assert password not in json.dumps([run.data.params, run.data.tags])
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(client.download_artifacts(run.info.run_id, "", folder))
+            texts = [p for p in local.rglob("*") if p.suffix in (".yaml", ".json", ".csv", ".md", ".txt")]
+            assert texts and not [p for p in texts if password in p.read_text()]
+
+
+def test_the_tracking_server_refuses_requests_without_credentials(mlflow_server):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1", timeout=5)
+    assert refused.value.code == 401
+    wrong = base64.b64encode(b"admin:not-the-password").decode()
+    request = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1",
+                                     headers={"Authorization": f"Basic {wrong}"})
+    with pytest.raises(urllib.error.HTTPError) as rejected:
+        urllib.request.urlopen(request, timeout=5)
+    assert rejected.value.code == 401
 
 
 def test_pruning_decisions_reach_dask_workers_through_the_server(tmp_path, mlflow_server, dask_cluster):

@@ -4,6 +4,8 @@ import gzip
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -189,3 +191,29 @@ def test_sixteen_configs_on_eight_workers_against_a_fresh_store(cli):
         for name in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
             assert sorted(steps) == [1, 2, 3], (run.info.run_name, name, steps)
+
+
+LISTER = """
+import sys, time
+from mlflow import MlflowClient
+time.sleep(float(sys.argv[2]))
+end = time.time() + 10
+while time.time() < end:
+    try:
+        MlflowClient(sys.argv[1]).search_runs(["0"])  # as `mlflow ui` does; it migrates a fresh store too
+    except Exception:
+        pass
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("reader_delay_s", [0.0, 0.6, 1.2])
+def test_runs_opening_a_new_store_together_with_an_mlflow_reader_all_finish(tmp_path, reader_delay_s):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    reader = subprocess.Popen([sys.executable, "-c", LISTER, uri, str(reader_delay_s)], cwd=tmp_path)
+    runs = [run_cli(["epochs=2", f"seed={i}"], tmp_path, background=True) for i in range(3)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    reader.wait(timeout=60)
+    assert [run.returncode for run in runs] == [0, 0, 0], [err[-400:] for _, err in outputs]
+    assert sorted(r.info.status for r in read_store(uri).runs) == ["FINISHED"] * 3
+    assert not list(tmp_path.glob(".mlflow.db.creating-*"))  # no staging store left behind

@@ -3,15 +3,20 @@ Store API on a real (copied) SQLite store: outcomes, statuses, searches, manifes
 
 import os
 import signal
+import sqlite3
+import threading
+import time
 
 import pytest
 from mlflow import MlflowClient
 
 from src import interrupts
-from src.errors import Interrupted
+from src.errors import ConfigError, Interrupted
 from src.outcomes import RESULTS, Outcome
 from src.tracking import names, retry
+from src.tracking.client import _latest_schema
 from src.tracking.provenance import git_tags
+from src.tracking.retry import schema_version, wait_for_migrations
 from src.tracking.store import is_local_file, open_store, resolve_uri
 
 
@@ -118,3 +123,40 @@ def test_scheduled_runs_are_attached_and_searched_by_netsweep_terms(store_uri):
 def test_provenance_names_the_commit():
     tags = git_tags()
     assert len(tags.get(names.GIT_COMMIT, "x" * 40)) == 40
+
+
+def test_a_new_store_is_created_aside_and_put_in_place_whole(tmp_path):
+    db = tmp_path / "fresh.db"
+    store = open_store(f"sqlite:///{db}")
+    assert schema_version(db) == _latest_schema() and store.experiment_id("e")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.db", "fresh.db.lock"]
+
+
+def test_opening_waits_while_another_process_migrates(tmp_path):
+    db = tmp_path / "m.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+        connection.execute("INSERT INTO alembic_version VALUES ('a')")
+    steps = iter(["b", "c", "head"])
+
+    def migrate():  # another process moving the schema along, a step every 0.3 s
+        for version in steps:
+            time.sleep(0.3)
+            with sqlite3.connect(db) as connection:
+                connection.execute("UPDATE alembic_version SET version_num = ?", (version,))
+
+    other = threading.Thread(target=migrate)
+    started = time.monotonic()
+    other.start()
+    wait_for_migrations(db, "head", settled_s=2.0)
+    assert schema_version(db) == "head" and 0.8 < time.monotonic() - started < 2.0
+    other.join()
+    started = time.monotonic()
+    wait_for_migrations(db, "newer", settled_s=0.5)  # stuck short of the latest: waits until it is settled
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert schema_version(tmp_path / "absent.db") is None
+
+
+def test_credentials_in_a_tracking_uri_are_refused():
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_USERNAME"):
+        resolve_uri("http://me:secret@tracking:5000")

@@ -1,0 +1,75 @@
+"""How many BLAS threads a run's training uses, chosen by measurement as it trains.
+
+A second thread speeds up the matrix products of a quiet machine, but when another process keeps a core
+busy, a BLAS thread waiting for its descheduled peer loses whole time slices and an epoch can take three
+times as long. So `ThreadGovernor` times a short stretch of steps with one thread and with all the
+threads it may use at the start of every epoch, and trains the rest of the epoch with the faster: fast on
+a quiet machine, and never stuck on a busy one for more than a probe. Small nets (digits) train with one
+thread: their products are too small for a second thread to pay for its synchronisation.
+"""
+
+import time
+from typing import Optional
+
+from threadpoolctl import ThreadpoolController
+
+PROBE_STEPS = 40  # steps timed with each setting at the start of an epoch
+MIN_WORK_PER_STEP = 2_000_000  # multiply-adds per step below which one thread is always the faster
+
+
+class ThreadGovernor:
+    """The `on_step` of `fit`. `fixed`: always this many threads (the config's `threads`); None: choose."""
+
+    def __init__(self, max_threads: int, fixed: Optional[int], work_per_step: int, steps_per_epoch: int):
+        self.controller = ThreadpoolController()
+        self.max_threads = max(1, max_threads)
+        small = work_per_step < MIN_WORK_PER_STEP or steps_per_epoch < 4 * PROBE_STEPS
+        self.fixed = fixed if fixed is not None else (1 if small or self.max_threads == 1 else None)
+        self.current: Optional[int] = None
+        self.choices: list = []  # the setting each epoch trained with, after its probe
+        self._original = None  # the first limiter, which restores the process's limits in `close`
+        self._probe: dict = {}
+        self._order: tuple = ()
+        self._started = 0.0
+
+    @property
+    def policy(self) -> str:
+        return f"fixed at {self.fixed}" if self.fixed is not None else f"measured each epoch: 1 or {self.max_threads}"
+
+    def _use(self, threads: int) -> None:
+        if threads != self.current:
+            limiter = self.controller.limit(limits=threads, user_api="blas")
+            self._original = self._original or limiter
+            self.current = threads
+
+    def close(self) -> None:
+        """Give the process back the thread limits it had before this run."""
+        if self._original is not None:
+            self._original.restore_original_limits()
+            self._original, self.current = None, None
+
+    def summary(self) -> str:
+        """The setting the run trained with most, and how it was chosen (tagged on the run)."""
+        used = max(set(self.choices), key=self.choices.count) if self.choices else self.max_threads
+        return f"{used} ({self.policy})"
+
+    def __call__(self, epoch: int, step: int) -> None:
+        if self.fixed is not None:
+            if step == 1:
+                self._use(self.fixed)
+                self.choices.append(self.fixed)
+            return
+        if step == 1:
+            self._order = (self.max_threads, 1) if epoch % 2 else (1, self.max_threads)
+            self._probe = {}
+            self._use(self._order[0])
+            self._started = time.perf_counter()
+        elif step in (PROBE_STEPS + 1, 2 * PROBE_STEPS + 1):
+            now = time.perf_counter()
+            self._probe[self.current] = now - self._started
+            self._started = now
+            if step == PROBE_STEPS + 1:
+                self._use(self._order[1])
+            else:
+                self._use(min(self._probe, key=self._probe.get))
+                self.choices.append(self.current)
