@@ -4,9 +4,11 @@ Errors the user causes (a bad override, a missing data file) print one line and 
 exits 3, an interrupted one 130. Set HYDRA_FULL_ERROR=1 to see the full traceback instead.
 """
 
+import contextlib
 import gc
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from src import interrupts
 from src.cli.help import help_text
 from src.cli.messages import exit_with_message
 from src.config.schema import register_configs
+from src.errors import ConfigError, DataError
 from src.experiment.job import current_sweep_job
 from src.experiment.runner import run_config
 from src.sweep import registry
@@ -45,6 +48,8 @@ def task(cfg: DictConfig) -> float:
     try:
         summary = run_config(cfg, overrides, output_dir)
     except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, (ConfigError, DataError)):  # rejected before anything was recorded
+            discard_if_unused(output_dir)
         if _SHOW_TRACEBACK:
             raise
         exit_with_message(exc)
@@ -54,6 +59,18 @@ def task(cfg: DictConfig) -> float:
     for line in browse_lines(summary.tracking_uri, summary.experiment_id, cfg.tracking.ui_port):
         log.info(line)
     return summary.objective(cfg.objective)
+
+
+def discard_if_unused(output_dir: Path) -> None:
+    """Remove the output folder Hydra made for a command that was rejected: it holds only Hydra's copy of
+    the config and an empty log (and the folders above it, if nothing else is in them)."""
+    files = [p for p in output_dir.rglob("*") if p.is_file() and ".hydra" not in p.relative_to(output_dir).parts]
+    if any(p.stat().st_size for p in files):
+        return
+    shutil.rmtree(output_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # outputs/<date>/, then outputs/, when nothing else is in them
+        output_dir.parent.rmdir()
+        output_dir.parent.parent.rmdir()
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.naming import format_value
 from src.config.schema import SCHEMAS, Config
 from src.errors import ConfigError
 from src.nn.optim import OPTIMIZERS
@@ -53,7 +54,7 @@ def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
 
 def _require(ok: bool, key: str, value: Any, expected: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}={value!r} is invalid: {expected}")
+        raise ConfigError(f"{key}={format_value(value)} is invalid: {expected}")
 
 
 def validate(cfg: DictConfig) -> None:

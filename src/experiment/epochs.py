@@ -5,6 +5,7 @@ import logging
 from typing import Optional
 
 from src.experiment.job import SweepJob
+from src.nn.train import History
 from src.pruning import best_so_far, decide, mean_curve
 from src.tracking import names
 
@@ -51,12 +52,12 @@ class EpochEnd:
         `threads`: the run's ThreadGovernor, whose choice is logged with each epoch."""
         self.run, self.epochs, self.pruner, self.publish_curve = run, epochs, pruner, publish_curve
         self.threads = threads
-        self.losses: list = []
+        self.history = History()  # the epochs so far, kept should training be interrupted
         self.pruned: Optional[str] = None
 
     def __call__(self, epoch: int, row: dict) -> Optional[str]:
-        self.losses.append(row["val_loss"])
-        curve = best_so_far(self.losses)
+        self.history.append(row)
+        curve = best_so_far(self.history.metrics["val_loss"])
         encoded = encode_curve(curve) if self.publish_curve else ""
         tags = {names.CURVE: encoded} if encoded and len(encoded) <= CURVE_MAX_CHARS else {}
         chosen = {"blas_threads": self.threads.current} if self.threads and self.threads.current else {}

@@ -151,7 +151,7 @@ def run_config(cfg: DictConfig, overrides: Optional[Sequence[str]] = None, outpu
 def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, output_dir: Optional[Path],
                       sweep_job: Optional[SweepJob]) -> RunSummary:
     """Params, the resolved config and every epoch as it ends, then the final scores, Figure 1, the weights
-    and the outcome; a diverged run is closed as such."""
+    and the outcome."""
     title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
     run.log_params(flatten(to_plain(cfg)))
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), names.CONFIG)
@@ -163,24 +163,45 @@ def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, 
     try:
         result = train(cfg, dataset, epoch_end, governor)
     except Diverged as stop:
-        record_history(run, stop.history, title, None, None, diverged_at=stop.epoch)
+        record_history(run, stop.history, title, output_dir, None, diverged_at=stop.epoch)
         run.close(Outcome.DIVERGED, str(stop))
         raise RunDiverged(f"run {run.run_id} {stop}; try a smaller optimizer.lr") from None
+    except BaseException as exc:  # interrupted or failed: what was trained so far is kept
+        _keep_partial_history(run, epoch_end, title, output_dir, exc)
+        raise
     finally:
         governor.close()
         run.set_tags({"blas_threads": governor.summary()})
+    return _close_trained(store, cfg, dataset, run, result, epoch_end, title, output_dir)
+
+
+def _keep_partial_history(run, epoch_end: EpochEnd, title: str, output_dir: Optional[Path], exc: BaseException):
+    """history.csv and Figure 1 of the epochs done before an interrupt or an error (never masking it)."""
+    if not epoch_end.history.epochs:
+        return
+    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    try:
+        record_history(run, epoch_end.history, title, output_dir, None, stopped_at=(epoch_end.history.epochs, why))
+    except Exception as failure:
+        log.warning(f"netsweep: could not keep the partial history of run {run.run_id}: {failure}")
+
+
+def _close_trained(store, cfg: DictConfig, dataset: Dataset, run, result: FitResult, epoch_end: EpochEnd,
+                   title: str, output_dir: Optional[Path]) -> RunSummary:
+    """Final scores of the kept parameters, Figure 1, the weights, and the outcome: finished (stopped early by
+    its patience, or not) or pruned."""
     metrics = final_metrics(result, dataset, cfg.model.decay)
     trained = result.epochs_trained
     run.log_metrics({**metrics, "epochs_trained": trained, "peak_rss_mb": peak_rss_mb()}, step=trained)
+    why = "pruned" if epoch_end.pruned else "stopped early"
     figure_path = record_history(run, result.history, title, output_dir, result.best_epoch,
-                                 stopped_at=(trained, "pruned" if epoch_end.pruned else "stopped early")
-                                 if result.stopped else None)
+                                 stopped_at=(trained, why) if result.stopped else None)
     if cfg.tracking.log_weights:
         run.log_arrays(result.params, names.WEIGHTS)
-    outcome = Outcome.PRUNED if epoch_end.pruned else Outcome.FINISHED
     if result.stopped and not epoch_end.pruned:
         run.set_tags({names.STOPPED_EARLY: result.stopped})
         log.info(f"stopped early at epoch {trained}: {result.stopped}")
+    outcome = Outcome.PRUNED if epoch_end.pruned else Outcome.FINISHED
     run.close(outcome, epoch_end.pruned)
     return RunSummary(run.run_id, store.uri, metrics, figure_path, store.run(run.run_id).experiment_id, outcome)
 

@@ -95,5 +95,7 @@ def test_interrupt_ends_the_run_killed(cli, sig):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
-    (run,) = read_store(cli.uri).runs
+    view = read_store(cli.uri)
+    (run,) = view.runs
     assert run.info.status == "KILLED" and run.data.tags["outcome"] == "killed"
+    assert {"history.csv", "figure1.png"} <= set(view.artifacts(run))  # the epochs it trained are kept

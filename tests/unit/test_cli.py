@@ -88,11 +88,12 @@ def test_a_single_run_in_process(main_in, store_uri, capsys):
     assert f"mlflow ui --backend-store-uri {store_uri}" in capsys.readouterr().out
 
 
-def test_a_bad_override_exits_2_with_one_line(main_in, store_uri, capsys):
+def test_a_bad_override_exits_2_with_one_line_and_leaves_nothing(main_in, store_uri, capsys, tmp_path):
     assert main_in("optimizer.lr=-1") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("netsweep: optimizer.lr=-1.0 is invalid")
+    assert len(err) == 1 and err[0].startswith("netsweep: optimizer.lr=-1 is invalid")
     assert read_store(store_uri).runs == []
+    assert not (tmp_path / "outputs").exists()  # no empty output folder left behind
 
 
 def test_a_sweep_in_process(main_in, store_uri, capsys):

@@ -141,3 +141,23 @@ def test_patience_stops_a_run_early_and_it_ends_finished(cfg_for, store_uri):
     assert len(view.history(run, "val_loss")) == trained
     assert trained - run.data.metrics["best_epoch"] == 3
     assert names.CURVE not in run.data.tags  # only a sweep's runs publish their curve
+
+
+def test_an_interrupted_run_keeps_the_epochs_it_trained(cfg_for, store_uri, monkeypatch, tmp_path):
+    real_fit = runner.fit
+
+    def interrupted_at_epoch_2(*args, on_epoch_end, **kwargs):
+        def end(epoch, row):
+            on_epoch_end(epoch, row)
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        return real_fit(*args, on_epoch_end=end, **kwargs)
+
+    monkeypatch.setattr(runner, "fit", interrupted_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(cfg_for("epochs=5"), output_dir=tmp_path)
+    view = read_store(store_uri)
+    (run,) = view.runs
+    assert run.data.tags["outcome"] == "killed" and view.steps(run, "val_loss") == [1, 2]
+    assert {"history.csv", "figure1.png"} <= set(view.artifacts(run)) and (tmp_path / "figure1.png").is_file()

@@ -143,7 +143,7 @@ def test_a_grown_grid_shows_reused_configs_under_its_own_parent(make):
 
 def test_a_bad_value_stops_the_sweep_before_any_run(make):
     runner, store, pool = make()
-    with pytest.raises(ConfigError, match=r"sweep job #1 \(optimizer.lr=-1\): optimizer.lr=-1.0 is invalid"):
+    with pytest.raises(ConfigError, match=r"sweep job #1 \(optimizer.lr=-1\): optimizer.lr=-1 is invalid"):
         runner.launch([["optimizer.lr=0.1"], ["optimizer.lr=-1"]], 0)
     assert store.records == {} and pool.opened == 0
 
