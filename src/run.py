@@ -23,8 +23,9 @@ from src.cli.messages import exit_with_message
 from src.config.schema import register_configs
 from src.errors import ConfigError, DataError
 from src.experiment.job import current_sweep_job
-from src.experiment.runner import run_config
+from src.experiment.runner import evaluate_run, run_config
 from src.sweep import registry
+from src.tracking.store import open_store
 from src.tracking.ui import browse_lines
 
 log = logging.getLogger("netsweep")
@@ -53,6 +54,9 @@ def task(cfg: DictConfig) -> float:
         if _SHOW_TRACEBACK:
             raise
         exit_with_message(exc)
+    if cfg.tracking.evaluate and cfg.tracking.log_model:
+        evaluate_run(open_store(summary.tracking_uri), summary.run_id, cfg)
+        log.info("evaluated with mlflow.models.evaluate: per_class_metrics.csv and confusion_matrix.png on the run")
     log.info(f"run {summary.run_id} finished: test accuracy {summary.test_acc:.4f}")
     if summary.figure_path is not None:
         log.info(f"Figure 1: {summary.figure_path}")

@@ -69,7 +69,8 @@ class FakeStore:
         self.histories: dict = {}
         self.artifacts_of: dict = {}
         self._ids = itertools.count(1)
-        self.closed_by_parent: list = []
+        self.evaluated: list = []
+        self.registry: dict = {}
 
     def experiment_id(self, name: str, description: str = "") -> str:
         return self.experiments.setdefault(name, str(len(self.experiments) + 1))
@@ -129,6 +130,17 @@ class FakeStore:
 
     def artifacts(self, run_id: str, folder: str = "") -> list:
         return sorted(self.artifacts_of.get(run_id, {}))
+
+    def evaluate_model(self, run_id: str, images, labels) -> dict:
+        self.evaluated.append(run_id)
+        return {"accuracy_score": 1.0}
+
+    def register_model(self, name: str, run_id: str, alias: str, tags: dict) -> tuple:
+        versions = self.registry.setdefault(name, [])
+        if versions and versions[-1] == run_id:
+            return len(versions), False
+        versions.append(run_id)
+        return len(versions), True
 
     def children_of(self, parent_run_id: str) -> list:
         return [r for r in self.records.values() if r.parent_run_id == parent_run_id]

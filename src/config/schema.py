@@ -87,6 +87,8 @@ class TrackingConfig:
     run_name: Optional[str] = None
     run_id: Optional[str] = None
     log_weights: bool = MISSING
+    log_model: bool = MISSING
+    evaluate: bool = MISSING
     ui_port: int = MISSING
 
 

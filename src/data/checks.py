@@ -40,6 +40,14 @@ def _as_labels(y: np.ndarray, source: str, key: str, n_images: int) -> np.ndarra
     return y.astype(np.int64)
 
 
+def layout_of(arrays: dict, pixel_max: int) -> dict:
+    """How the source stores its images: the shape of one image, the pixel type, a full-intensity pixel."""
+    X = arrays["X_train"]
+    integer = np.issubdtype(X.dtype, np.integer)
+    return {"image_shape": list(X.shape[1:]), "dtype": "uint8" if integer else str(X.dtype),
+            "pixel_max": pixel_max if integer else 1}
+
+
 def check_arrays(arrays: dict, source: str) -> tuple[dict, int, str]:
     """Validate raw arrays; return them as pixel rows, the number of classes k (labels 0..k-1) and their hash."""
     X_train = _as_pixel_rows(arrays["X_train"], source, "X_train")

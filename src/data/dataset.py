@@ -1,6 +1,7 @@
 """The `Dataset` every run trains on: float pixel rows in [0, 1], split three ways by `split`."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -22,6 +23,8 @@ class Dataset:
     num_classes: int
     fingerprint: str
     source: str = ""  # where the images came from: a folder, a file, or "digits"
+    layout: dict = field(default_factory=dict)  # how the source stores images: image_shape, dtype, pixel_max
+    X_test_raw: Optional[np.ndarray] = None  # the test images as the source stores them (for the saved model)
 
     @property
     def input_dim(self) -> int:
@@ -34,15 +37,15 @@ class Dataset:
         )
 
 
-def _scaled(rows: np.ndarray) -> np.ndarray:
-    """float32 pixel rows in [0, 1]."""
+def _scaled(rows: np.ndarray, pixel_max: int) -> np.ndarray:
+    """float32 pixel rows in [0, 1] (integer pixels divided by the source's full intensity)."""
     if rows.dtype != np.uint8:
         return rows
-    return np.multiply(rows, np.float32(1 / 255), dtype=np.float32)
+    return np.multiply(rows, np.float32(1 / pixel_max), dtype=np.float32)
 
 
 def split(checked: dict, num_classes: int, source_hash: str, name: str, val_fraction: float, seed: int,
-          source: str = "") -> Dataset:
+          source: str = "", layout: Optional[dict] = None) -> Dataset:
     """Hold out `val_fraction` of the training set for validation, chosen by `seed`, and scale to [0, 1]."""
     n = len(checked["y_train"])
     n_val = int(round(val_fraction * n))
@@ -53,12 +56,16 @@ def split(checked: dict, num_classes: int, source_hash: str, name: str, val_frac
     order = np.random.default_rng(seed).permutation(n)
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     X, y = checked["X_train"], checked["y_train"]
+    layout = layout or {"image_shape": [X.shape[1]], "dtype": str(X.dtype), "pixel_max": 255}
+    pixel_max = layout["pixel_max"]
     return Dataset(
         name=name,
-        X_train=_scaled(X[train]), y_train=y[train],
-        X_val=_scaled(X[val]), y_val=y[val],
-        X_test=_scaled(checked["X_test"]), y_test=checked["y_test"],
+        X_train=_scaled(X[train], pixel_max), y_train=y[train],
+        X_val=_scaled(X[val], pixel_max), y_val=y[val],
+        X_test=_scaled(checked["X_test"], pixel_max), y_test=checked["y_test"],
         num_classes=num_classes,
         fingerprint=fingerprint(np.frombuffer(source_hash.encode(), np.uint8), val),
         source=source,
+        layout=layout,
+        X_test_raw=np.asarray(checked["X_test"]).reshape(-1, *layout["image_shape"]),
     )

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from src.data.checks import check_arrays
+from src.data.checks import check_arrays, layout_of
 from src.data.dataset import Dataset, split
 from src.data.shared import DataShare
 from src.data.sources import read_source
@@ -39,24 +39,26 @@ def _share_key(name: str, options: tuple, stamps: tuple) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _checked(name: str, options: tuple, stamps: tuple, share: Optional[DataShare]) -> tuple:
-    """(arrays, classes, source hash, source) read and validated once per process, or mapped from `share`."""
+    """(arrays, classes, source hash, source, layout) read and validated once per process, or mapped from
+    `share`."""
     key = _share_key(name, options, stamps)
     if share is not None:
         published = share.read(key)
         if published is not None:
             return published
-    raw, source = read_source(name, dict(options))
+    raw, source, pixel_max = read_source(name, dict(options))
     checked, num_classes, source_hash = check_arrays(raw, source)
+    layout = layout_of(raw, pixel_max)
     if share is None:
-        return checked, num_classes, source_hash, source
-    share.write(key, checked, num_classes, source_hash, source)
+        return checked, num_classes, source_hash, source, layout
+    share.write(key, checked, num_classes, source_hash, source, layout)
     return share.read(key)
 
 
 @functools.lru_cache(maxsize=1)
 def _split_cached(source: tuple, share: Optional[DataShare], val_fraction: float, seed: int) -> Dataset:
-    checked, num_classes, source_hash, origin = _checked(*source, share)
-    return split(checked, num_classes, source_hash, source[0], val_fraction, seed, origin)
+    checked, num_classes, source_hash, origin, layout = _checked(*source, share)
+    return split(checked, num_classes, source_hash, source[0], val_fraction, seed, origin, layout)
 
 
 def load_dataset(data_cfg, seed: int, share: Optional[DataShare] = None) -> Dataset:

@@ -28,23 +28,24 @@ class DataShare:
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def read(self, key: str) -> Optional[tuple[dict, int, str, str]]:
-        """(arrays memory-mapped, number of classes, source hash, source) of entry `key`, if published."""
+    def read(self, key: str) -> Optional[tuple[dict, int, str, str, dict]]:
+        """(arrays memory-mapped, number of classes, source hash, source, layout) of entry `key`, if published."""
         entry = Path(self.folder) / key
         if not (entry / "meta.json").is_file():
             return None
         meta = json.loads((entry / "meta.json").read_text())
         arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
-        return arrays, meta["num_classes"], meta["source_hash"], meta.get("source", "")
+        return arrays, meta["num_classes"], meta["source_hash"], meta.get("source", ""), meta.get("layout")
 
-    def write(self, key: str, checked: dict, num_classes: int, source_hash: str, source: str) -> None:
+    def write(self, key: str, checked: dict, num_classes: int, source_hash: str, source: str,
+              layout: Optional[dict] = None) -> None:
         """Publish atomically: a reader sees either no entry or a complete one."""
         entry = Path(self.folder) / key
         staging = entry.with_name(f"{key}.tmp{os.getpid()}")
         staging.mkdir(parents=True, exist_ok=True)
         for name in ARRAYS:
             np.save(staging / f"{name}.npy", np.ascontiguousarray(checked[name]), allow_pickle=False)
-        meta = {"num_classes": num_classes, "source_hash": source_hash, "source": source}
+        meta = {"num_classes": num_classes, "source_hash": source_hash, "source": source, "layout": layout}
         (staging / "meta.json").write_text(json.dumps(meta))
         try:
             staging.rename(entry)

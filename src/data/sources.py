@@ -39,12 +39,17 @@ def load_npz(path: str) -> dict:
         raise DataError(f"{npz_path}: not a readable .npz ({exc})") from None
 
 
+DIGITS_PIXEL_MAX = 16  # scikit-learn's digits are 8x8 images of counts 0..16
+UINT8_PIXEL_MAX = 255
+
+
 def load_digits_arrays(test_fraction: float) -> dict:
-    """scikit-learn's bundled digits, with a fixed test split (seed 0) so every run tests on the same images."""
+    """scikit-learn's bundled digits as 8x8 uint8 images (0..16), with a fixed test split (seed 0) so every
+    run tests on the same images."""
     from sklearn.datasets import load_digits  # deferred: scikit-learn's import costs ~0.7 s; digits only
 
     bunch = load_digits()
-    X = (bunch.data / 16.0).astype(np.float32)  # pixel values are 0..16
+    X = bunch.images.astype(np.uint8)
     y = bunch.target.astype(np.int64)
     order = np.random.default_rng(0).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
@@ -52,13 +57,14 @@ def load_digits_arrays(test_fraction: float) -> dict:
     return {"X_train": X[train], "y_train": y[train], "X_test": X[test], "y_test": y[test]}
 
 
-def read_source(name: str, options: dict) -> tuple[dict, str]:
-    """The raw arrays of data source `name` and the text naming where they came from (for messages)."""
+def read_source(name: str, options: dict) -> tuple[dict, str, int]:
+    """The raw arrays of data source `name`, the text naming where they came from (for messages) and the
+    value of a full-intensity pixel when the images are integers."""
     if name == "digits":
-        return load_digits_arrays(options["test_fraction"]), "digits"
+        return load_digits_arrays(options["test_fraction"]), "digits", DIGITS_PIXEL_MAX
     if name in ("mnist", "fashion_mnist"):
         raw = load_idx_dataset(name, options["root"], options["download"], options["cache_dir"])
-        return raw, str(Path(options["root"]).expanduser())
+        return raw, str(Path(options["root"]).expanduser()), UINT8_PIXEL_MAX
     if name == "npz":
-        return load_npz(options["path"]), str(Path(options["path"]).expanduser())
+        return load_npz(options["path"]), str(Path(options["path"]).expanduser()), UINT8_PIXEL_MAX
     raise DataError(f"data.name={name!r} is unknown; use digits, mnist, fashion_mnist or npz")

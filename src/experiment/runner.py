@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 
 from src.config.checks import validate
 from src.config.identity import flatten, group_hash, to_plain
@@ -107,9 +108,13 @@ def thread_governor(cfg: DictConfig, dataset: Dataset) -> ThreadGovernor:
 
 
 def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
-    """Test and in-sample scores of the kept (best validation loss) parameters, plus the best epochs."""
-    test_loss, test_acc = evaluate(result.params, dataset.X_test, dataset.y_test, decay)
-    insample_loss, insample_acc = evaluate(result.params, dataset.X_train, dataset.y_train, decay)
+    """Test and in-sample scores of the kept (best validation loss) parameters, plus the best epochs.
+
+    Scored with one BLAS thread, as the saved model predicts: float32 products summed in another order can
+    flip a near tie, and the model's predictions on the test images must give exactly this test_acc."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        test_loss, test_acc = evaluate(result.params, dataset.X_test, dataset.y_test, decay)
+        insample_loss, insample_acc = evaluate(result.params, dataset.X_train, dataset.y_train, decay)
     history = result.history.metrics
     scores = (test_acc, test_loss, insample_acc, insample_loss, result.best_epoch, min(history["val_loss"]),
               max(history["val_acc"]))
@@ -155,6 +160,8 @@ def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, 
     title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
     run.log_params(flatten(to_plain(cfg)))
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), names.CONFIG)
+    run.log_training_data(dataset.name, dataset.fingerprint, dataset.source, dataset.layout,
+                          len(dataset.y_train), dataset.num_classes)
     pruner = None
     if sweep_job is not None and sweep_job.prune.active:
         pruner = SweepPruner(store, sweep_job, group_hash(cfg), cfg.epochs)
@@ -198,12 +205,24 @@ def _close_trained(store, cfg: DictConfig, dataset: Dataset, run, result: FitRes
                                  stopped_at=(trained, why) if result.stopped else None)
     if cfg.tracking.log_weights:
         run.log_arrays(result.params, names.WEIGHTS)
+    if cfg.tracking.log_model and not epoch_end.pruned:
+        run.log_model(result.params, dataset.layout, dataset.X_test_raw)
     if result.stopped and not epoch_end.pruned:
         run.set_tags({names.STOPPED_EARLY: result.stopped})
         log.info(f"stopped early at epoch {trained}: {result.stopped}")
     outcome = Outcome.PRUNED if epoch_end.pruned else Outcome.FINISHED
     run.close(outcome, epoch_end.pruned)
     return RunSummary(run.run_id, store.uri, metrics, figure_path, store.run(run.run_id).experiment_id, outcome)
+
+
+def evaluate_run(store, run_id: str, cfg: DictConfig, share: Optional[DataShare] = None) -> dict:
+    """`mlflow.models.evaluate` of the run's saved model on its test images (as its data source stores them):
+    per-class precision and recall and a confusion matrix, logged on the run. Kept off every sweep config's
+    path: a single run, or a sweep's winner."""
+    dataset = load_dataset(cfg.data, cfg.seed, share)
+    metrics = store.evaluate_model(run_id, dataset.X_test_raw, dataset.y_test)
+    store.run_log(run_id).set_tags({names.EVALUATED: "mlflow.models.evaluate on the test split"})
+    return metrics
 
 
 def _open_run(store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sweep_job: Optional[SweepJob]):

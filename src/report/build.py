@@ -9,7 +9,7 @@ from typing import Optional
 
 from src.report import figures, leaderboard
 from src.report.figures import describe
-from src.report.load import SweepData, load_sweep
+from src.report.load import Member, SweepData, load_sweep
 from src.tracking import names
 
 WINNER_TAGS = ("winner.config", "winner.run_ids", "winner.val_acc", "winner.tied_with")
@@ -65,6 +65,13 @@ def winner_tags(data: SweepData) -> dict:
     }
 
 
+def winning_run(data: SweepData) -> Optional[Member]:
+    """The run of the winning config with the best validation accuracy (its best seed), if any has one."""
+    best = [g for g in data.groups if g.score.rank == 1 and g.score.has_score]
+    candidates = [m for g in best[:1] for m in g.members if m.outcome.is_result and not math.isnan(m.best_val_acc)]
+    return max(candidates, key=lambda m: m.best_val_acc) if candidates else None
+
+
 def summary(report: Report) -> list[str]:
     """The lines a person reads at the end: the winner (and ties), how to reproduce it, where things are."""
     data = report.data
@@ -82,8 +89,7 @@ def summary(report: Report) -> list[str]:
         if len(best) > 1:
             others = "; ".join(describe(data.swept_keys, g.values) for g in best[1:])
             lines.append(f"tied with: {others} (same accuracy and loss; more epochs or seeds would separate them)")
-        winner = max((m for m in first.members if m.outcome.is_result), key=lambda m: m.best_val_acc)
-        lines.append(f"reproduce it: {leaderboard.reproduce_command(winner)}")
+        lines.append(f"reproduce it: {leaderboard.reproduce_command(winning_run(data))}")
     lines.extend(f"wrote {path}" for path in report.written)
     if report.logged:
         lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))

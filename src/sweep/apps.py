@@ -25,14 +25,16 @@ from src.data.shared import DataShare
 from src.errors import ConfigError, DataError, RunDiverged, SweepIncomplete, WorkerLost
 from src.experiment.job import SweepJob, prepare_worker
 from src.experiment.recording import EXPERIMENT_NOTE
+from src.experiment.runner import evaluate_run
 from src.outcomes import Outcome
 from src.pruning import PruneRule
-from src.report.build import build_report, summary
+from src.report.build import build_report, summary, winning_run
 from src.sweep.dispatch import none_untouched
 from src.sweep.jobs import failure
 from src.sweep.plan import Job
 from src.sweep.record import SweepRecord, sweep_id_for
 from src.sweep.slots import WorkerDied
+from src.tracking import names
 from src.tracking.store import open_store, resolve_uri
 from src.tracking.ui import browse_lines
 
@@ -256,6 +258,8 @@ class NetsweepApp(HydraApp):
         try:
             report = build_report(self.record.store, self.record.sweep_id, self.report_dir, draw=not current)
             lines.extend(summary(report))
+            if not interrupted:
+                lines.extend(self._use_the_winner(winning_run(report.data)))
         except Exception as exc:  # a report problem must not hide the sweep's own outcome
             lines.append(f"could not build the report: {type(exc).__name__}: {exc}")
         self.record.close(self.jobs, interrupted, self.failures())
@@ -266,6 +270,25 @@ class NetsweepApp(HydraApp):
         lines.append("done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) + f" ({reused} reused)")
         lines.extend(browse_lines(self.uri, self.record.experiment_id, int(self.master.tracking.ui_port)))
         lines.append(f"rebuild the comparison: python -m src.report {self.record.sweep_id}")
+        return lines
+
+    def _use_the_winner(self, winner) -> list[str]:
+        """Evaluate the winner's model the MLflow way (once) and register it when asked."""
+        lines, store = [], self.record.store
+        job = next((j for j in self.jobs if winner is not None and j.run_id == winner.run_id), None)
+        tracking = self.master.tracking
+        if job is None or not tracking.log_model or winner.outcome != Outcome.FINISHED:
+            return lines
+        if tracking.evaluate and names.EVALUATED not in store.run(job.run_id).tags:
+            evaluate_run(store, job.run_id, job.task_config, self.share)
+            lines.append(f"winner run {job.run_id} evaluated with mlflow.models.evaluate "
+                         "(per_class_metrics.csv, confusion_matrix.png)")
+        name = self.settings.register_best
+        if name:
+            tags = {"sweep_id": self.record.sweep_id, "config": job.name, "best_val_acc": f"{winner.best_val_acc:.6g}"}
+            version, moved = store.register_model(name, job.run_id, "best", tags)
+            lines.append(f"{'registered' if moved else 'already registered'}: models:/{name}@best is version "
+                         f"{version} (run {job.run_id})")
         return lines
 
     def job_return(self, job: Job) -> JobReturn:

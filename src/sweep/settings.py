@@ -21,3 +21,4 @@ class LauncherSettings:
     prune_min_epochs: int = 1  # no config is pruned before this epoch (asha: its first rung)
     prune_factor: int = 3  # asha: rungs at min_epochs x factor^k, the top 1/factor go on
     prune_by: str = "config"  # config: the seeds of a config are judged on their mean and stop together | seed
+    register_best: Optional[str] = None  # a model name: register the winner's model under it, alias "best"

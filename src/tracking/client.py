@@ -24,7 +24,7 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from src.outcomes import RESULTS, Outcome  # noqa: E402
-from src.tracking import names  # noqa: E402
+from src.tracking import models, names  # noqa: E402
 from src.tracking.retry import exclusive, schema_version, wait_for_migrations, with_retries  # noqa: E402
 from src.tracking.store import SQLITE_PREFIX, RunRecord, result_per_config  # noqa: E402
 
@@ -257,6 +257,18 @@ class Store:
                 return {}
             return json.loads(Path(path).read_text())
 
+    def load_model(self, uri: str):
+        """A saved net: `runs:/<id>/model`, `models:/<name>@<alias>`, or a bare run id."""
+        return models.load(self, uri if ":/" in uri or "/" in uri else models.model_uri(uri))
+
+    def register_model(self, name: str, run_id: str, alias: str, tags: dict) -> tuple:
+        """(version, moved): the run's model under `name`, `alias` pointing at it (moved only if it changed)."""
+        return models.register(self, name, run_id, alias, tags)
+
+    def evaluate_model(self, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict:
+        """mlflow.models.evaluate on the run's model: per-class metrics and a confusion matrix on the run."""
+        return models.evaluate(self, run_id, images, labels)
+
     def artifacts(self, run_id: str, folder: str = "") -> list[str]:
         """Paths of a run's artifacts (recursively)."""
         found = []
@@ -293,6 +305,20 @@ class RunLog:
 
     def log_file(self, path: Path, folder: Optional[str] = None) -> None:
         self._client.log_artifact(self.run_id, str(path), folder)
+
+    def log_folder(self, folder: Path, name: str) -> None:
+        self._client.log_artifacts(self.run_id, str(folder), name)
+
+    def log_inputs(self, datasets: list) -> None:
+        self._client.log_inputs(self.run_id, datasets=datasets)
+
+    def log_model(self, params: dict, layout: dict, example: np.ndarray) -> None:
+        """The kept weights as the run's MLflow pyfunc model `model/` (src/tracking/models.py)."""
+        models.save_model(self, params, layout, example)
+
+    def log_training_data(self, name: str, digest: str, source: str, layout: dict, rows: int, classes: int) -> None:
+        """The training data as the run's MLflow dataset input."""
+        models.log_dataset(self, name, digest, source, layout, rows, classes)
 
     def log_figure(self, figure, name: str) -> None:
         self._client.log_figure(self.run_id, figure, name)

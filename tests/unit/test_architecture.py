@@ -26,6 +26,7 @@ ALLOWED = {
     "src.sweep": {"src.experiment", "src.report", "src.tracking", "src.config", "src.data", "src.errors",
                   "src.outcomes", "src.interrupts", "src.pruning"},
     "src.cli": {"src.config", "src.errors", "src.nn"},
+    "src.predict": {"src.tracking", "src.errors"},
     "src.run": {"src.cli", "src.config", "src.experiment", "src.sweep", "src.tracking", "src.interrupts", "src.errors"},
     "hydra_plugins": {"src.sweep"},
 }

@@ -246,3 +246,16 @@ def test_pruning_settings_are_checked_before_anything_runs(make):
         make(resume="sometimes")
     with pytest.raises(ConfigError, match="prune_factor"):
         make(prune="asha", prune_factor=1)
+
+
+def test_the_winner_is_evaluated_once_and_registered_when_asked(make, capsys):
+    runner, store, _ = make(register_best="digits-net")
+    runner.launch(GRID[:4], 0)
+    winner = store.run(store.registry["digits-net"][0])
+    assert winner.params["optimizer.lr"] == "0.1" and store.evaluated == [winner.run_id]
+    assert "registered: models:/digits-net@best is version 1" in capsys.readouterr().out
+    store.run_log(winner.run_id).set_tags({"netsweep.evaluated": "yes"})
+    again, _, _ = make(store=store, register_best="digits-net")
+    again.launch(GRID[:4], 0)
+    assert store.evaluated == [winner.run_id] and store.registry["digits-net"] == [winner.run_id]
+    assert "already registered: models:/digits-net@best is version 1" in capsys.readouterr().out

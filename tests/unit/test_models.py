@@ -1,0 +1,107 @@
+"""A finished run's net as an MLflow model: loaded with mlflow.pyfunc, it predicts the run's test images
+exactly; its signature, input example, requirements and training data are recorded; evaluation and the
+registry the MLflow way; the predict command."""
+
+import mlflow
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+
+from src.config.schema import register_configs
+from src.data.loader import load_dataset
+from src.experiment.runner import evaluate_run, run_config
+from src.predict import main as predict_main
+from src.tracking.store import open_store
+
+from ..helpers import REPO
+
+
+@pytest.fixture(scope="module")
+def compose_cfg():
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        yield lambda *overrides: compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def trained(compose_cfg, store_uri):
+    cfg = compose_cfg(f"tracking.uri={store_uri}", "epochs=3")
+    return cfg, run_config(cfg)
+
+
+def _pyfunc(store_uri, uri):
+    mlflow.set_tracking_uri(store_uri)
+    return mlflow.pyfunc.load_model(uri)
+
+
+def test_the_model_predicts_the_runs_test_images_exactly(trained, store_uri):
+    cfg, summary = trained
+    model = _pyfunc(store_uri, f"runs:/{summary.run_id}/model")
+    dataset = load_dataset(cfg.data, cfg.seed)
+    raw = dataset.X_test_raw
+    assert raw.dtype == np.uint8 and raw.shape[1:] == (8, 8) and raw.max() == 16
+    predicted = model.predict(raw)
+    assert np.mean(predicted == dataset.y_test) == summary.test_acc  # exactly, not approximately
+    probabilities = model.predict(raw[:4], params={"probabilities": True})
+    assert list(probabilities.columns[:2]) == ["label", "p_0"] and np.allclose(probabilities.iloc[:, 1:].sum(axis=1), 1)
+    net = model.unwrap_python_model()  # other layouts: rows, floats in [0, 1], a DataFrame
+    assert (net.predict(None, dataset.X_test) == predicted).all()
+    assert (net.predict(None, raw.reshape(len(raw), -1)) == predicted).all()
+
+
+def test_the_model_carries_a_signature_an_example_and_netsweeps_requirements(trained, store_uri):
+    _, summary = trained
+    mlflow.set_tracking_uri(store_uri)
+    info = mlflow.models.get_model_info(f"runs:/{summary.run_id}/model")
+    (spec,) = info.signature.inputs.inputs
+    assert spec.type == np.dtype("uint8") and spec.shape == (-1, 8, 8)
+    assert info.signature.params.params[0].name == "probabilities"
+    client = MlflowClient(store_uri)
+    folder = client.download_artifacts(summary.run_id, "model")
+    requirements = open(f"{folder}/requirements.txt").read()
+    assert "numpy==" in requirements and "mlflow==" in requirements and "netsweep" not in requirements
+    assert "import src" not in open(f"{folder}/pyfunc_net.py").read()  # self-contained
+    example = mlflow.models.Model.load(folder).load_input_example(folder)
+    assert np.asarray(example).shape == (5, 8, 8) and np.asarray(example).dtype == np.uint8
+
+
+def test_the_training_data_is_the_runs_dataset_input(trained, store_uri):
+    _, summary = trained
+    run = MlflowClient(store_uri).get_run(summary.run_id)
+    (used,) = run.inputs.dataset_inputs
+    assert used.dataset.name == "digits" and used.dataset.digest == run.data.tags["data_fingerprint"]
+    assert {t.key: t.value for t in used.tags}["mlflow.data.context"] == "training"
+
+
+def test_evaluation_logs_per_class_metrics_and_a_confusion_matrix(trained, store_uri):
+    cfg, summary = trained
+    metrics = evaluate_run(open_store(store_uri), summary.run_id, cfg)
+    assert metrics["accuracy_score"] == pytest.approx(summary.test_acc)
+    artifacts = {a.path for a in MlflowClient(store_uri).list_artifacts(summary.run_id)}
+    assert {"per_class_metrics.csv", "confusion_matrix.png"} <= artifacts
+    assert MlflowClient(store_uri).get_run(summary.run_id).info.status == "FINISHED"
+
+
+def test_registering_moves_the_alias_only_when_the_winner_changes(compose_cfg, store_uri):
+    store = open_store(store_uri)
+    first = run_config(compose_cfg(f"tracking.uri={store_uri}", "epochs=1")).run_id
+    second = run_config(compose_cfg(f"tracking.uri={store_uri}", "epochs=1", "seed=1")).run_id
+    assert store.register_model("net", first, "best", {"sweep_id": "s"}) == (1, True)
+    assert store.register_model("net", first, "best", {"sweep_id": "s"}) == (1, False)
+    assert store.register_model("net", second, "best", {"sweep_id": "s"}) == (2, True)
+    assert MlflowClient(store_uri).get_model_version_by_alias("net", "best").run_id == second
+    assert (_pyfunc(store_uri, "models:/net@best").predict(np.zeros((2, 8, 8), np.uint8))).shape == (2,)
+
+
+def test_the_predict_command_scores_an_npz(trained, store_uri, tmp_path, capsys):
+    cfg, summary = trained
+    dataset = load_dataset(cfg.data, cfg.seed)
+    np.savez(tmp_path / "images.npz", X_test=dataset.X_test_raw, y_test=dataset.y_test)
+    assert predict_main([summary.run_id, str(tmp_path / "images.npz"), "--tracking-uri", store_uri,
+                         "--out", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy {summary.test_acc:.4f}" in out and (tmp_path / "p.csv").read_text().startswith("image,label")
+    np.savez(tmp_path / "bad.npz", weights=np.zeros(3))
+    assert predict_main([summary.run_id, str(tmp_path / "bad.npz"), "--tracking-uri", store_uri]) == 2
+    assert "none of X_test, X, images" in capsys.readouterr().err
