@@ -1,10 +1,12 @@
-"""Benchmark: netsweep's training speed, sweep parallelism, start-up time and memory, side by side.
+"""Benchmark: netsweep's speed against other implementations and against itself, side by side in one run.
 
-    python bench/bench.py                 # Fashion-MNIST (apt-get install dataset-fashion-mnist)
+    python bench/bench.py                 # Fashion-MNIST (apt-get install dataset-fashion-mnist), ~6 minutes
     python bench/bench.py --quick         # digits, small: what CI runs so this script cannot rot
 
-Everything is measured in one run on one machine and reported as seconds and ratios, which is what can be
-compared on a shared, noisy machine. Writes the table as JSON too (--json).
+Every row is measured in this one run on this one machine, and rows that are compared are measured back to
+back, so ratios hold on a shared, noisy machine better than seconds do. Sweeps record into copies of one
+migrated store, as a user's second sweep would (a fresh store's schema migration costs about a second more).
+Do not run it beside a test suite or anything else busy: `uptime` first. Writes the table as JSON (--json).
 """
 
 import argparse
@@ -12,6 +14,8 @@ import json
 import os
 import platform
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,14 +29,47 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.contenders import assignment_epoch, sklearn_epoch, torch_available, torch_epoch  # noqa: E402
+from bench.planning import planning_ms_per_config  # noqa: E402
 from src.data.loader import load_dataset  # noqa: E402
 from src.errors import DataError  # noqa: E402
 from src.nn.mlp import init_params  # noqa: E402
 from src.nn.optim import build_optimizer  # noqa: E402
 from src.nn.train import fit  # noqa: E402
+from src.tracking.store import open_store  # noqa: E402
 
 HIDDEN, BATCH, LR, DECAY = 256, 32, 0.1, 1e-4
 SWEEP = ["optimizer.lr=0.05,0.1", "model.decay=0,1e-4"]
+
+
+class Bench:
+    """Runs the CLI in scratch folders that all start from one migrated store."""
+
+    def __init__(self, data_args: list):
+        self.data_args = data_args
+        self.scratch = Path(tempfile.mkdtemp(prefix="netsweep-bench-"))
+        self.template = self.scratch / "template.db"
+        open_store(f"sqlite:///{self.template}")
+
+    def folder(self) -> Path:
+        folder = Path(tempfile.mkdtemp(dir=self.scratch))
+        shutil.copy(self.template, folder / "mlflow.db")
+        return folder
+
+    def cli(self, args: list, folder: Path) -> tuple[float, str]:
+        """Wall seconds of `python -m src.run ARGS` in `folder`, and what it printed."""
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
+        env.pop("HYDRA_FULL_ERROR", None)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "src.run", *args], cwd=folder, env=env, capture_output=True,
+                              text=True)
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"python -m src.run {' '.join(args)} failed: {done.stderr[-800:]}")
+        return elapsed, done.stdout
+
+    def runs(self, folder: Path) -> list:
+        store = open_store(f"sqlite:///{folder / 'mlflow.db'}")
+        return [r for r in store.runs([store.experiment_id("netsweep")]) if r.tags.get("netsweep.role") != "sweep"]
 
 
 def dataset(quick: bool):
@@ -45,7 +82,7 @@ def dataset(quick: bool):
 
 
 def netsweep_epochs(ds, dtype, epochs: int) -> list:
-    """epoch_time_s as a netsweep run logs it, for each of `epochs` epochs."""
+    """epoch_time_s of netsweep's training loop (threads as the machine has them), for `epochs` epochs."""
     rng = np.random.default_rng(0)
     params = init_params(ds.input_dim, HIDDEN, ds.num_classes, rng, dtype=dtype)
     optimizer = build_optimizer({"name": "sgd", "lr": LR}, params, DECAY)
@@ -59,63 +96,8 @@ def contender_epochs(function, ds, repeats: int) -> list:
     return [function(ds.X_train, ds.y_train, HIDDEN, ds.num_classes, BATCH, LR, DECAY, rng) for _ in range(repeats)]
 
 
-def cli(args: list, store: Path, env_extra=None):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
-    env.update(env_extra or {})
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen([sys.executable, "-m", "src.run", *args], cwd=store, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def startup_and_memory(data_args: list) -> dict:
-    """Seconds from `python -m src.run` to its first training step, and the run's peak resident memory."""
-    with tempfile.TemporaryDirectory() as folder:
-        started = time.perf_counter()
-        process = cli([*data_args, "epochs=1"], Path(folder))
-        first_step = None
-        for line in process.stdout:
-            if first_step is None and line.startswith("run ") and " on " in line:  # logged as training starts
-                first_step = time.perf_counter() - started
-        process.wait()
-        if process.returncode != 0:
-            raise RuntimeError(f"the single run failed: {process.stderr.read()}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"startup_s": first_step, "run_peak_rss_mb": peak_mb}
-
-
-def sweep_seconds(data_args: list, epochs: int, n_jobs: int) -> tuple[float, list]:
-    """Wall time of a 4-config sweep from a fresh store, and each config's logged peak memory."""
-    from mlflow import MlflowClient
-
-    with tempfile.TemporaryDirectory() as folder:
-        args = ["-m", *SWEEP, *data_args, f"epochs={epochs}", f"hydra.launcher.n_jobs={n_jobs}",
-                "hydra.launcher.progress_interval_s=0"]
-        started = time.perf_counter()
-        process = cli(args, Path(folder))
-        _, stderr = process.communicate()
-        elapsed = time.perf_counter() - started
-        if process.returncode != 0:
-            raise RuntimeError(f"the sweep failed: {stderr}")
-        client = MlflowClient(f"sqlite:///{Path(folder) / 'mlflow.db'}")
-        runs = client.search_runs([client.get_experiment_by_name("netsweep").experiment_id])
-        peaks = [r.data.metrics["peak_rss_mb"] for r in runs if "peak_rss_mb" in r.data.metrics]
-    return elapsed, peaks
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="digits and short runs (CI)")
-    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "bench.json")
-    parser.add_argument("--sweep-epochs", type=int, default=None, help="epochs per sweep config")
-    args = parser.parse_args(argv)
-    try:
-        ds, data_args = dataset(args.quick)
-    except DataError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    print(f"data: {ds.summary()}; net {ds.input_dim}-{HIDDEN}-{ds.num_classes}, batch {BATCH}, lr {LR}, "
-          f"decay {DECAY}; {os.cpu_count()} cores, {platform.processor() or platform.machine()}", flush=True)
-    repeats, own_epochs = (2, 5) if args.quick else (1, 3)
+def epoch_rows(ds, quick: bool) -> list:
+    repeats, own_epochs = (2, 5) if quick else (1, 3)
     epochs = {
         "netsweep float32": netsweep_epochs(ds, np.float32, own_epochs),
         "netsweep float64": netsweep_epochs(ds, np.float64, own_epochs),
@@ -127,39 +109,149 @@ def main(argv=None) -> int:
 
         epochs[f"PyTorch {torch.__version__} eager CPU"] = contender_epochs(torch_epoch, ds, repeats)
     ours = float(np.median(epochs["netsweep float32"]))
-    rows = [{"what": f"one epoch: {name}", "seconds": float(np.median(times)),
-             "ratio": float(np.median(times)) / ours} for name, times in epochs.items()]
-    sweep_epochs = args.sweep_epochs or (10 if args.quick else 30)  # 30: the default config
-    serial, peaks_serial = sweep_seconds(data_args, sweep_epochs, 1)
-    parallel, peaks_parallel = sweep_seconds(data_args, sweep_epochs, 2)
-    rows += [
-        {"what": f"4-config sweep, {sweep_epochs} epochs each, n_jobs=1", "seconds": serial, "ratio": 1.0},
-        {"what": f"4-config sweep, {sweep_epochs} epochs each, n_jobs=2", "seconds": parallel,
-         "ratio": parallel / serial},
-    ]
-    single = startup_and_memory(data_args)
-    rows.append({"what": "start-up: python -m src.run to first training step", "seconds": single["startup_s"],
-                 "ratio": None})
-    memory = {"single run peak RSS (MB)": single["run_peak_rss_mb"],
-              "sweep worker peak RSS, n_jobs=2 (MB, max)": max(peaks_parallel, default=float("nan")),
-              "dataset float32 arrays (MB)": sum(a.nbytes for a in (ds.X_train, ds.X_val, ds.X_test)) / 2**20}
+    return [row(f"one epoch: {name}", float(np.median(times)), float(np.median(times)) / ours, "x netsweep float32")
+            for name, times in epochs.items()]
+
+
+def row(what: str, value: float, ratio=None, against: str = "", unit: str = "s") -> dict:
+    return {"what": what, "value": value, "unit": unit, "ratio": ratio, "against": against}
+
+
+def busy_core_rows(bench: Bench, quick: bool) -> list:
+    """One run's epoch, quiet and with one core kept busy by another process, for each thread setting."""
+    rows, epochs = [], 3 if quick else 3
+    for setting in ("null", "1", str(os.cpu_count() or 1)):
+        times = {}
+        for state in ("quiet", "busy"):
+            burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if state == "busy" else None
+            try:
+                folder = bench.folder()
+                bench.cli([*bench.data_args, f"epochs={epochs}", f"threads={setting}", "tracking.log_model=false",
+                           "tracking.evaluate=false"], folder)
+                store = open_store(f"sqlite:///{folder / 'mlflow.db'}")
+                (run,) = bench.runs(folder)
+                times[state] = statistics.median(store.history(run.run_id, ["epoch_time_s"])["epoch_time_s"][1:])
+            finally:
+                if burner is not None:
+                    burner.kill()
+                    burner.wait()
+        label = {"null": "default (measured)", "1": "threads=1"}.get(setting, f"threads={setting} (all cores)")
+        rows.append(row(f"one run's epoch, {label}, quiet", times["quiet"]))
+        rows.append(row(f"one run's epoch, {label}, one core busy", times["busy"], times["busy"] / times["quiet"],
+                        "x its quiet epoch"))
+    return rows
+
+
+def sweep_rows(bench: Bench, epochs: int) -> list:
+    """A 4-config sweep with 1 worker (in this process, threads as measured) and with 2 workers."""
+    common = ["-m", *SWEEP, *bench.data_args, f"epochs={epochs}", "hydra.launcher.progress_interval_s=0"]
+    serial, _ = bench.cli([*common, "hydra.launcher.n_jobs=1"], bench.folder())
+    parallel, _ = bench.cli([*common, "hydra.launcher.n_jobs=2"], bench.folder())
+    one_thread, _ = bench.cli([*common, "hydra.launcher.n_jobs=1", "threads=1"], bench.folder())
+    label = f"4-config sweep, {epochs} epochs each"
+    return [row(f"{label}, n_jobs=1", serial),
+            row(f"{label}, n_jobs=2", parallel, serial / parallel, "x speed-up over n_jobs=1"),
+            row(f"{label}, n_jobs=1 threads=1", one_thread),
+            row(f"{label}, n_jobs=2 (1 thread each)", parallel, one_thread / parallel,
+                "x speed-up over n_jobs=1 threads=1")]
+
+
+def resume_rows(bench: Bench) -> list:
+    """Resuming a finished 32-config digits grid against one single 1-epoch run, on the same store."""
+    folder = bench.folder()
+    grid = ["-m", "+sweep=decay_lr", "seed=0,1", "epochs=1", "hydra.launcher.progress_interval_s=0"]
+    bench.cli(grid, folder)
+    resume, printed = bench.cli(grid, folder)
+    assert "training 0 configs (32 already done, skipped)" in printed, printed[-500:]
+    single, _ = bench.cli(["epochs=1"], folder)
+    return [row("one run, 1 epoch (digits)", single),
+            row("resume a finished 32-config grid (digits)", resume, resume / single, "x one 1-epoch run")]
+
+
+def pruning_rows(bench: Bench, epochs: int) -> list:
+    """The 16-config decay_lr grid in full and with asha pruning: epochs trained, best score, wall time."""
+    common = ["-m", "+sweep=decay_lr", *bench.data_args, f"epochs={epochs}", "hydra.launcher.progress_interval_s=0"]
+    results = {}
+    for prune in ("none", "asha"):
+        folder = bench.folder()
+        seconds, _ = bench.cli([*common, f"hydra.launcher.prune={prune}"], folder)
+        runs = bench.runs(folder)
+        results[prune] = (seconds, sum(r.metrics.get("epochs_trained", 0) for r in runs),
+                          max(r.metrics.get("best_val_acc", 0) for r in runs))
+    (full_s, full_epochs, full_acc), (asha_s, asha_epochs, asha_acc) = results["none"], results["asha"]
+    label = f"16-config decay_lr grid, {epochs} epochs"
+    return [row(f"{label}, full: wall time", full_s),
+            row(f"{label}, prune=asha: wall time", asha_s, asha_s / full_s, "x the full grid"),
+            row(f"{label}, full: epochs trained", full_epochs, unit="epochs"),
+            row(f"{label}, prune=asha: epochs trained", asha_epochs, asha_epochs / full_epochs, "x the full grid",
+                unit="epochs"),
+            row(f"{label}, full: best val_acc", full_acc, unit="acc"),
+            row(f"{label}, prune=asha: best val_acc", asha_acc, asha_acc - full_acc, "difference", unit="acc")]
+
+
+def startup_and_memory(bench: Bench, ds) -> tuple[list, dict]:
+    """Seconds from `python -m src.run` to its first training step, and peak memory."""
+    folder = bench.folder()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "src.run", *bench.data_args, "epochs=1"], cwd=folder, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_step = None
+    for line in process.stdout:
+        if first_step is None and line.startswith("run ") and " on " in line:  # logged as training starts
+            first_step = time.perf_counter() - started
+    process.wait()
+    memory = {"single run peak RSS": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+              "dataset float32 arrays": sum(a.nbytes for a in (ds.X_train, ds.X_val, ds.X_test)) / 2**20}
+    return [row("start-up: python -m src.run to its first training step", first_step)], memory
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="digits and short runs (CI)")
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "bench.json")
+    args = parser.parse_args(argv)
+    try:
+        ds, data_args = dataset(args.quick)
+    except DataError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    print(f"data: {ds.summary()}; net {ds.input_dim}-{HIDDEN}-{ds.num_classes}, batch {BATCH}, lr {LR}, "
+          f"decay {DECAY}; {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
+          f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
+    bench = Bench(data_args)
+    rows = epoch_rows(ds, args.quick)
+    rows += busy_core_rows(bench, args.quick)
+    rows += sweep_rows(bench, epochs=2 if args.quick else 5)
+    rows += resume_rows(bench)
+    ours, template, hydras = planning_ms_per_config(32)
+    rows.append(row("planning: the parent's cost per config (32-config grid)", ours, unit="ms"))
+    rows.append(row("planning: of which composing the grid's defaults tree once", template, unit="ms"))
+    rows.append(row("planning: Hydra composing each config in full, per config", hydras, hydras / ours,
+                    "x netsweep's", unit="ms"))
+    rows += pruning_rows(bench, epochs=3 if args.quick else 8)
+    startup, memory = startup_and_memory(bench, ds)
+    rows += startup
     print_table(rows, memory)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"data": ds.summary(), "rows": rows, "memory_mb": memory,
-                                     "epoch_times": epochs}, indent=1))
+    args.json.write_text(json.dumps({"data": ds.summary(), "rows": rows, "memory_mb": memory}, indent=1))
+    shutil.rmtree(bench.scratch, ignore_errors=True)
     print(f"\nwritten: {args.json}")
     return 0
 
 
 def print_table(rows: list, memory: dict) -> None:
     width = max(len(r["what"]) for r in rows)
-    print(f"\n{'measurement':<{width}}  {'seconds':>8}  ratio")
-    for row in rows:
-        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        print(f"{row['what']:<{width}}  {row['seconds']:>8.3f}  {ratio}")
-    print("(epoch ratios: against netsweep float32; sweep ratio: n_jobs=2 time / n_jobs=1 time)")
+    print(f"\n{'measurement':<{width}}  {'value':>11}  ratio")
+    for item in rows:
+        value = f"{item['value']:.0f} epochs" if item["unit"] == "epochs" else f"{item['value']:.3f} {item['unit']}"
+        ratio = ""
+        if item["ratio"] is not None:
+            ratio = f"{item['ratio']:+.4f} ({item['against']})" if item["unit"] == "acc" else \
+                f"{item['ratio']:.2f}{item['against']}"
+        print(f"{item['what']:<{width}}  {value:>11}  {ratio}")
     for name, value in memory.items():
-        print(f"{name:<{width}}  {value:>8.0f}")
+        print(f"{name:<{width}}  {value:>9.0f} MB")
 
 
 if __name__ == "__main__":

@@ -2,18 +2,22 @@
 commands that reproduce a config all go through `format_value`, so 1e-4 is written one way everywhere."""
 
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig
 
 NAMED_KEYS = {"optimizer.lr": "lr", "model.decay": "decay", "model.hidden_size": "h"}  # always in a run name
 SHORT_KEYS = {"optimizer.batch_size": "bs"}
 UNNAMED_PREFIXES = ("hydra.", "tracking.", "sweep", "schema")  # overrides that do not change what is trained
+NAME_DIGITS = 4  # significant digits of numbers in names and figures
 
 
-def format_number(value: float) -> str:
+def format_number(value: float, digits: Optional[int] = None) -> str:
     """The shortest text that reads back as the same number, in one style: 0.1 -> '0.1', 1.0 -> '1',
-    0.001 -> '1e-3', 3.3e-05 -> '3.3e-5', 10000.0 -> '1e4', 0 -> '0'."""
+    0.001 -> '1e-3', 3.3e-05 -> '3.3e-5', 10000.0 -> '1e4', 0 -> '0'. With `digits`, rounded to that many
+    significant digits first (names and figures; records and commands stay exact)."""
+    if digits is not None and isinstance(value, float):
+        value = float(f"{value:.{digits}g}")
     exact = Decimal(repr(value) if isinstance(value, float) else str(value)).normalize()
     if exact == 0:
         return "0"
@@ -23,7 +27,7 @@ def format_number(value: float) -> str:
     return f"{format(exact.scaleb(-exponent).normalize(), 'f')}e{exponent}"
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, digits: Optional[int] = None) -> str:
     """A config value as a person (and Hydra's override grammar) writes it: numbers as `format_number`,
     booleans and null in YAML spelling, anything else as its text. Numeric strings (MLflow params) too."""
     if isinstance(value, bool) or value in ("True", "False"):
@@ -31,9 +35,9 @@ def format_value(value: Any) -> str:
     if value is None or value == "None":
         return "null"
     if isinstance(value, (int, float)):
-        return format_number(value)
+        return format_number(value, digits)
     try:
-        return format_number(float(value))
+        return format_number(float(value), digits)
     except (TypeError, ValueError):
         return str(value)
 
@@ -59,8 +63,8 @@ def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
     if cfg.tracking.run_name:
         return str(cfg.tracking.run_name)
     parts = [
-        f"lr={format_number(cfg.optimizer.lr)}",
-        f"decay={format_number(cfg.model.decay)}",
+        f"lr={format_number(cfg.optimizer.lr, NAME_DIGITS)}",
+        f"decay={format_number(cfg.model.decay, NAME_DIGITS)}",
         f"h={cfg.model.hidden_size}",
     ]
     for override in overrides:
@@ -70,5 +74,5 @@ def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
         if key == "optimizer":  # a group choice: its name says it
             parts.append(value)
         else:
-            parts.append(f"{SHORT_KEYS.get(key, key)}={format_value(value)}")
+            parts.append(f"{SHORT_KEYS.get(key, key)}={format_value(value, NAME_DIGITS)}")
     return " ".join(parts)

@@ -38,21 +38,24 @@ def _share_key(name: str, options: tuple, stamps: tuple) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _checked(name: str, options: tuple, stamps: tuple, share: Optional[DataShare]) -> tuple:
-    """(arrays, classes, source hash, source, layout) read and validated once per process, or mapped from
-    `share`."""
-    key = _share_key(name, options, stamps)
-    if share is not None:
-        published = share.read(key)
-        if published is not None:
-            return published
+def _decoded(name: str, options: tuple, stamps: tuple) -> tuple:
+    """(arrays, classes, source hash, source, layout) read and validated once per process."""
     raw, source, pixel_max = read_source(name, dict(options))
     checked, num_classes, source_hash = check_arrays(raw, source)
-    layout = layout_of(raw, pixel_max)
+    return checked, num_classes, source_hash, source, layout_of(raw, pixel_max)
+
+
+@functools.lru_cache(maxsize=2)
+def _checked(name: str, options: tuple, stamps: tuple, share: Optional[DataShare]) -> tuple:
+    """What `_decoded` gives, memory-mapped from `share` when the data is shared with sweep workers."""
     if share is None:
-        return checked, num_classes, source_hash, source, layout
-    share.write(key, checked, num_classes, source_hash, source, layout)
-    return share.read(key)
+        return _decoded(name, options, stamps)
+    key = _share_key(name, options, stamps)
+    published = share.read(key)
+    if published is None:
+        share.write(key, *_decoded(name, options, stamps))
+        published = share.read(key)
+    return published
 
 
 @functools.lru_cache(maxsize=1)

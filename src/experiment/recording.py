@@ -29,7 +29,7 @@ netsweep runs of the assignment's net: one hidden ReLU layer, a softmax output, 
 - A run is one config. Params: the resolved config. Per epoch (step = epoch): train_loss, train_acc, \
 val_loss, val_acc. Final: test_acc, best_val_acc, ... Artifacts: figure1.png, history.csv, weights.npz, \
 config.yaml. Tag `outcome`: finished, diverged, pruned, error or killed.
-- A sweep is a parent run "sweep <id> (N configs)" (tag netsweep.role=sweep) with one child per config: \
+- A sweep is a parent run `sweep ID (N configs)` (tag netsweep.role=sweep) with one child per config: \
 expand it in the runs table. Its report/ artifacts hold curves.png, heatmap.png and the leaderboard; its \
 winner.* tags name the best config.
 - Made by `python -m src.run` (a run) and `python -m src.run -m ...` (a sweep); \

@@ -110,11 +110,12 @@ def thread_governor(cfg: DictConfig, dataset: Dataset) -> ThreadGovernor:
 def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
     """Test and in-sample scores of the kept (best validation loss) parameters, plus the best epochs.
 
-    Scored with one BLAS thread, as the saved model predicts: float32 products summed in another order can
-    flip a near tie, and the model's predictions on the test images must give exactly this test_acc."""
+    The test set is scored with one BLAS thread, as the saved model predicts: float32 products summed in
+    another order can flip a near tie, and the model's predictions on the test images must give exactly
+    this test_acc."""
     with threadpool_limits(limits=1, user_api="blas"):
         test_loss, test_acc = evaluate(result.params, dataset.X_test, dataset.y_test, decay)
-        insample_loss, insample_acc = evaluate(result.params, dataset.X_train, dataset.y_train, decay)
+    insample_loss, insample_acc = evaluate(result.params, dataset.X_train, dataset.y_train, decay)
     history = result.history.metrics
     scores = (test_acc, test_loss, insample_acc, insample_loss, result.best_epoch, min(history["val_loss"]),
               max(history["val_acc"]))

@@ -39,7 +39,7 @@ def build_report(store, sweep_id: str, out_dir: Optional[Path] = None, draw: boo
         if data.swept_keys:
             drawings["heatmap.png"] = figures.sweep_heatmap(data, f"sweep {sweep_id}: best validation accuracy")
         for name, figure in drawings.items():
-            figure.savefig(folder / name, dpi=110)
+            figure.savefig(folder / name, dpi=100)
             figures.plt.close(figure)
         parent = store.run_log(data.parent_run_id)
         for name in ("leaderboard.csv", "leaderboard.md", *drawings):

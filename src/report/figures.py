@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from src.config.naming import format_value
+from src.config.naming import NAME_DIGITS, format_value
 from src.plots import plt
 from src.report.load import SweepData, axis_values
 
@@ -28,7 +28,7 @@ def short_key(key: str) -> str:
 
 
 def describe(keys: list, values: tuple) -> str:
-    return " ".join(f"{short_key(k)}={format_value(v)}" for k, v in zip(keys, values)) or "(one config)"
+    return " ".join(f"{short_key(k)}={format_value(v, NAME_DIGITS)}" for k, v in zip(keys, values)) or "(one config)"
 
 
 def _padded(curves: list) -> np.ndarray:
