@@ -31,5 +31,9 @@ class SweepIncomplete(NetsweepError, RuntimeError):
     """Some configs of a sweep ended with an error or were killed; the message lists them."""
 
 
+class SweepBusy(NetsweepError, RuntimeError):
+    """The same sweep is running in another live process; the message names it."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM, raised where it is safe to stop."""

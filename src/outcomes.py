@@ -37,4 +37,3 @@ class Outcome(str, Enum):
 
 
 RESULTS = frozenset({Outcome.FINISHED, Outcome.DIVERGED, Outcome.PRUNED})
-ENDED = tuple(o for o in Outcome if o.ended)

@@ -15,7 +15,8 @@ from typing import Optional
 import numpy as np
 
 from src.errors import EXIT_USER_ERROR
-from src.tracking.store import open_store, resolve_uri
+from src.tracking import names
+from src.tracking.store import open_existing_store, resolve_uri
 
 IMAGE_KEYS = ("X_test", "X", "images")
 LABEL_KEYS = ("y_test", "y", "labels")
@@ -37,6 +38,25 @@ def read_images(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     return images, labels
 
 
+def model_uri(store, given: str) -> str:
+    """`given` as a model URI; a bare run id is checked to be a run of `store` that saved a model."""
+    if ":" in given or "/" in given:
+        return given
+    try:
+        run = store.run(given)
+    except Exception:
+        raise LookupError(f"no run {given!r} in {store.uri}: give a run id of that store (--tracking-uri), "
+                          "runs:/<run id>/model or models:/<name>@<alias>") from None
+    if run.tags.get(names.ROLE) == names.ROLE_SWEEP:
+        winner = (run.tags.get("winner.run_ids") or "").split()
+        raise LookupError(f"run {given} is the parent of sweep {run.tags.get(names.SWEEP_ID)}, which has no model"
+                          + (f"; its winner is run {winner[0]}" if winner else ""))
+    if not store.artifacts(given, names.MODEL):
+        raise LookupError(f"run {given} saved no model ({run.outcome.value}; runs save one when they finish with "
+                          "tracking.log_model=true)")
+    return given
+
+
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a run id, runs:/<run id>/model or models:/<name>@<alias>")
@@ -46,14 +66,19 @@ def main(argv: Optional[list] = None) -> int:
     args = parser.parse_args(argv)
     try:
         images, labels = read_images(args.images)
-        store = open_store(resolve_uri(args.tracking_uri))
-        net = store.load_model(args.model).unwrap_python_model()  # takes any layout, unlike MLflow's check
-    except Exception as exc:  # a missing run, an unknown model name, an unreadable file: one line
-        print(f"netsweep: {str(exc).splitlines()[0]}", file=sys.stderr)
+        store = open_existing_store(resolve_uri(args.tracking_uri))
+        model = store.load_model(model_uri(store, args.model))
+        net = model.unwrap_python_model()  # takes any layout, unlike MLflow's input check
+        table = net.predict(None, images, params={"probabilities": True})
+        classes = table.shape[1] - 1
+        if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= classes):
+            raise ValueError(f"{args.images}: labels from {labels.min()} to {labels.max()}, but this net has "
+                             f"{classes} classes (0..{classes - 1})")
+    except Exception as exc:  # a missing run, an unknown model, an unreadable file, images of another size
+        print(f"netsweep: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return EXIT_USER_ERROR
-    table = net.predict(None, images, params={"probabilities": True})
     predicted = table["label"].to_numpy()
-    counts = np.bincount(predicted, minlength=table.shape[1] - 1)
+    counts = np.bincount(predicted, minlength=classes)
     print(f"predicted {len(predicted)} images: " + ", ".join(f"{k}: {n}" for k, n in enumerate(counts) if n))
     print("first predictions: " + " ".join(map(str, predicted[:20])))
     if labels is not None:

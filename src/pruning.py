@@ -1,7 +1,8 @@
 """Pruning rules for a sweep: which configs stop early because others are doing better. Pure functions on
-curves of the best validation loss so far (lower is better); no I/O (the caller reads the curves).
+curves of the best validation cross-entropy so far (lower is better; without the decay penalty, so configs
+with different decays compare fairly); no I/O (the caller reads the curves).
 
-- median: stop a config whose best validation loss so far is worse than the median of the other configs'
+- median: stop a config whose best validation cross-entropy so far is worse than the median of the other configs'
   at the same epoch (the median stopping rule of Google Vizier, Golovin et al. 2017; Optuna's MedianPruner).
 - asha: asynchronous successive halving (Li et al. 2018; Optuna's SuccessiveHalvingPruner): at the rungs
   min_epochs x factor^k, a config goes on only if it is in the top 1/factor of the configs that reached
@@ -62,7 +63,7 @@ def _median(values: list[float]) -> float:
 def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: dict) -> Optional[str]:
     """Why the config with curve `mine` should stop after `epoch`, or None to go on.
 
-    `others` maps each other config to its curve (best validation loss so far, per epoch)."""
+    `others` maps each other config to its curve (best validation cross-entropy so far, per epoch)."""
     if not rule.active or epoch < rule.min_epochs or epoch >= epochs or len(mine) < epoch:
         return None
     score = mine[epoch - 1]
@@ -71,7 +72,7 @@ def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: 
         if len(peers) < MIN_PEERS:
             return None
         median = _median(peers)
-        return (f"median rule at epoch {epoch}: best val_loss {score:.4g} is worse than the median {median:.4g} "
+        return (f"median rule at epoch {epoch}: best val_ce {score:.4g} is worse than the median {median:.4g} "
                 f"of {len(peers)} other configs") if score > median else None
     if rule.rule == "asha":
         if epoch not in rule.rungs(epochs):
@@ -79,6 +80,6 @@ def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: 
         competing = sorted(peers + [score])
         keep = max(1, len(competing) // rule.factor)
         cutoff = competing[keep - 1]
-        return (f"asha rung at epoch {epoch}: best val_loss {score:.4g} is not in the top {keep} of "
+        return (f"asha rung at epoch {epoch}: best val_ce {score:.4g} is not in the top {keep} of "
                 f"{len(competing)} configs (cutoff {cutoff:.4g})") if score > cutoff else None
     raise ValueError(f"unknown pruning rule {rule.rule!r}; use one of {', '.join(RULES)}")

@@ -20,8 +20,9 @@ from omegaconf import DictConfig
 from src import interrupts
 from src.cli.help import help_text
 from src.cli.messages import exit_with_message
+from src.config.schema import CONF_DIR as SCHEMA_CONF_DIR
 from src.config.schema import register_configs
-from src.errors import ConfigError, DataError
+from src.errors import EXIT_INTERRUPTED, ConfigError, DataError
 from src.experiment.job import current_sweep_job
 from src.experiment.runner import evaluate_run, run_config
 from src.sweep import registry
@@ -31,13 +32,13 @@ from src.tracking.ui import browse_lines
 log = logging.getLogger("netsweep")
 register_configs()
 _SHOW_TRACEBACK = os.environ.get("HYDRA_FULL_ERROR") == "1"  # the user asked for tracebacks
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works however src.run is invoked
+CONF_DIR = str(SCHEMA_CONF_DIR)  # absolute: works however src.run is invoked
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def task(cfg: DictConfig) -> float:
-    """One Hydra job; returns the config's `objective` (the best validation loss unless set otherwise),
-    which sweepers such as Optuna optimise.
+    """One Hydra job; returns the config's `objective` (the best validation cross-entropy unless set
+    otherwise), which sweepers such as Optuna optimise.
 
     In a sweep, failures propagate to the launcher, which records them per config; in a single run
     they end the process here with one line (before Hydra adds its own).
@@ -47,6 +48,7 @@ def task(cfg: DictConfig) -> float:
     if hydra_config.mode == RunMode.MULTIRUN:
         return run_config(cfg, overrides, output_dir, current_sweep_job()).objective(cfg.objective)
     try:
+        _refuse_a_sweep_without_multirun(hydra_config, overrides)
         summary = run_config(cfg, overrides, output_dir)
     except (Exception, KeyboardInterrupt) as exc:
         if isinstance(exc, (ConfigError, DataError)):  # rejected before anything was recorded
@@ -55,14 +57,32 @@ def task(cfg: DictConfig) -> float:
             raise
         exit_with_message(exc)
     if cfg.tracking.evaluate and cfg.tracking.log_model:
-        evaluate_run(open_store(summary.tracking_uri), summary.run_id, cfg)
-        log.info("evaluated with mlflow.models.evaluate: per_class_metrics.csv and confusion_matrix.png on the run")
+        try:
+            evaluate_run(open_store(summary.tracking_uri), summary.run_id, cfg)
+            log.info("evaluated with mlflow.models.evaluate: per_class_metrics.csv and confusion_matrix.png on the run")
+        except Exception as exc:  # the run is recorded and finished: say so, and go on
+            log.warning(f"netsweep: run {summary.run_id} finished, but mlflow.models.evaluate failed: "
+                        f"{type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            print(f"netsweep: interrupted while evaluating; run {summary.run_id} finished and is recorded",
+                  file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
     log.info(f"run {summary.run_id} finished: test accuracy {summary.test_acc:.4f}")
     if summary.figure_path is not None:
         log.info(f"Figure 1: {summary.figure_path}")
     for line in browse_lines(summary.tracking_uri, summary.experiment_id, cfg.tracking.ui_port):
         log.info(line)
     return summary.objective(cfg.objective)
+
+
+def _refuse_a_sweep_without_multirun(hydra_config, overrides: list) -> None:
+    """A sweep's parameters (`+sweep=<name>`, `hydra.sweeper.params`) mean nothing to a single run: the user
+    left out -m."""
+    params = hydra_config.sweeper.get("params") or {}
+    if params:
+        named = [o for o in overrides if o.lstrip("+").startswith("sweep=")] or ["hydra.sweeper.params"]
+        raise ConfigError(f"{named[0]} defines a sweep over {', '.join(params)}: run it with -m, "
+                          f"e.g. python -m src.run -m {' '.join(overrides)}")
 
 
 def discard_if_unused(output_dir: Path) -> None:

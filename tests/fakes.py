@@ -3,6 +3,7 @@ jobs in this process, each able to misbehave the ways real ones do."""
 
 import itertools
 import json
+import time
 from typing import Optional
 
 from src.outcomes import RESULTS, Outcome
@@ -39,9 +40,6 @@ class FakeRunLog:
     def log_text(self, text: str, name: str) -> None:
         self.store.artifacts_of.setdefault(self.run_id, {})[name] = text
 
-    def log_figure(self, figure, name: str) -> None:
-        self.store.artifacts_of.setdefault(self.run_id, {})[name] = "<figure>"
-
     def log_file(self, path, folder=None) -> None:
         name = f"{folder}/{path.name}" if folder else path.name
         self.store.artifacts_of.setdefault(self.run_id, {})[name] = "<file>"
@@ -49,7 +47,7 @@ class FakeRunLog:
     log_arrays = None
 
     def reopen(self) -> None:
-        self.store.status[self.run_id] = Outcome.RUNNING
+        self.store.status[self.run_id] = self.record.outcome = Outcome.RUNNING
         self.set_tags({names.OUTCOME: Outcome.RUNNING.value})
 
     def close(self, outcome, reason: Optional[str] = None) -> None:
@@ -82,7 +80,7 @@ class FakeStore:
         run_id = f"run{next(self._ids)}"
         phase = Outcome.SCHEDULED if scheduled else Outcome.RUNNING
         self.records[run_id] = RunRecord(run_id, name, experiment_id, phase, tags={k: str(v) for k, v in tags.items()},
-                                         parent_run_id=parent_run_id)
+                                         parent_run_id=parent_run_id, start_time_ms=time.time_ns() // 1_000_000)
         self.status[run_id] = self.records[run_id].outcome
         return FakeRunLog(self, run_id)
 

@@ -15,6 +15,7 @@ from src.errors import (
     ConfigError,
     DataError,
     RunDiverged,
+    SweepBusy,
     SweepIncomplete,
 )
 
@@ -52,7 +53,7 @@ def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
         return EXIT_INTERRUPTED, "interrupted; runs in progress were recorded as KILLED"
     if isinstance(exc, RunDiverged):
         return EXIT_DIVERGED, str(exc)
-    if isinstance(exc, (ConfigError, DataError)):
+    if isinstance(exc, (ConfigError, DataError, SweepBusy)):
         return EXIT_USER_ERROR, str(exc)
     if isinstance(exc, SweepIncomplete):
         return EXIT_FAILED, str(exc)

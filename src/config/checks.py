@@ -3,15 +3,15 @@ declares, each failing with one line that names the key and what to use instead.
 
 import dataclasses
 import difflib
+import re
 from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.naming import format_value
-from src.config.schema import SCHEMAS, Config
+from src.config.schema import CONF_DIR, FINAL_METRICS, SCHEMAS, Config
 from src.errors import ConfigError
 from src.nn.optim import OPTIMIZERS
-from src.nn.train import FINAL_METRICS
 
 
 def schema_keys() -> list[str]:
@@ -27,12 +27,36 @@ def schema_keys() -> list[str]:
 
 
 def did_you_mean(key: str, candidates: Optional[Iterable[str]] = None) -> str:
-    """' (did you mean optimizer.lr?)' for a near miss, else ''."""
-    matches = difflib.get_close_matches(key, list(candidates or schema_keys()), n=1, cutoff=0.6)
+    """' (did you mean optimizer.lr?)' for a near miss or a key without its group ('lr'), else ''."""
+    candidates = list(candidates or schema_keys())
+    matches = [c for c in candidates if c.rsplit(".", 1)[-1] == key and c != key]
+    matches = matches or difflib.get_close_matches(key, [c for c in candidates if c != key], n=1, cutoff=0.6)
     return f" (did you mean {matches[0]}?)" if matches else ""
 
 
+def group_options(group: str) -> dict[str, str]:
+    """{option: schema} of a config group, from its YAML files in conf/ (`data`: mnist -> idx, ...)."""
+    found = {}
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        schema = re.search(rf"/schema/{group}/(\w+)@", path.read_text())
+        if schema:
+            found[path.stem] = schema.group(1)
+    return found
+
+
 def unknown_key_message(key: str) -> str:
+    """What to say of a key the composed config does not have: a key of another option of its group, a group
+    that needs `+`, or a near miss."""
+    group, _, leaf = key.lstrip("+").partition(".")
+    options = group_options(group) if leaf else {}
+    owners = [option for option, schema in options.items()
+              if leaf in {f.name for f in dataclasses.fields(SCHEMAS[f"{group}/{schema}"])}]
+    if owners:
+        choices = ", ".join(f"{group}={option}" for option in owners)
+        return (f"{key} is not a key of the {group} you chose: it belongs to {choices}; choose one, "
+                f"e.g. {group}={owners[0]} {key}=...")
+    if not leaf and (CONF_DIR / group).is_dir() and group not in {f.name for f in dataclasses.fields(Config)}:
+        return f"{group} is a config group that is added: write +{group}=<name> (a sweep runs with -m)"
     return (f"unknown config key {key!r}{did_you_mean(key)}: check its spelling "
             "(python -m src.run --cfg job lists every key)")
 

@@ -8,6 +8,7 @@ line can select them as an option of a group.
 
 from dataclasses import dataclass, field, make_dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -92,6 +93,12 @@ class TrackingConfig:
     ui_port: int = MISSING
 
 
+# What a run's kept parameters are scored on when it ends: the values `objective` may name. best_val_ce is the
+# validation cross-entropy without the decay penalty, so configs with different decays compare fairly.
+FINAL_METRICS = ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_loss",
+                 "best_val_acc", "best_val_ce")
+
+
 @dataclass
 class Config:
     data: Any = MISSING
@@ -105,6 +112,8 @@ class Config:
     patience: Optional[int] = None
     threads: Optional[int] = None
 
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the YAML defaults that use these schemas
 
 SCHEMAS = {
     "data/digits": DigitsConfig,

@@ -47,15 +47,10 @@ def _decoded(name: str, options: tuple, stamps: tuple) -> tuple:
 
 @functools.lru_cache(maxsize=2)
 def _checked(name: str, options: tuple, stamps: tuple, share: Optional[DataShare]) -> tuple:
-    """What `_decoded` gives, memory-mapped from `share` when the data is shared with sweep workers."""
-    if share is None:
-        return _decoded(name, options, stamps)
-    key = _share_key(name, options, stamps)
-    published = share.read(key)
-    if published is None:
-        share.write(key, *_decoded(name, options, stamps))
-        published = share.read(key)
-    return published
+    """What `_decoded` gives, memory-mapped from `share` when the sweep's parent published it there; a worker
+    that cannot see it (on another machine) decodes its own copy in memory and leaves no files behind."""
+    published = share.read(_share_key(name, options, stamps)) if share is not None else None
+    return published if published is not None else _decoded(name, options, stamps)
 
 
 @functools.lru_cache(maxsize=1)
@@ -70,5 +65,8 @@ def load_dataset(data_cfg, seed: int, share: Optional[DataShare] = None) -> Data
 
 
 def share_source(data_cfg, share: DataShare) -> None:
-    """Decode `data_cfg`'s files once into `share`, for sweep workers to memory-map."""
-    _checked(*_source_key(data_cfg), share)
+    """Decode `data_cfg`'s files once into `share`, for sweep workers to memory-map (the sweep's parent)."""
+    source = _source_key(data_cfg)
+    key = _share_key(*source)
+    if share.read(key) is None:
+        share.write(key, *_decoded(*source))

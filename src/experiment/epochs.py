@@ -24,21 +24,35 @@ def decode_curve(text: str) -> list:
 
 class SweepPruner:
     """Reads the curves the sweep's runs published (one search of the store) and applies the sweep's rule,
-    so a decision reaches this run at its next epoch wherever it runs."""
+    so a decision reaches this run at its next epoch wherever it runs.
 
-    def __init__(self, store, job: SweepJob, group: str, epochs: int):
-        self.store, self.job, self.group, self.epochs = store, job, group, epochs
+    Peers are the sweep's other configs, one curve each (training is deterministic, so the longest curve
+    any attempt published is the best evidence): this config's own earlier attempts are not peers, and a
+    seed pruned in an earlier attempt does not stop its siblings now, only one pruned in this attempt does.
+    """
+
+    def __init__(self, store, job: SweepJob, key: str, group: str, epochs: int):
+        self.store, self.job, self.key, self.group, self.epochs = store, job, key, group, epochs
 
     def __call__(self, epoch: int, curve: list) -> Optional[str]:
         rule = self.job.prune
-        by_group: dict = {}
+        if not rule.min_epochs <= epoch < self.epochs:
+            return None
+        longest: dict = {}  # config hash -> (group, curve)
         for run in self.store.runs([self.job.experiment_id], sweep_id=self.job.sweep_id):
-            if run.run_id == self.job.run_id or names.CURVE not in run.tags:
+            key = run.tags.get(names.CONFIG_HASH, run.run_id)
+            if run.run_id == self.job.run_id or key == self.key or names.CURVE not in run.tags:
                 continue
-            key = run.tags.get(names.GROUP_HASH, run.run_id) if rule.by_config else run.run_id
-            if rule.by_config and key == self.group and names.PRUNED in run.tags:
+            group = run.tags.get(names.GROUP_HASH, key) if rule.by_config else key
+            if (group == self.group and names.PRUNED in run.tags
+                    and run.start_time_ms >= self.job.attempt_started_ms):
                 return f"pruned with its config ({run.tags[names.PRUNED]})"
-            by_group.setdefault(key, []).append(decode_curve(run.tags[names.CURVE]))
+            published = decode_curve(run.tags[names.CURVE])
+            if len(published) > len(longest.get(key, (None, []))[1]):
+                longest[key] = (group, published)
+        by_group: dict = {}
+        for group, published in longest.values():
+            by_group.setdefault(group, []).append(published)
         mine = mean_curve([curve, *by_group.pop(self.group, [])]) if rule.by_config else curve
         return decide(rule, epoch, self.epochs, mine, {k: mean_curve(v) for k, v in by_group.items()})
 
@@ -57,7 +71,7 @@ class EpochEnd:
 
     def __call__(self, epoch: int, row: dict) -> Optional[str]:
         self.history.append(row)
-        curve = best_so_far(self.history.metrics["val_loss"])
+        curve = best_so_far(self.history.metrics["val_ce"])
         encoded = encode_curve(curve) if self.publish_curve else ""
         tags = {names.CURVE: encoded} if encoded and len(encoded) <= CURVE_MAX_CHARS else {}
         chosen = {"blas_threads": self.threads.current} if self.threads and self.threads.current else {}
@@ -65,7 +79,7 @@ class EpochEnd:
         width = len(str(self.epochs))
         log.info(
             f"epoch {epoch:>{width}}/{self.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
-            f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  {row['epoch_time_s']:.2f}s"
+            f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  {row['epoch_time_s']:.3g}s"
         )
         if self.pruner is not None:
             self.pruned = self.pruner(epoch, curve)

@@ -25,6 +25,7 @@ class SweepJob:
     sweep_id: str = ""
     experiment_id: str = ""
     prune: PruneRule = PruneRule()
+    attempt_started_ms: int = 0  # when this sweep command began: runs of the sweep created earlier are older attempts
     _token: list = field(default_factory=list, compare=False, repr=False)
 
     def __enter__(self) -> "SweepJob":

@@ -27,7 +27,8 @@ netsweep runs of the assignment's net: one hidden ReLU layer, a softmax output, 
 (or momentum, Adam) on the cross-entropy plus weight decay c (||W1||^2 + ||W2||^2).
 
 - A run is one config. Params: the resolved config. Per epoch (step = epoch): train_loss, train_acc, \
-val_loss, val_acc. Final: test_acc, best_val_acc, ... Artifacts: figure1.png, history.csv, weights.npz, \
+val_loss (the cost), val_acc, val_ce (the cross-entropy alone: what sweeps compare). Final: test_acc, \
+best_val_acc, best_val_ce, ... Artifacts: figure1.png, history.csv, weights.npz, \
 config.yaml. Tag `outcome`: finished, diverged, pruned, error or killed.
 - A sweep is a parent run `sweep ID (N configs)` (tag netsweep.role=sweep) with one child per config: \
 expand it in the runs table. Its report/ artifacts hold curves.png, heatmap.png and the leaderboard; its \

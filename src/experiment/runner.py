@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from src.config.checks import validate
-from src.config.identity import flatten, group_hash, to_plain
+from src.config.identity import config_hash, flatten, group_hash, to_plain
 from src.config.naming import run_name
+from src.config.schema import FINAL_METRICS
 from src.data.dataset import Dataset
 from src.data.loader import load_dataset
 from src.data.shared import DataShare
@@ -37,7 +38,7 @@ from src.experiment.recording import (
 from src.experiment.threads import ThreadGovernor
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import build_optimizer
-from src.nn.train import FINAL_METRICS, Diverged, FitResult, fit
+from src.nn.train import Diverged, FitResult, fit
 from src.outcomes import Outcome
 from src.tracking import names
 from src.tracking.store import open_store, preload, resolve_uri
@@ -118,7 +119,7 @@ def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
     insample_loss, insample_acc = evaluate(result.params, dataset.X_train, dataset.y_train, decay)
     history = result.history.metrics
     scores = (test_acc, test_loss, insample_acc, insample_loss, result.best_epoch, min(history["val_loss"]),
-              max(history["val_acc"]))
+              max(history["val_acc"]), min(history["val_ce"]))
     return dict(zip(FINAL_METRICS, scores))
 
 
@@ -165,7 +166,7 @@ def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, 
                           len(dataset.y_train), dataset.num_classes)
     pruner = None
     if sweep_job is not None and sweep_job.prune.active:
-        pruner = SweepPruner(store, sweep_job, group_hash(cfg), cfg.epochs)
+        pruner = SweepPruner(store, sweep_job, config_hash(cfg), group_hash(cfg), cfg.epochs)
     governor = thread_governor(cfg, dataset)
     epoch_end = EpochEnd(run, cfg.epochs, pruner, publish_curve=sweep_job is not None, threads=governor)
     try:
@@ -179,7 +180,7 @@ def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, 
         raise
     finally:
         governor.close()
-        run.set_tags({"blas_threads": governor.summary()})
+        run.set_tags({"blas_threads": governor.used, "blas_threads_policy": governor.policy})
     return _close_trained(store, cfg, dataset, run, result, epoch_end, title, output_dir)
 
 

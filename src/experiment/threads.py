@@ -48,10 +48,10 @@ class ThreadGovernor:
             self._original.restore_original_limits()
             self._original, self.current = None, None
 
-    def summary(self) -> str:
-        """The setting the run trained with most, and how it was chosen (tagged on the run)."""
-        used = max(set(self.choices), key=self.choices.count) if self.choices else self.max_threads
-        return f"{used} ({self.policy})"
+    @property
+    def used(self) -> int:
+        """The setting the run trained with most (tagged on the run, with its `policy`)."""
+        return max(set(self.choices), key=self.choices.count) if self.choices else self.fixed or self.max_threads
 
     def __call__(self, epoch: int, step: int) -> None:
         if self.fixed is not None:

@@ -12,10 +12,7 @@ import numpy as np
 
 from src.nn.mlp import Workspace, all_finite, decay_penalty, evaluate
 
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s")
-# What the kept parameters of a fit are scored on when it ends (any of them can be a sweep's objective).
-FINAL_METRICS = ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_loss",
-                 "best_val_acc")
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_ce", "epoch_time_s")
 
 
 @dataclass
@@ -129,7 +126,8 @@ def fit(
     """Train `params` in place; keep and return the parameters with the best validation loss.
 
     Per epoch: `train_loss` (the cost averaged over the epoch's steps, weighted by batch size),
-    `train_acc` (over the same steps), `val_loss`, `val_acc` and `epoch_time_s` (the training pass only).
+    `train_acc` (over the same steps), `val_loss` (the cost), `val_acc`, `val_ce` (the cross-entropy alone,
+    comparable across weight decays) and `epoch_time_s` (the training pass only).
     Training stops early after `patience` epochs without a lower validation loss, or when
     `on_epoch_end(epoch, metrics)` returns a reason to stop (a sweep's pruner). `on_step(epoch, step)` is
     called before each step (the caller may pace the machine's threads there). Raises `Diverged` as soon as
@@ -151,9 +149,10 @@ def fit(
             epoch_time = time.perf_counter() - started
             if not all_finite(params):  # the last step's update overflowed
                 raise Diverged(epoch, -(-len(order) // batch_size), np.nan, guard.limit, history)
-            val_loss, val_acc = evaluate(params, X_val, y_val, decay)
+            val_ce, val_acc = evaluate(params, X_val, y_val, 0.0)
+            val_loss = val_ce + decay_penalty(params, decay)
             history.append(dict(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
-                                epoch_time_s=epoch_time))
+                                val_ce=val_ce, epoch_time_s=epoch_time))
             best.consider(epoch, val_loss, params)
             stopped = on_epoch_end(epoch, history.rows()[-1]) if on_epoch_end is not None else None
             if not stopped and patience and epoch - best.epoch >= patience and epoch < epochs:

@@ -1,2 +1,2 @@
 """Reports: read a sweep back through tracking, rank its configs (one ranking), draw and write the
-comparison. Never trains anything."""
+comparison; never trains anything."""

@@ -1,4 +1,7 @@
-"""`python -m src.report <sweep_id> [--out DIR]`: rebuild a sweep's comparison from MLflow alone."""
+"""`python -m src.report <sweep_id> [--out DIR] [--log]`: rebuild a sweep's comparison from MLflow alone.
+
+It reads the store and writes the files into DIR (default `report-<sweep_id>/` here); `--log` also replaces
+the report on the sweep's parent run (which needs write access to the store)."""
 
 import argparse
 import gc
@@ -8,24 +11,27 @@ from typing import Optional
 
 from src.errors import EXIT_USER_ERROR
 from src.report.build import build_report, summary
-from src.tracking.store import open_store, resolve_uri
+from src.tracking.store import open_existing_store, resolve_uri
 
 
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.report",
                                      description="Rebuild a sweep's comparison (figures, leaderboard) from MLflow.")
-    parser.add_argument("sweep_id", help="the sweep's id, as printed by the sweep and tagged on its runs")
+    parser.add_argument("sweep_id", help="the sweep's id, as printed by the sweep and tagged on its runs "
+                                     "(or its parent run's id)")
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here")
-    parser.add_argument("--out", type=Path, help="also write the report's files into this folder")
+    parser.add_argument("--out", type=Path, help="write the report's files into this folder "
+                                                 "(default: report-<sweep_id>/ here)")
+    parser.add_argument("--log", action="store_true", help="also log them under report/ on the sweep's parent run")
     args = parser.parse_args(argv)
-    store = open_store(resolve_uri(args.tracking_uri))
     try:
-        report = build_report(store, args.sweep_id, out_dir=args.out)
-    except LookupError as exc:
-        print(f"netsweep: {exc}", file=sys.stderr)
+        store = open_existing_store(resolve_uri(args.tracking_uri))
+        report = build_report(store, args.sweep_id, out_dir=args.out or Path(f"report-{args.sweep_id}"), log=args.log)
+    except Exception as exc:  # an unknown id, no store there, a server refusing us: one line
+        print(f"netsweep: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return EXIT_USER_ERROR
     for line in summary(report):
-        print(f"[sweep {args.sweep_id}] {line}")
+        print(f"[sweep {report.data.sweep_id}] {line}")
     return 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from src.outcomes import RESULTS
 from src.report import figures, leaderboard
 from src.report.figures import describe
 from src.report.load import Member, SweepData, load_sweep
@@ -23,9 +24,11 @@ class Report:
     logged: list = field(default_factory=list)  # artifact paths on the parent run
 
 
-def build_report(store, sweep_id: str, out_dir: Optional[Path] = None, draw: bool = True) -> Report:
-    """Read the sweep back and rank it; draw it and log it under report/ on its parent run, writing the files
-    into `out_dir` too when given. `draw=False` only reads and ranks (the parent's report is current)."""
+def build_report(store, sweep_id: str, out_dir: Optional[Path] = None, draw: bool = True,
+                 log: bool = True) -> Report:
+    """Read the sweep back and rank it; draw it, writing the files into `out_dir` when given, and with `log`
+    log them under report/ on its parent run and tag the winner there. `draw=False` only reads and ranks
+    (the parent's report is current)."""
     data = load_sweep(store, sweep_id)
     report = Report(data, leaderboard.rows(data))
     if not draw:
@@ -35,25 +38,26 @@ def build_report(store, sweep_id: str, out_dir: Optional[Path] = None, draw: boo
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "leaderboard.csv").write_text(leaderboard.to_csv(report.table))
         (folder / "leaderboard.md").write_text(leaderboard.to_markdown(report.table, data.swept_keys))
-        drawings = {"curves.png": figures.sweep_curves(data, f"sweep {sweep_id}: validation curves")}
+        drawings = {"curves.png": figures.sweep_curves(data, f"sweep {data.sweep_id}: validation curves")}
         if data.swept_keys:
-            drawings["heatmap.png"] = figures.sweep_heatmap(data, f"sweep {sweep_id}: best validation accuracy")
+            drawings["heatmap.png"] = figures.sweep_heatmap(data, f"sweep {data.sweep_id}: best validation accuracy")
         for name, figure in drawings.items():
             figure.savefig(folder / name, dpi=100)
             figures.plt.close(figure)
-        parent = store.run_log(data.parent_run_id)
         for name in ("leaderboard.csv", "leaderboard.md", *drawings):
-            parent.log_file(folder / name, names.REPORT_DIR)
-            report.logged.append(f"{names.REPORT_DIR}/{name}")
+            if log:
+                store.run_log(data.parent_run_id).log_file(folder / name, names.REPORT_DIR)
+                report.logged.append(f"{names.REPORT_DIR}/{name}")
             if out_dir is not None:
                 report.written.append(out_dir / name)
-    store.run_log(data.parent_run_id).set_tags(winner_tags(data))
+    if log:
+        store.run_log(data.parent_run_id).set_tags(winner_tags(data))
     return report
 
 
 def winner_tags(data: SweepData) -> dict:
     """What the parent run records of the winner: its config, runs and score, and any config it ties with."""
-    best = [g for g in data.groups if g.score.rank == 1 and g.score.has_score]
+    best = data.best
     if not best:
         return {WINNER_TAGS[0]: "(no config has a result)"}
     first = best[0]
@@ -65,17 +69,18 @@ def winner_tags(data: SweepData) -> dict:
     }
 
 
-def winning_run(data: SweepData) -> Optional[Member]:
-    """The run of the winning config with the best validation accuracy (its best seed), if any has one."""
-    best = [g for g in data.groups if g.score.rank == 1 and g.score.has_score]
-    candidates = [m for g in best[:1] for m in g.members if m.outcome.is_result and not math.isnan(m.best_val_acc)]
+def winning_run(data: SweepData, outcomes=RESULTS) -> Optional[Member]:
+    """The run of the winning config with the best validation accuracy (its best seed) among its runs that
+    ended with one of `outcomes`, if any has one."""
+    candidates = [m for g in data.best[:1] for m in g.members
+                  if m.outcome in outcomes and not math.isnan(m.best_val_acc)]
     return max(candidates, key=lambda m: m.best_val_acc) if candidates else None
 
 
 def summary(report: Report) -> list[str]:
     """The lines a person reads at the end: the winner (and ties), how to reproduce it, where things are."""
     data = report.data
-    best = [g for g in data.groups if g.score.rank == 1 and g.score.has_score]
+    best = data.best
     lines = []
     if not best:
         lines.append("no config has a result; nothing to rank")
@@ -89,11 +94,12 @@ def summary(report: Report) -> list[str]:
         if len(best) > 1:
             others = "; ".join(describe(data.swept_keys, g.values) for g in best[1:])
             lines.append(f"tied with: {others} (same accuracy and loss; more epochs or seeds would separate them)")
-        lines.append(f"reproduce it: {leaderboard.reproduce_command(winning_run(data))}")
+        which = "its best seed" if row["seeds"] > 1 else "it"
+        lines.append(f"reproduce {which}: {leaderboard.reproduce_command(winning_run(data))}")
     lines.extend(f"wrote {path}" for path in report.written)
     if report.logged:
         lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))
-    else:
+    elif not report.written:
         lines.append(f"nothing new was trained: the report on parent run {data.parent_run_id} is current")
     return lines
 

@@ -71,9 +71,16 @@ def _is_number(value) -> bool:
     return True
 
 
+def loss_metric(data: SweepData) -> str:
+    """val_ce, the validation cross-entropy that compares configs of any decay; sweeps recorded before it was
+    logged: val_loss, the cost."""
+    return "val_ce" if any(m.history.get("val_ce") for m in data.members) else "val_loss"
+
+
 def sweep_curves(data: SweepData, title: str) -> Figure:
-    """Validation loss (log scale) and accuracy per epoch, one line per config."""
+    """Validation cross-entropy (log scale) and accuracy per epoch, one line per config."""
     panels, colour_keys = _layout(data)
+    loss = loss_metric(data)
     colours, positions = _colour_of(data, colour_keys)
     fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels) + 3.0, 8), squeeze=False,
                              sharex=True, sharey="row", constrained_layout=True)
@@ -81,15 +88,15 @@ def sweep_curves(data: SweepData, title: str) -> Figure:
         members = [g for g in data.groups if panel is None or g.values[0] == panel]
         for group in members:
             colour = colours[tuple(group.values[p] for p in positions)]
-            for ax, metric in zip(axes[:, column], ("val_loss", "val_acc")):
+            for ax, metric in zip(axes[:, column], (loss, "val_acc")):
                 _draw_group(ax, group, metric, colour)
         if panel is not None:
-            axes[0, column].set_title(f"{short_key(data.swept_keys[0])}={format_value(panel)}")
-    _finish_axes(axes, data)
+            axes[0, column].set_title(f"{short_key(data.swept_keys[0])}={format_value(panel, NAME_DIGITS)}")
+    _finish_axes(axes, data, loss)
     fig.legend(handles=_legend(colours, colour_keys, data), loc="outside right center", title="config",
                fontsize=8)
     seeds = data.seeds
-    fig.suptitle(title + (f"\nline: mean over {seeds} seeds (geometric for the cost), band: lowest to highest seed"
+    fig.suptitle(title + (f"\nline: mean over {seeds} seeds (geometric for the loss), band: lowest to highest seed"
                           if seeds > 1 else ""), fontsize=11)
     return fig
 
@@ -99,7 +106,7 @@ def _draw_group(ax, group, metric: str, colour) -> None:
     rank = group.score.rank if group.score and group.score.has_score else None
     bold = rank is not None and rank <= HIGHLIGHT
     if curves:
-        centre, low, high = _band(curves, log=metric == "val_loss")
+        centre, low, high = _band(curves, log=metric != "val_acc")
         epochs = np.arange(1, len(centre) + 1)
         ax.plot(epochs, centre, color=colour, linewidth=2.6 if bold else 1.0, alpha=1.0 if bold else 0.75,
                 zorder=3 if bold else 2)
@@ -118,15 +125,15 @@ def _mark_divergence(ax, group, metric: str, curves: list) -> None:
     """A red X where the config diverged: at its last logged point, or (diverged in its first epoch,
     nothing logged) at epoch 1 on the edge of the panel that its cost blew through."""
     if curves:
-        centre, _, _ = _band(curves, log=metric == "val_loss")
+        centre, _, _ = _band(curves, log=metric != "val_acc")
         ax.plot(len(centre), centre[-1], marker="X", color="red", markersize=10, linestyle="none", zorder=5)
         return
-    edge = 0.97 if metric == "val_loss" else 0.03
+    edge = 0.97 if metric != "val_acc" else 0.03
     ax.plot(1, edge, marker="X", color="red", markersize=10, linestyle="none", zorder=5,
             transform=ax.get_xaxis_transform(), clip_on=False)
 
 
-def _finish_axes(axes, data: SweepData) -> None:
+def _finish_axes(axes, data: SweepData, loss: str) -> None:
     for ax in axes[0]:
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
@@ -134,7 +141,7 @@ def _finish_axes(axes, data: SweepData) -> None:
         ax.set_xlabel("Epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("Validation cost (log scale)")
+    axes[0, 0].set_ylabel("Validation cross-entropy (log scale)" if loss == "val_ce" else "Validation cost (log scale)")
     low = _accuracy_floor(data)
     axes[1, 0].set_ylim(low, 1.0)
     zoom = f"\n(axis from {low:.2f}; lower values not shown)" if low > 0 else ""
@@ -181,9 +188,9 @@ def sweep_heatmap(data: SweepData, title: str) -> Figure:
                       vmin=finite.min() if finite.size else 0, vmax=finite.max() if finite.size else 1)
     for (i, j), group in cells.items():
         _annotate_cell(ax, i, j, group, finite, data.seeds)
-    ax.set_yticks(range(len(rows_v)), [format_value(v) for v in rows_v])
+    ax.set_yticks(range(len(rows_v)), [format_value(v, NAME_DIGITS) for v in rows_v])
     ax.set_ylabel(keys[0] if keys else "")
-    ax.set_xticks(range(len(cols_v)), [format_value(v) for v in cols_v] if len(keys) > 1 else [""])
+    ax.set_xticks(range(len(cols_v)), [format_value(v, NAME_DIGITS) for v in cols_v] if len(keys) > 1 else [""])
     ax.set_xlabel(keys[1] if len(keys) > 1 else "")
     seeds = data.seeds
     fig.colorbar(image, ax=ax, label="best validation accuracy" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))

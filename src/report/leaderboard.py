@@ -51,6 +51,7 @@ def rows(data: SweepData) -> list[dict]:
             **{key: format_value(value) for key, value in zip(data.swept_keys, group.values)},
             "best_val_acc": val_acc, "best_val_acc_std": val_acc_std,
             "test_acc": test_acc, "test_acc_std": test_acc_std,
+            "best_val_ce": group.stat("best_val_ce")[0],
             "best_val_loss": group.stat("best_val_loss")[0],
             "best_epoch": group.stat("best_epoch")[0],
             "epochs_trained": max(m.epochs_logged for m in group.members),

@@ -10,7 +10,7 @@ import numpy as np
 
 from src.config.identity import REPLICATE_KEY
 from src.outcomes import Outcome
-from src.report.ranking import Entry, Score, rank
+from src.report.ranking import Entry, Score, rank, winners
 from src.tracking import names
 
 PREFERRED_AXES = ("optimizer.lr", "model.decay")  # the assignment's question, when both are swept
@@ -41,6 +41,14 @@ class Member:
         return float(self.metrics.get("best_val_loss", min(values) if values else math.nan))
 
     @property
+    def best_val_ce(self) -> float:
+        """The best validation cross-entropy (runs from before netsweep logged it: their validation cost)."""
+        values = self.history.get("val_ce") or []
+        if "best_val_ce" in self.metrics or values:
+            return float(self.metrics.get("best_val_ce", min(values) if values else math.nan))
+        return self.best_val_loss
+
+    @property
     def epochs_logged(self) -> int:
         return len(self.history.get("val_loss") or [])
 
@@ -55,7 +63,8 @@ class ConfigGroup:
 
     def stat(self, metric: str) -> tuple[float, float]:
         """Mean and standard deviation over the seeds with a result (NaN when none has one)."""
-        values = [getattr(m, metric) if metric in ("best_val_acc", "best_val_loss") else m.metrics.get(metric)
+        values = [getattr(m, metric) if metric in ("best_val_acc", "best_val_loss", "best_val_ce")
+                  else m.metrics.get(metric)
                   for m in self.members if m.outcome.is_result and m.outcome != Outcome.DIVERGED]
         values = [v for v in values if v is not None and not math.isnan(v)]
         if not values:
@@ -84,12 +93,20 @@ class SweepData:
     def seeds(self) -> int:
         return max((len(g.members) for g in self.groups), default=0)
 
+    @property
+    def best(self) -> list:
+        """The config groups ranked first (more than one when they tie); [] when nothing has a score."""
+        first = winners([g.score for g in self.groups])
+        return [g for g in self.groups if any(g.score is score for score in first)]
+
 
 def load_sweep(store, sweep_id: str) -> SweepData:
     """Everything the report needs, read from the store. Raises LookupError for an unknown sweep id."""
-    parent = store.find_sweep(sweep_id)
+    parent = store.find_sweep(sweep_id) or _parent_by_run_id(store, sweep_id)
     if parent is None:
-        raise LookupError(f"no sweep with id {sweep_id!r} in {store.uri}; check the id and MLFLOW_TRACKING_URI")
+        raise LookupError(f"no sweep with id {sweep_id!r} in {store.uri}: use the id a sweep prints as "
+                          "[sweep <id>] (or its parent run's id), in the store the sweep used")
+    sweep_id = parent.tags[names.SWEEP_ID]
     manifest = store.read_json(parent.run_id, names.MANIFEST)
     entries = [e for e in manifest.get("configs", []) if e.get("run_id")]
     if not entries:  # no manifest: the runs tagged with the sweep
@@ -99,6 +116,15 @@ def load_sweep(store, sweep_id: str) -> SweepData:
     keys = swept_keys(members)
     groups = ranked_groups(members, keys)
     return SweepData(sweep_id, parent.run_id, members, keys, groups, manifest.get("defaults"))
+
+
+def _parent_by_run_id(store, run_id: str):
+    """The sweep parent run `run_id`, if that is what it is."""
+    try:
+        run = store.run(run_id)
+    except Exception:  # not a run id of this store
+        return None
+    return run if run.tags.get(names.ROLE) == names.ROLE_SWEEP and names.SWEEP_ID in run.tags else None
 
 
 def _member(store, entry: dict) -> Member:
@@ -130,7 +156,7 @@ def ranked_groups(members: list, keys: list) -> list[ConfigGroup]:
     by_values = defaultdict(list)
     for member in members:
         by_values[tuple(member.params.get(key) for key in keys)].append(member)
-    scores = rank(Entry(values, m.outcome, m.best_val_acc, m.best_val_loss)
+    scores = rank(Entry(values, m.outcome, m.best_val_acc, m.best_val_ce)
                   for values, group in by_values.items() for m in group)
     return [ConfigGroup(s.group, by_values[s.group], s) for s in scores]
 

@@ -2,7 +2,8 @@
 the heatmap's frame and the winner recorded on the parent run.
 
 A config's score is the mean over its seeds of the best validation accuracy (over epochs, not the last
-one); ties are broken by the mean best validation loss, and what is still equal is a tie, shown as one.
+one); ties are broken by the mean best validation cross-entropy (without the decay penalty, which would
+favour the smallest decay), and what is still equal is a tie, shown as one.
 Configs without a result (diverged, error, killed, not yet done) rank last.
 """
 
@@ -24,7 +25,7 @@ class Entry:
     group: Hashable  # runs of one config over seeds share it
     outcome: Outcome
     best_val_acc: float = math.nan
-    best_val_loss: float = math.nan
+    best_val_ce: float = math.nan  # the tie-breaker: validation cross-entropy, decay penalty left out
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Score:
     group: Hashable
     acc: float  # mean best validation accuracy over the scored seeds (NaN: none yet)
     acc_std: float
-    loss: float  # mean best validation loss over the same seeds
+    loss: float  # mean best validation cross-entropy over the same seeds
     scored: int  # seeds with a score
     seeds: int  # seeds known so far
     outcomes: list = field(default_factory=list)
@@ -52,7 +53,7 @@ class Score:
 def _score(group: Hashable, entries: list[Entry]) -> Score:
     scored = [e for e in entries if e.outcome in SCORED and not math.isnan(e.best_val_acc)]
     accs = [e.best_val_acc for e in scored]
-    losses = [e.best_val_loss for e in scored if not math.isnan(e.best_val_loss)]
+    losses = [e.best_val_ce for e in scored if not math.isnan(e.best_val_ce)]
     return Score(
         group=group,
         acc=statistics.fmean(accs) if accs else math.nan,

@@ -10,6 +10,7 @@ ends with a report.
 import functools
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -73,10 +74,6 @@ class HydraApp:
     def start(self, jobs: list[Job], composer, pool) -> None:
         """The first batch is planned and the pool ready: set up whatever the sweep needs once."""
 
-    def to_train(self, jobs: list[Job]) -> int:
-        """How many of the batch's jobs will need a worker."""
-        return len(jobs)
-
     def warm_up(self) -> Optional[Callable[[], None]]:
         """What each new worker runs before its first job (a picklable function of no arguments), or None."""
         return None
@@ -125,7 +122,7 @@ class NetsweepApp(HydraApp):
         self.uri = resolve_uri(master.tracking.uri)
         self.record: Optional[SweepRecord] = None
         self.share: Optional[DataShare] = None
-        self._done: Optional[dict] = None  # the batch's resume check, made once
+        self.started_ms = 0  # when this command began the sweep (set in `start`)
         self.report_dir = Path(str(master.hydra.sweep.dir)) / "report"
         self.objective = str(master.objective)
         self.prune = PruneRule(settings.prune, settings.prune_min_epochs, settings.prune_factor,
@@ -148,6 +145,7 @@ class NetsweepApp(HydraApp):
 
     def start(self, jobs: list[Job], composer, pool) -> None:
         """Open the store and the parent run; decode the data once for the workers."""
+        self.started_ms = time.time_ns() // 1_000_000  # runs of this sweep created earlier are older attempts
         if pool is not None:
             pool.check_store(self.uri)
         store = self.open_store(self.uri)  # creates a fresh store, here, before any worker starts
@@ -174,15 +172,9 @@ class NetsweepApp(HydraApp):
         done = self.record.results()
         return {k: r for k, r in done.items() if r.outcome != Outcome.PRUNED} if resume == "except_pruned" else done
 
-    def to_train(self, jobs: list[Job]) -> int:
-        self._done = self._results()
-        return len({job.key for job in jobs if job.key not in self._done})
-
     def prepare(self, jobs: list[Job]) -> None:
         super().prepare(jobs)
-        done = self._done if self._done is not None else self._results()
-        self._done = None
-        self.record.prepare(jobs, done, params_of=self._params)
+        self.record.prepare(jobs, self._results(), params_of=self._params)
         for job in jobs:
             if job.twin is not None:
                 print(f"[{self.label}] job #{job.index} is the same config as job #{job.twin.index}: trained once",
@@ -204,7 +196,7 @@ class NetsweepApp(HydraApp):
 
     def context_of(self, job: Job) -> SweepJob:
         return SweepJob(job.run_id, self.uri, self.share, self.record.sweep_id, self.record.experiment_id,
-                        self.prune)
+                        self.prune, self.started_ms)
 
     def read_result(self, job: Job, result) -> None:
         if isinstance(result, WorkerDied):
@@ -255,16 +247,22 @@ class NetsweepApp(HydraApp):
             return []
         lines = []
         current = self.record.was_finished and all(job.reused for job in self.jobs)  # nothing new to draw
+        report = None
         try:
             report = build_report(self.record.store, self.record.sweep_id, self.report_dir, draw=not current)
             lines.extend(summary(report))
-            if not interrupted:
-                lines.extend(self._use_the_winner(winning_run(report.data)))
         except Exception as exc:  # a report problem must not hide the sweep's own outcome
             lines.append(f"could not build the report: {type(exc).__name__}: {exc}")
-        self.record.close(self.jobs, interrupted, self.failures())
-        if self.share is not None:
-            self.share.remove()
+        try:
+            if report is not None and not interrupted:
+                lines.extend(self._use_the_winner(report.data))
+        except Exception as exc:
+            lines.append(f"could not evaluate or register the winner: {type(exc).__name__}: {exc}")
+        try:
+            self.record.close(self.jobs, interrupted, self.failures())
+        finally:
+            if self.share is not None:
+                self.share.remove()
         counts = {o: sum(j.outcome == o for j in self.jobs) for o in Outcome if o.ended}
         reused = sum(j.reused for j in self.jobs)
         lines.append("done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) + f" ({reused} reused)")
@@ -272,20 +270,25 @@ class NetsweepApp(HydraApp):
         lines.append(f"rebuild the comparison: python -m src.report {self.record.sweep_id}")
         return lines
 
-    def _use_the_winner(self, winner) -> list[str]:
-        """Evaluate the winner's model the MLflow way (once) and register it when asked."""
-        lines, store = [], self.record.store
+    def _use_the_winner(self, data) -> list[str]:
+        """Evaluate the winning config's best finished run's model the MLflow way (once) and register it when
+        asked; say why not when it cannot be."""
+        lines, store, tracking = [], self.record.store, self.master.tracking
+        name = self.settings.register_best
+        winner = winning_run(data, outcomes={Outcome.FINISHED})
         job = next((j for j in self.jobs if winner is not None and j.run_id == winner.run_id), None)
-        tracking = self.master.tracking
-        if job is None or not tracking.log_model or winner.outcome != Outcome.FINISHED:
-            return lines
+        if job is None or not tracking.log_model:
+            why = ("tracking.log_model=false: runs save no model" if not tracking.log_model
+                   else "the winning config has no finished run of this sweep")
+            return [f"winner not registered as {name}: {why}"] if name else []
         if tracking.evaluate and names.EVALUATED not in store.run(job.run_id).tags:
             evaluate_run(store, job.run_id, job.task_config, self.share)
             lines.append(f"winner run {job.run_id} evaluated with mlflow.models.evaluate "
                          "(per_class_metrics.csv, confusion_matrix.png)")
-        name = self.settings.register_best
         if name:
-            tags = {"sweep_id": self.record.sweep_id, "config": job.name, "best_val_acc": f"{winner.best_val_acc:.6g}"}
+            fingerprint = store.run(job.run_id).tags.get(names.DATA_FINGERPRINT, "")
+            tags = {"sweep_id": self.record.sweep_id, "config": job.name, "best_val_acc": f"{winner.best_val_acc:.6g}",
+                    names.DATA_FINGERPRINT: fingerprint}
             version, moved = store.register_model(name, job.run_id, "best", tags)
             lines.append(f"{'registered' if moved else 'already registered'}: models:/{name}@best is version "
                          f"{version} (run {job.run_id})")
@@ -297,6 +300,8 @@ class NetsweepApp(HydraApp):
         ret = job.job_return or JobReturn(overrides=job.overrides, cfg=job.task_config, hydra_cfg=job.config)
         if job.outcome.is_result:
             value = job.value if job.value is not None else job.metrics.get(self.objective)
+            if value is None and self.objective == "best_val_ce":  # a run from before netsweep logged it
+                value = job.metrics.get("best_val_loss")
             ret.status = JobStatus.COMPLETED
             ret.return_value = self.worst if job.outcome == Outcome.DIVERGED or value is None else value
         else:

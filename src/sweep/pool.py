@@ -7,6 +7,7 @@ yields a `WorkerDied` in place of its result.
 
 import logging
 import os
+import re
 import socket
 from urllib.parse import urlparse
 
@@ -19,6 +20,7 @@ from src.tracking.store import is_local_file
 
 BACKENDS = ("loky", "dask")
 RESUME_CHOICES = ("true", "false", "except_pruned")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")  # fits in models:/<name>@best and registry filters
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
@@ -61,10 +63,17 @@ def check_settings(settings) -> None:
         value = getattr(settings, key, allowed[0])
         if value not in allowed:
             raise ConfigError(f"hydra.launcher.{key}={value!r} is unknown; use one of {', '.join(allowed)}")
-    if getattr(settings, "prune_min_epochs", 1) < 1 or getattr(settings, "prune_factor", 2) < 2:
-        raise ConfigError("hydra.launcher.prune_min_epochs must be >= 1 and hydra.launcher.prune_factor >= 2")
+    if getattr(settings, "prune_min_epochs", 1) < 1:
+        raise ConfigError(f"hydra.launcher.prune_min_epochs={settings.prune_min_epochs} is invalid: use an epoch >= 1")
+    if getattr(settings, "prune_factor", 2) < 2:
+        raise ConfigError(f"hydra.launcher.prune_factor={settings.prune_factor} is invalid: use 2 or more (asha keeps "
+                          "the top 1/factor at each rung)")
     if str(getattr(settings, "resume", True)).lower() not in RESUME_CHOICES:
         raise ConfigError(f"hydra.launcher.resume={settings.resume!r} is unknown; use true, false or except_pruned")
+    name = getattr(settings, "register_best", None)
+    if name is not None and not MODEL_NAME.fullmatch(str(name)):
+        raise ConfigError(f"hydra.launcher.register_best={name!r} is not a usable model name: use letters, digits, "
+                          "'-', '_', '.' and spaces (no '/', ':', '@' or quotes), e.g. fashion-net")
 
 
 class WorkerPool:
@@ -91,13 +100,13 @@ class WorkerPool:
         return self
 
     def _connect_dask(self) -> None:
-        logging.getLogger("distributed").setLevel(logging.WARNING)  # the console shows the sweep's progress
         try:
             from distributed import Client, LocalCluster  # deferred: optional, and ~1 s to import
         except ImportError:
             raise ConfigError(
                 "hydra.launcher.backend=dask needs Dask's distributed package: pip install distributed"
             ) from None
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # after the import, which sets its own level
         if self.settings.address:
             try:
                 self._client = Client(self.settings.address, timeout=30, set_as_default=False)
@@ -109,7 +118,7 @@ class WorkerPool:
         else:
             self._cluster = LocalCluster(
                 n_workers=self.n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address=None, silence_logs=logging.WARNING,
             )
             self._client = Client(self._cluster, set_as_default=False)
 

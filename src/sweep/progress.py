@@ -45,7 +45,7 @@ class Progress:
     def _count(self, job: Job) -> None:
         self.done += 1
         self.entries.append(Entry(job.group, job.outcome, job.metrics.get("best_val_acc", float("nan")),
-                                  job.metrics.get("best_val_loss", float("nan"))))
+                                  job.metrics.get("best_val_ce", job.metrics.get("best_val_loss", float("nan")))))
 
     def job_done(self, job: Job) -> None:
         with self._lock:

@@ -8,15 +8,19 @@ workers only attach to the child run made for them (concurrent creation races, m
 
 import hashlib
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+from src.errors import SweepBusy
 from src.outcomes import Outcome
 from src.sweep.plan import Job
 from src.tracking import names
 
 REUSED_FROM = "netsweep.reused_from"  # on a child that stands for a result an earlier sweep trained
-REPORTABLE = ("best_val_acc", "best_val_loss", "test_acc", "test_loss", "best_epoch")  # copied onto reuse links
+# copied onto the links that stand for reused runs
+REPORTABLE = ("best_val_acc", "best_val_loss", "best_val_ce", "test_acc", "test_loss", "best_epoch")
 
 
 def sweep_id_for(experiment: str, keys: Sequence[str], sweeper: str = "") -> str:
@@ -24,6 +28,29 @@ def sweep_id_for(experiment: str, keys: Sequence[str], sweeper: str = "") -> str
     which is what lets a rerun resume it."""
     text = experiment + "|" + sweeper + "|" + ",".join(sorted(keys))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _owner() -> dict:
+    return {names.SWEEP_HOST: socket.gethostname(), names.SWEEP_PID: str(os.getpid())}
+
+
+def running_elsewhere(parent) -> str:
+    """'process <pid> on <host>' when another live process on this machine runs the sweep of `parent`, else ''.
+
+    A parent left RUNNING by a process that died (SIGKILL, a lost machine) is resumed; one run from another
+    machine cannot be checked and is resumed too."""
+    host, pid = parent.tags.get(names.SWEEP_HOST), parent.tags.get(names.SWEEP_PID, "")
+    if parent.outcome != Outcome.RUNNING or host != socket.gethostname() or not pid.isdigit():
+        return ""
+    if int(pid) == os.getpid():
+        return ""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return ""
+    except PermissionError:  # alive, another user's
+        pass
+    return f"process {pid} on {host}"
 
 
 @dataclass
@@ -46,15 +73,19 @@ class SweepRecord:
         store.prefer_wal()
         found = store.find_sweep(sweep_id, experiment_id)
         if found is not None:
+            busy = running_elsewhere(found)
+            if busy:
+                raise SweepBusy(f"sweep {sweep_id} is already running in {busy} (parent run {found.run_id}); "
+                                "wait for it to end or stop it, then rerun to resume it")
             store.run_log(found.run_id).reopen()
-            store.run_log(found.run_id).set_tags(settings or {})
+            store.run_log(found.run_id).set_tags({**(settings or {}), **_owner()})
             manifest = store.read_json(found.run_id, names.MANIFEST)
             entries = {e["config_hash"]: e for e in manifest.get("configs", [])}
             return cls(store, experiment_id, sweep_id, found.run_id, entries, manifest.get("defaults") or defaults,
                        resumed=True, was_finished=found.outcome == Outcome.FINISHED)
         parent = store.create_run(experiment_id, f"sweep {sweep_id}", {
             names.SWEEP_ID: sweep_id, names.ROLE: names.ROLE_SWEEP, names.OUTCOME: Outcome.RUNNING.value,
-            names.SWEEP_OVERRIDES: command, **(settings or {}),
+            names.SWEEP_OVERRIDES: command, **(settings or {}), **_owner(),
         })
         return cls(store, experiment_id, sweep_id, parent.run_id, {}, defaults)
 

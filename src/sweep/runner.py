@@ -14,6 +14,7 @@ from typing import Callable, Optional, Sequence
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
+from src.errors import ConfigError
 from src.sweep.apps import HydraApp, NetsweepApp, is_netsweep_config
 from src.sweep.dispatch import dispatch
 from src.sweep.plan import Composer, Job
@@ -41,7 +42,11 @@ class SweepRunner:
         check_settings(settings)
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-        tracked = settings.mlflow if settings.mlflow is not None else is_netsweep_config(config)
+        netsweep_app = is_netsweep_config(config)
+        if settings.mlflow and not netsweep_app:
+            raise ConfigError("hydra.launcher.mlflow=true needs netsweep's own app (python -m src.run): another "
+                              "Hydra app's jobs do not record into MLflow runs; leave hydra.launcher.mlflow unset")
+        tracked = settings.mlflow if settings.mlflow is not None else netsweep_app
         self.app = app or (NetsweepApp(config, settings) if tracked else HydraApp(config, settings))
         self.pool_factory = pool_factory
         self.total = announced_total(config)
@@ -67,8 +72,6 @@ class SweepRunner:
             self._open_pool(len(jobs))  # local workers start (and import) while the parent sets up the sweep
         if self.progress is None:
             self._start(jobs)
-        if self.pool is None and self.app.to_train(jobs):
-            self._open_pool(len(jobs))
         self.app.prepare(jobs)
         self.progress.batch(jobs)
         self.done += len(jobs)

@@ -16,7 +16,7 @@ class LauncherSettings:
     resume: Any = True  # true: skip configs with a result (finished, diverged, pruned); false: retrain all;
     #                     except_pruned: skip finished and diverged configs, retrain the pruned ones
     progress_interval_s: float = 10.0  # seconds between "running: ..." progress lines; 0 turns them off
-    mlflow: Optional[bool] = None  # group the sweep in MLflow; null: when the app is netsweep's own
+    mlflow: Optional[bool] = None  # group the sweep in MLflow (netsweep's own app only); null: when it is
     prune: str = "none"  # stop losing configs early: none | median | asha (see src/pruning.py)
     prune_min_epochs: int = 1  # no config is pruned before this epoch (asha: its first rung)
     prune_factor: int = 3  # asha: rungs at min_epochs x factor^k, the top 1/factor go on

@@ -8,7 +8,7 @@ fresh process, and every other call carries on.
 
 joblib documents `register_parallel_backend` but not the backend API itself, so this module is the one
 place that depends on it (`ParallelBackendBase`, `submit` with a callback, the retrieve-callback pair,
-`BatchedCalls.items`). pyproject.toml pins joblib to the versions tests/unit/sweep/test_slots.py checked.
+`BatchedCalls.items`). pyproject.toml pins joblib to the versions tests/unit/test_slots.py checked.
 """
 
 import collections

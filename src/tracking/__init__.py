@@ -1,2 +1,2 @@
-"""Tracking: the only package that imports mlflow. It speaks netsweep's terms (runs, outcomes, epochs,
+"""Tracking: the only package that imports mlflow; it speaks netsweep's terms (runs, outcomes, epochs,
 sweeps) and never hands out MLflow objects, status strings or filter syntax."""

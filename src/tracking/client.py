@@ -8,11 +8,13 @@ import io
 import json
 import logging
 import os
+import socket
 import sqlite3
 import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Optional
+from urllib.parse import urlparse
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars on netsweep's console
 
@@ -23,6 +25,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
+from src.errors import ConfigError  # noqa: E402
 from src.outcomes import RESULTS, Outcome  # noqa: E402
 from src.tracking import models, names  # noqa: E402
 from src.tracking.retry import exclusive, schema_version, wait_for_migrations, with_retries  # noqa: E402
@@ -46,6 +49,7 @@ OPEN = ("SCHEDULED", "RUNNING")
 NOTE = "mlflow.note.content"  # the description the UI shows on an experiment
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params (and 1000 metrics) per log_batch call
 PAGE = 1000
+REACH_TIMEOUT_S = 10.0  # a tracking server that accepts no connection within this is reported unreachable
 
 
 class _RetryingClient:
@@ -109,11 +113,24 @@ def _install_fresh_store(db: Path) -> None:
         staging.unlink(missing_ok=True)
 
 
+def _check_reachable(uri: str) -> None:
+    """A tracking server nothing answers at is reported at once (MLflow would retry for minutes)."""
+    parsed = urlparse(uri)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the tracking server {uri} ({exc.strerror or exc}): start it, or point "
+                          "tracking.uri or MLFLOW_TRACKING_URI at one that runs") from None
+
+
 class Store:
     """One tracking store. MLflow creates or migrates a SQLite store on first use, which happens here."""
 
     def __init__(self, uri: str):
         self.uri = uri
+        if uri.startswith(("http://", "https://")):
+            _check_reachable(uri)
         self._client = self._open_sqlite(Path(uri[len(SQLITE_PREFIX) :])) if uri.startswith(SQLITE_PREFIX) else (
             _RetryingClient(MlflowClient(tracking_uri=uri)))
         self._client.search_experiments(max_results=1)  # a server: is it there? SQLite: the store is ready
@@ -319,9 +336,6 @@ class RunLog:
     def log_training_data(self, name: str, digest: str, source: str, layout: dict, rows: int, classes: int) -> None:
         """The training data as the run's MLflow dataset input."""
         models.log_dataset(self, name, digest, source, layout, rows, classes)
-
-    def log_figure(self, figure, name: str) -> None:
-        self._client.log_figure(self.run_id, figure, name)
 
     def log_arrays(self, arrays: dict, name: str) -> None:
         """Arrays as an .npz artifact (plain arrays only: readable with allow_pickle=False)."""

@@ -73,8 +73,8 @@ def load(store, uri: str):
 
 
 def register(store, name: str, run_id: str, alias: str, tags: dict) -> tuple[Optional[str], bool]:
-    """Register the model of `run_id` under `name` and point `alias` at it, unless the alias already points at
-    a version of that run. Returns (version, moved)."""
+    """Point `alias` of the registered model `name` at the model of `run_id`: the version registered for that
+    run already, or a new one. Returns (version, moved); moved is False when the alias pointed there."""
     client = store._client
     try:
         current = client.get_model_version_by_alias(name, alias)
@@ -84,7 +84,9 @@ def register(store, name: str, run_id: str, alias: str, tags: dict) -> tuple[Opt
         return current.version, False
     if not client.search_registered_models(f"name = '{name}'"):
         client.create_registered_model(name)
-    version = client.create_model_version(name, model_uri(run_id), run_id=run_id, tags=tags)
+    earlier = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    version = (min(earlier, key=lambda v: int(v.version)) if earlier
+               else client.create_model_version(name, model_uri(run_id), run_id=run_id, tags=tags))
     client.set_registered_model_alias(name, alias, version.version)
     return version.version, True
 
@@ -105,10 +107,14 @@ def evaluate(store, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict
     evaluator_log = logging.getLogger("mlflow.models.evaluation")
     level = evaluator_log.level
     evaluator_log.setLevel(logging.ERROR)  # its guess of the model type from integer labels: moot, it is given
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        result = mlflow.models.evaluate(predict, images.reshape(len(images), -1), targets=labels,
-                                        model_type="classifier", evaluators=["default"],
-                                        evaluator_config={"default": {"log_model_explainability": False}})
-    evaluator_log.setLevel(level)
+    ended = store._client.get_run(run_id).info
+    try:
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = mlflow.models.evaluate(predict, images.reshape(len(images), -1), targets=labels,
+                                            model_type="classifier", evaluators=["default"],
+                                            evaluator_config={"default": {"log_model_explainability": False}})
+    finally:  # the run had ended: evaluating it (or failing to) must not change its status or end time
+        evaluator_log.setLevel(level)
+        store._client.set_terminated(run_id, ended.status, ended.end_time)
     return dict(result.metrics)

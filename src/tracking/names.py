@@ -11,6 +11,8 @@ SWEEP_ID = "sweep_id"  # on a sweep's parent and on every run it trained
 ROLE = "netsweep.role"  # "sweep" on a sweep's parent run
 ROLE_SWEEP = "sweep"
 SWEEP_OVERRIDES = "sweep_overrides"  # on a parent: the sweep's command line
+SWEEP_HOST = "netsweep.host"  # on a parent: the machine and process running the sweep now (or last)
+SWEEP_PID = "netsweep.pid"
 
 # Artifacts
 MANIFEST = "sweep.json"  # on a parent: which config trained in which run, and the sweep's defaults
@@ -23,14 +25,14 @@ TRACEBACK = "traceback.txt"
 REPORT_DIR = "report"  # on a parent: the sweep's comparison (figures and leaderboard)
 
 # Metrics
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")  # logged per epoch (step = epoch)
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_ce")  # logged per epoch (step = epoch)
 
 # Provenance (MLflow's own tag for the commit, so its UI links it)
 GIT_COMMIT = "mlflow.source.git.commit"
 GIT_DIRTY = "git_dirty"
 
 # Stopping early
-CURVE = "netsweep.best_val_loss_curve"  # a sweep run's best validation loss so far, per epoch (read by pruners)
+CURVE = "netsweep.best_val_ce_curve"  # a sweep run's best validation cross-entropy so far, per epoch (pruners read it)
 PRUNED = "netsweep.pruned"  # why a sweep's pruner stopped the run
 STOPPED_EARLY = "stopped_early"  # why a run's own patience stopped it
 EVALUATED = "netsweep.evaluated"  # the run's model was evaluated by mlflow.models.evaluate

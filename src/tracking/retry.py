@@ -21,6 +21,7 @@ TRANSIENT = (
     "database table is locked",
     "Online migration expected to match one row",
     "duplicate column name",
+    "UNIQUE constraint failed: datasets.",  # two runs logging one new dataset input at once: a retry finds it
 )
 MIGRATION_SETTLED_S = 3.0  # a schema short of the latest, unchanged this long: no other process is migrating it
 MIGRATION_WAIT_S = 120.0  # the longest netsweep waits for another process to finish creating a store
@@ -79,14 +80,13 @@ def with_retries(call):
 
     @functools.wraps(call)
     def retrying(*args, **kwargs):
-        with shielded():  # Ctrl-C waits for the write to finish rather than breaking its transaction
-            for delay in RETRY_DELAYS_S:
-                try:
+        for delay in (*RETRY_DELAYS_S, None):
+            try:
+                with shielded():  # Ctrl-C waits for this attempt to finish rather than break its transaction
                     return call(*args, **kwargs)
-                except Exception as exc:  # MlflowException or SQLAlchemy's OperationalError, by call
-                    if not is_transient(exc):
-                        raise
-                    time.sleep(delay * (1 + random.random()))
-            return call(*args, **kwargs)
+            except Exception as exc:  # MlflowException or SQLAlchemy's OperationalError, by call
+                if delay is None or not is_transient(exc):
+                    raise
+            time.sleep(delay * (1 + random.random()))  # Ctrl-C here stops at once: nothing is half-written
 
     return retrying

@@ -19,21 +19,46 @@ from src.tracking import names
 DEFAULT_URI = "sqlite:///mlflow.db"
 SQLITE_PREFIX = "sqlite:///"
 CLIENT_MODULE = "src.tracking.client"  # the module that imports mlflow
+URI_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 
 
 def resolve_uri(configured: Optional[str]) -> str:
     """The config's URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory.
 
     A relative SQLite path is made absolute so that workers in other directories write to the same store.
+    A password in the URI is refused: every run would record it in its params.
     """
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if urlparse(uri).password:  # it would be recorded in every run's params
-        raise ConfigError(f"the tracking URI {urlparse(uri)._replace(netloc=urlparse(uri).hostname or '').geturl()} "
-                          "holds a password: take it out and set MLFLOW_TRACKING_USERNAME and "
-                          "MLFLOW_TRACKING_PASSWORD instead")
-    if uri.startswith(SQLITE_PREFIX) and not uri[len(SQLITE_PREFIX) :].startswith("/"):
-        uri = SQLITE_PREFIX + str(Path(uri[len(SQLITE_PREFIX) :]).resolve())
+    parsed = urlparse(uri)
+    if parsed.password:
+        shown = parsed._replace(netloc=parsed.hostname or "").geturl()
+        raise ConfigError(f"the tracking URI {shown}{_origin(uri)} holds a password: take it out and set "
+                          "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead")
+    if uri.startswith(SQLITE_PREFIX):
+        path = Path(uri[len(SQLITE_PREFIX) :]).expanduser()
+        uri = SQLITE_PREFIX + str(path if path.is_absolute() else path.resolve())
     return uri
+
+
+def _origin(uri: str) -> str:
+    return " (from MLFLOW_TRACKING_URI)" if os.environ.get("MLFLOW_TRACKING_URI") == uri else ""
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a URI MLflow would misread (a bare path, an unknown scheme, a SQLite file in a missing folder),
+    saying what to write instead."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0].lower()
+    if not scheme:
+        raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} is a path, not a URI: for a SQLite store write "
+                          f"sqlite:///{Path(uri).expanduser().resolve()}")
+    if scheme not in URI_SCHEMES:
+        raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} has an unknown scheme {parsed.scheme!r}: use "
+                          "sqlite:///path/to/mlflow.db or http(s)://host:port of a tracking server")
+    folder = Path(uri[len(SQLITE_PREFIX) :]).parent if uri.startswith(SQLITE_PREFIX) else None
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} names a file in {folder}, which does not exist: "
+                          "create the folder or choose another path")
 
 
 def is_local_file(uri: str) -> bool:
@@ -50,8 +75,19 @@ def preload() -> threading.Thread:
 
 def open_store(uri: str):
     """A `Store` (src/tracking/client.py) for `uri`, created (and migrated) on first use."""
+    check_uri(uri)
     client = importlib.import_module(CLIENT_MODULE)  # deferred: importing mlflow takes ~1 s
     return client.Store(uri)
+
+
+def open_existing_store(uri: str):
+    """`open_store` for commands that only read a store: a SQLite file that is not there is an error, not a
+    new empty store."""
+    path = Path(uri.removeprefix(SQLITE_PREFIX))
+    if uri.startswith(SQLITE_PREFIX) and not path.is_file():
+        raise LookupError(f"no tracking store at {path}: run this where mlflow.db is, or pass --tracking-uri "
+                          "(or set MLFLOW_TRACKING_URI)")
+    return open_store(uri)
 
 
 def result_per_config(runs) -> dict:

@@ -6,12 +6,25 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, IntegrationTestSuite, LauncherTestSuite
+from hydra.version import VersionBase
+from packaging.version import Version
 
 from hydra_plugins.netsweep_launcher.netsweep_launcher import NetsweepLauncher
 from hydra_plugins.netsweep_launcher.netsweep_sweeper import NetsweepSweeper
 
 pytestmark = pytest.mark.slow
 QUIET = ["hydra.launcher.progress_interval_s=0", "hydra.launcher.n_jobs=2"]
+
+
+@pytest.fixture(autouse=True)
+def hydras_version_base():
+    """The suites assume the version base Hydra's own plugin tests run under (1.1: jobs change into their
+    output folder). Importing src.run, as other test modules do, sets 1.3 for the whole process."""
+    base = VersionBase.instance()
+    before = base.getbase()
+    base.setbase(Version("1.1"))
+    yield
+    base.version_base = before
 
 
 def test_discovery():

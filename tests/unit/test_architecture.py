@@ -120,10 +120,11 @@ def test_there_are_no_import_circles():
     assert cycles == []
 
 
-def test_every_package_says_what_it_owns_in_one_line():
+def test_every_package_says_what_it_owns_in_one_sentence():
     for init in [*(REPO / "src").rglob("__init__.py"), *(REPO / "hydra_plugins").rglob("__init__.py")]:
         docstring = ast.get_docstring(ast.parse(init.read_text()))
         assert docstring, f"{init} has no docstring"
+        assert "\n\n" not in docstring and docstring.count(". ") == 0 and docstring.endswith("."), init
 
 
 def _body_lines(function: ast.AST) -> int:

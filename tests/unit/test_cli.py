@@ -96,6 +96,14 @@ def test_a_bad_override_exits_2_with_one_line_and_leaves_nothing(main_in, store_
     assert not (tmp_path / "outputs").exists()  # no empty output folder left behind
 
 
+def test_a_named_sweep_without_multirun_is_refused_rather_than_run_once(main_in, store_uri, capsys, tmp_path):
+    assert main_in("+sweep=decay_lr", "epochs=1") == 2
+    assert capsys.readouterr().err.strip() == (
+        "netsweep: +sweep=decay_lr defines a sweep over optimizer.lr, model.decay: run it with -m, "
+        "e.g. python -m src.run -m +sweep=decay_lr epochs=1")
+    assert read_store(store_uri).runs == [] and not (tmp_path / "outputs").exists()
+
+
 def test_a_sweep_in_process(main_in, store_uri, capsys):
     assert main_in("-m", "optimizer.lr=0.05,0.1", "epochs=1", "hydra.launcher.n_jobs=1",
                    "hydra.launcher.progress_interval_s=0") == 0

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from src.config.checks import did_you_mean, schema_keys, validate
+from src.config.checks import did_you_mean, group_options, schema_keys, unknown_key_message, validate
 from src.config.identity import config_hash, flatten, group_hash
 from src.config.naming import format_number, format_override, format_value, run_name
 from src.config.schema import register_configs
@@ -108,7 +108,17 @@ def test_typos_get_a_suggestion_and_never_plus_advice(composer):
     assert did_you_mean("optimizer.l") == " (did you mean optimizer.lr?)"
     assert did_you_mean("optimizer.momentun") == " (did you mean optimizer.momentum?)"
     assert did_you_mean("zzz.qqq") == ""
+    assert did_you_mean("lr") == " (did you mean optimizer.lr?)"  # a key without its group
     assert {"optimizer.beta1", "data.root", "data.path", "epochs", "tracking.experiment"} <= set(schema_keys())
+
+
+def test_a_key_of_another_option_names_the_option_and_a_group_that_is_added_says_so():
+    assert unknown_key_message("optimizer.momentum").startswith(
+        "optimizer.momentum is not a key of the optimizer you chose: it belongs to optimizer=momentum; choose one")
+    assert "it belongs to data=fashion_mnist, data=mnist;" in unknown_key_message("data.root")
+    assert unknown_key_message("sweep") == (
+        "sweep is a config group that is added: write +sweep=<name> (a sweep runs with -m)")
+    assert group_options("optimizer") == {"adam": "adam", "momentum": "momentum", "sgd": "sgd"}
 
 
 def test_config_hash_ignores_tracking_but_not_settings(composer):

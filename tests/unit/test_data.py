@@ -173,3 +173,6 @@ def test_a_shared_source_is_decoded_once_and_memory_mapped(tmp_path):
     share.write(entry.name, *read)  # publishing twice keeps the first copy
     share.remove()
     assert not (tmp_path / "share").exists()
+    elsewhere = load_dataset(idx_cfg(tmp_path), seed=4, share=share)  # a worker that cannot see the share
+    np.testing.assert_array_equal(np.sort(elsewhere.y_test), np.sort(arrays["y_test"]))
+    assert not (tmp_path / "share").exists()  # decoded in memory, nothing left behind

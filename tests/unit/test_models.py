@@ -76,11 +76,18 @@ def test_the_training_data_is_the_runs_dataset_input(trained, store_uri):
 
 def test_evaluation_logs_per_class_metrics_and_a_confusion_matrix(trained, store_uri):
     cfg, summary = trained
+    client = MlflowClient(store_uri)
+    ended = client.get_run(summary.run_id).info
     metrics = evaluate_run(open_store(store_uri), summary.run_id, cfg)
     assert metrics["accuracy_score"] == pytest.approx(summary.test_acc)
-    artifacts = {a.path for a in MlflowClient(store_uri).list_artifacts(summary.run_id)}
+    artifacts = {a.path for a in client.list_artifacts(summary.run_id)}
     assert {"per_class_metrics.csv", "confusion_matrix.png"} <= artifacts
-    assert MlflowClient(store_uri).get_run(summary.run_id).info.status == "FINISHED"
+    after = client.get_run(summary.run_id).info
+    assert (after.status, after.end_time) == ("FINISHED", ended.end_time)  # as the run ended
+    with pytest.raises(Exception):  # a failed evaluation leaves the run as it was too
+        open_store(store_uri).evaluate_model(summary.run_id, np.zeros((3, 8, 8), np.uint8), np.zeros(2, int))
+    after = client.get_run(summary.run_id).info
+    assert (after.status, after.end_time) == ("FINISHED", ended.end_time)
 
 
 def test_registering_moves_the_alias_only_when_the_winner_changes(compose_cfg, store_uri):
@@ -91,10 +98,12 @@ def test_registering_moves_the_alias_only_when_the_winner_changes(compose_cfg, s
     assert store.register_model("net", first, "best", {"sweep_id": "s"}) == (1, False)
     assert store.register_model("net", second, "best", {"sweep_id": "s"}) == (2, True)
     assert MlflowClient(store_uri).get_model_version_by_alias("net", "best").run_id == second
+    assert store.register_model("net", first, "best", {"sweep_id": "s"}) == (1, True)  # back: no new version
+    assert len(MlflowClient(store_uri).search_model_versions("name = 'net'")) == 2
     assert (_pyfunc(store_uri, "models:/net@best").predict(np.zeros((2, 8, 8), np.uint8))).shape == (2,)
 
 
-def test_the_predict_command_scores_an_npz(trained, store_uri, tmp_path, capsys):
+def test_the_predict_command_scores_an_npz(trained, compose_cfg, store_uri, tmp_path, capsys):
     cfg, summary = trained
     dataset = load_dataset(cfg.data, cfg.seed)
     np.savez(tmp_path / "images.npz", X_test=dataset.X_test_raw, y_test=dataset.y_test)
@@ -105,3 +114,20 @@ def test_the_predict_command_scores_an_npz(trained, store_uri, tmp_path, capsys)
     np.savez(tmp_path / "bad.npz", weights=np.zeros(3))
     assert predict_main([summary.run_id, str(tmp_path / "bad.npz"), "--tracking-uri", store_uri]) == 2
     assert "none of X_test, X, images" in capsys.readouterr().err
+    np.savez(tmp_path / "big.npz", X=np.zeros((2, 28, 28), np.uint8))
+    assert predict_main([summary.run_id, str(tmp_path / "big.npz"), "--tracking-uri", store_uri]) == 2
+    assert "images of 784 pixels each, but this net takes 64 (8x8 images" in capsys.readouterr().err
+    np.savez(tmp_path / "bright.npz", X=np.full((2, 8, 8), 300))
+    assert predict_main([summary.run_id, str(tmp_path / "bright.npz"), "--tracking-uri", store_uri]) == 2
+    assert "pixel values from 300 to 300, but this net was trained on 0..16" in capsys.readouterr().err
+    np.savez(tmp_path / "labels.npz", X=dataset.X_test_raw[:2], y=np.array([3, 20]))
+    assert predict_main([summary.run_id, str(tmp_path / "labels.npz"), "--tracking-uri", store_uri]) == 2
+    assert "labels from 3 to 20, but this net has 10 classes (0..9)" in capsys.readouterr().err
+    assert predict_main([summary.run_id, str(tmp_path / "big.npz"), "--tracking-uri",
+                         f"sqlite:///{tmp_path}/nowhere.db"]) == 2
+    assert "no tracking store at" in capsys.readouterr().err and not (tmp_path / "nowhere.db").exists()
+    assert predict_main(["0123abc", str(tmp_path / "images.npz"), "--tracking-uri", store_uri]) == 2
+    assert f"no run '0123abc' in {store_uri}" in capsys.readouterr().err
+    bare = run_config(compose_cfg(f"tracking.uri={store_uri}", "epochs=1", "tracking.log_model=false")).run_id
+    assert predict_main([bare, str(tmp_path / "images.npz"), "--tracking-uri", store_uri]) == 2
+    assert f"run {bare} saved no model (finished;" in capsys.readouterr().err

@@ -1,10 +1,17 @@
-"""The pruning rules as published (median stopping rule, asynchronous successive halving), on curves."""
+"""The pruning rules as published (median stopping rule, asynchronous successive halving), on curves, and the
+sweep's pruner that applies them to the curves its runs publish."""
 
 import math
+import time
 
 import pytest
 
+from src.experiment.epochs import SweepPruner, encode_curve
+from src.experiment.job import SweepJob
 from src.pruning import PruneRule, best_so_far, decide, mean_curve
+from src.tracking import names
+
+from ..fakes import FakeStore
 
 MEDIAN = PruneRule("median", min_epochs=2)
 ASHA = PruneRule("asha", min_epochs=1, factor=3)
@@ -40,3 +47,41 @@ def test_no_rule_no_pruning_and_unknown_rules_are_refused():
     assert decide(PruneRule("none"), 5, 10, [9] * 5, {"a": [0.1] * 5, "b": [0.1] * 5}) is None
     with pytest.raises(ValueError, match="unknown pruning rule"):
         decide(PruneRule("bogus"), 5, 10, [1] * 5, {})
+
+
+def _publish(store, experiment, key, group, curve, pruned=None):
+    run = store.create_run(experiment, key, {names.SWEEP_ID: "s1", names.CONFIG_HASH: key, names.GROUP_HASH: group,
+                                             names.CURVE: encode_curve(curve)})
+    if pruned:
+        run.set_tags({names.PRUNED: pruned})
+    return run
+
+
+def _pruner(store, experiment, key, group, rule, started_ms=0, epochs=6):
+    job = SweepJob("me", store.uri, sweep_id="s1", experiment_id=experiment, prune=rule, attempt_started_ms=started_ms)
+    return SweepPruner(store, job, key, group, epochs)
+
+
+def test_the_sweep_pruner_counts_each_other_config_once_and_never_this_configs_earlier_attempts():
+    store = FakeStore()
+    experiment = store.experiment_id("e")
+    _publish(store, experiment, "mine", "g-mine", [0.1, 0.1, 0.1], pruned="asha rung at epoch 1")  # an older attempt
+    _publish(store, experiment, "a", "g-a", [0.5, 0.4])
+    _publish(store, experiment, "a", "g-a", [0.5, 0.4, 0.3])  # the same config trained again: one peer
+    median = _pruner(store, experiment, "mine", "g-mine", MEDIAN)
+    assert median(2, [0.9, 0.9]) is None  # one peer only: the median rule waits for MIN_PEERS
+    _publish(store, experiment, "b", "g-b", [0.6, 0.5])
+    assert "worse than the median 0.45 of 2 other configs" in median(2, [0.9, 0.9])
+    assert median(1, [0.9]) is None and median(6, [0.9] * 6) is None  # before min_epochs, and at the last epoch
+
+
+def test_a_seed_pruned_in_this_attempt_stops_its_siblings_but_one_pruned_in_an_earlier_attempt_does_not():
+    store = FakeStore()
+    experiment = store.experiment_id("e")
+    _publish(store, experiment, "seed0", "g", [0.9], pruned="asha rung at epoch 1")
+    attempt = time.time_ns() // 1_000_000 + 1
+    sibling = _pruner(store, experiment, "seed1", "g", ASHA, started_ms=attempt)
+    assert sibling(1, [0.2]) is None  # seed0's curve is averaged in, and alone at the rung it goes on
+    _publish(store, experiment, "seed2", "g", [0.9], pruned="asha rung at epoch 1").record.start_time_ms = attempt
+    assert sibling(1, [0.2]) == "pruned with its config (asha rung at epoch 1)"
+    assert _pruner(store, experiment, "seed1", "g", ASHA, started_ms=attempt, epochs=1)(1, [0.2]) is None

@@ -10,10 +10,12 @@ from src.outcomes import Outcome
 from src.report import figures, leaderboard
 from src.report.__main__ import main as report_main
 from src.report.build import build_report, summary, winner_tags
-from src.report.load import Member, SweepData, ranked_groups, swept_keys
+from src.report.load import Member, SweepData, load_sweep, ranked_groups, swept_keys
 from src.report.ranking import Entry, rank, winners
 from src.tracking import names
 from src.tracking.store import open_store
+
+from ..fakes import FakeStore
 
 
 def _member(lr, decay, seed, accs, outcome=Outcome.FINISHED, test_acc=0.9, losses=None):
@@ -181,10 +183,40 @@ def test_a_stored_sweep_is_reported_on_its_parent_and_into_a_folder(store_uri, t
     assert f"wrote {tmp_path / 'out' / 'curves.png'}" in lines
 
 
-def test_the_report_command_prints_and_refuses_an_unknown_id(store_uri, tmp_path, capsys):
-    _stored_sweep(store_uri)
-    assert report_main(["s1", "--tracking-uri", store_uri, "--out", str(tmp_path / "o")]) == 0
+def test_the_report_command_reads_writes_files_and_logs_only_when_asked(store_uri, tmp_path, capsys, monkeypatch):
+    store, parent = _stored_sweep(store_uri)
+    monkeypatch.chdir(tmp_path)
+    assert report_main(["s1", "--tracking-uri", store_uri]) == 0
     printed = capsys.readouterr().out
-    assert "[sweep s1] best config: lr=0.1" in printed and str(tmp_path / "o" / "heatmap.png") in printed
+    assert "[sweep s1] best config: lr=0.1" in printed and "report-s1/heatmap.png" in printed
+    assert (tmp_path / "report-s1" / "leaderboard.md").is_file()
+    assert store.artifacts(parent.run_id) == ["sweep.json"] and "winner.config" not in store.run(parent.run_id).tags
+    assert report_main([parent.run_id, "--tracking-uri", store_uri, "--out", str(tmp_path / "o"), "--log"]) == 0
+    printed = capsys.readouterr().out  # the parent's run id names the sweep too
+    assert str(tmp_path / "o" / "heatmap.png") in printed and "[sweep s1] best config: lr=0.1" in printed
+    assert "report/heatmap.png" in store.artifacts(parent.run_id)
+
+
+def test_the_report_command_refuses_an_unknown_id_or_store_in_one_line(store_uri, tmp_path, capsys):
+    _stored_sweep(store_uri)
     assert report_main(["nope", "--tracking-uri", store_uri]) == 2
     assert "no sweep with id 'nope'" in capsys.readouterr().err
+    assert report_main(["s1", "--tracking-uri", f"sqlite:///{tmp_path}/elsewhere/mlflow.db"]) == 2
+    assert "no tracking store at" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
+    assert report_main(["s1", "--tracking-uri", "http://user:secret@127.0.0.1:5000"]) == 2
+    assert "holds a password" in capsys.readouterr().err
+
+
+def test_equal_accuracies_are_separated_by_cross_entropy_not_by_the_decay_penalty():
+    store = FakeStore()
+    experiment = store.experiment_id("netsweep")
+    store.create_run(experiment, "sweep s2", {names.SWEEP_ID: "s2", names.ROLE: names.ROLE_SWEEP})
+    for decay, cost, ce in (("0", 0.30, 0.30), ("1e-3", 0.32, 0.28)):  # the penalty makes decay 1e-3 look worse
+        run = store.create_run(experiment, f"decay={decay}", {names.SWEEP_ID: "s2"})
+        run.log_params({"model.decay": decay, "seed": "0"})
+        run.log_metrics({"best_val_acc": 0.9, "best_val_loss": cost, "best_val_ce": ce}, 1)
+        run.close(Outcome.FINISHED)
+    data = load_sweep(store, "s2")
+    assert [g.values for g in data.groups] == [("1e-3",), ("0",)] and not data.groups[0].score.tied
+    old = Member("r", "old", Outcome.FINISHED, {}, {"best_val_loss": 0.4}, "", {"val_loss": [0.5, 0.4]})
+    assert old.best_val_ce == 0.4  # runs from before val_ce was logged: their validation cost

@@ -2,6 +2,7 @@
 handling, reconciliation, batches and progress."""
 
 import math
+import subprocess
 
 import pytest
 from hydra import initialize_config_dir
@@ -9,13 +10,14 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobStatus
 from hydra.types import HydraContext, RunMode
+from omegaconf import OmegaConf
 
 from src.config.identity import flatten, to_plain
 from src.config.schema import register_configs
-from src.errors import ConfigError, RunDiverged, SweepIncomplete
+from src.errors import ConfigError, RunDiverged, SweepBusy, SweepIncomplete
 from src.experiment.job import current_sweep_job
 from src.outcomes import Outcome
-from src.sweep.apps import NetsweepApp
+from src.sweep.apps import HydraApp, NetsweepApp
 from src.sweep.jobs import failure
 from src.sweep.runner import SweepRunner
 from src.sweep.settings import LauncherSettings
@@ -44,11 +46,13 @@ def fake_task(cfg):
     accs = [min(0.99, 0.5 + cfg.optimizer.lr * epoch + cfg.seed / 100 - cfg.model.decay * 100)
             for epoch in range(1, cfg.epochs + 1)]
     for epoch, acc in enumerate(accs, start=1):
-        run.log_metrics({"val_acc": acc, "val_loss": 1 - acc, "train_acc": acc, "train_loss": 1 - acc}, epoch)
+        loss = 1 - acc
+        run.log_metrics({"val_acc": acc, "val_loss": loss, "val_ce": loss, "train_acc": acc, "train_loss": loss}, epoch)
     if cfg.optimizer.lr > 100:
         run.close(Outcome.DIVERGED, "diverged at epoch 1")
         raise RunDiverged("diverged at epoch 1")
-    run.log_metrics({"best_val_acc": max(accs), "best_val_loss": 1 - max(accs), "test_acc": max(accs)}, cfg.epochs)
+    run.log_metrics({"best_val_acc": max(accs), "best_val_loss": 1 - max(accs), "best_val_ce": 1 - max(accs),
+                     "test_acc": max(accs)}, cfg.epochs)
     run.close(Outcome.FINISHED)
     return 1 - max(accs)
 
@@ -244,8 +248,12 @@ def test_pruning_settings_are_checked_before_anything_runs(make):
         make(prune="hyperband")
     with pytest.raises(ConfigError, match="hydra.launcher.resume='sometimes' is unknown"):
         make(resume="sometimes")
-    with pytest.raises(ConfigError, match="prune_factor"):
+    with pytest.raises(ConfigError, match="prune_factor=1 is invalid: use 2 or more"):
         make(prune="asha", prune_factor=1)
+    with pytest.raises(ConfigError, match="prune_min_epochs=0 is invalid"):
+        make(prune="asha", prune_min_epochs=0)
+    with pytest.raises(ConfigError, match="register_best='bad name/' is not a usable model name"):
+        make(register_best="bad name/")
 
 
 def test_the_winner_is_evaluated_once_and_registered_when_asked(make, capsys):
@@ -259,3 +267,47 @@ def test_the_winner_is_evaluated_once_and_registered_when_asked(make, capsys):
     again.launch(GRID[:4], 0)
     assert store.evaluated == [winner.run_id] and store.registry["digits-net"] == [winner.run_id]
     assert "already registered: models:/digits-net@best is version 1" in capsys.readouterr().out
+
+
+def test_a_winner_that_cannot_be_evaluated_or_registered_says_why_and_the_sweep_still_closes(make, capsys):
+    runner, store, _ = make(register_best="digits-net", hydra_overrides=["tracking.log_model=false"])
+    runner.launch(GRID[:2], 0)
+    assert "winner not registered as digits-net: tracking.log_model=false" in capsys.readouterr().out
+    assert store.registry == {}
+
+    def broken(*args):
+        raise RuntimeError("evaluator unavailable")
+
+    store.evaluate_model = broken
+    again, _, _ = make(store=store, register_best="digits-net", resume=False)
+    again.launch(GRID[:2], 0)
+    printed = capsys.readouterr().out
+    assert "could not evaluate or register the winner: RuntimeError: evaluator unavailable" in printed
+    assert "could not build the report" not in printed and "best config: decay=0" in printed
+    assert store.run(again.app.record.parent_run_id).outcome == Outcome.FINISHED
+
+
+def test_a_sweep_running_in_another_live_process_is_not_resumed_under_it(make):
+    first, store, _ = make()
+    first.launch(GRID[:2], 0)
+    parent = store.run_log(first.app.record.parent_run_id)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        parent.reopen()  # as if `other` were running the sweep now
+        parent.set_tags({names.SWEEP_PID: str(other.pid)})
+        with pytest.raises(SweepBusy, match=rf"sweep \w+ is already running in process {other.pid} on "):
+            make(store=store)[0].launch(GRID[:2], 0)
+    finally:
+        other.kill()
+        other.wait()
+    again, _, pool = make(store=store)  # its process died: the sweep is resumed
+    again.launch(GRID[:2], 0)
+    assert pool.ran == [] and store.run(parent.run_id).outcome == Outcome.FINISHED
+
+
+def test_mlflow_grouping_is_refused_for_another_hydra_apps_config(loader):
+    other_app = OmegaConf.create({"lr": 0.1})
+    with pytest.raises(ConfigError, match="hydra.launcher.mlflow=true needs netsweep's own app"):
+        SweepRunner(HydraContext(loader, NoCallbacks()), fake_task, other_app, LauncherSettings(mlflow=True))
+    assert isinstance(SweepRunner(HydraContext(loader, NoCallbacks()), fake_task, other_app, LauncherSettings()).app,
+                      HydraApp)

@@ -2,8 +2,11 @@
 Store API on a real (copied) SQLite store: outcomes, statuses, searches, manifests."""
 
 import os
+import re
 import signal
+import socket
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -18,6 +21,8 @@ from src.tracking.client import _latest_schema
 from src.tracking.provenance import git_tags
 from src.tracking.retry import schema_version, wait_for_migrations
 from src.tracking.store import is_local_file, open_store, resolve_uri
+
+from ..helpers import REPO
 
 
 def test_retries_outlast_a_locked_store_and_nothing_else(monkeypatch):
@@ -41,20 +46,45 @@ def test_retries_outlast_a_locked_store_and_nothing_else(monkeypatch):
         retry.with_retries(broken)()
     assert len(calls) == 1  # other errors are not retried
     for transient in ("Online migration expected to match one row when updating", "table experiments already exists",
-                      "duplicate column name: storage_location"):
+                      "duplicate column name: storage_location",
+                      "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id"):
         assert retry.is_transient(RuntimeError(transient))
     assert not retry.is_transient(RuntimeError("Experiment 'x' already exists"))
+    assert not retry.is_transient(RuntimeError("UNIQUE constraint failed: experiments.name"))
 
 
 def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "x").mkdir()
     assert resolve_uri(None) == f"sqlite:///{tmp_path}/mlflow.db"
     assert resolve_uri("sqlite:///x/y.db") == f"sqlite:///{tmp_path}/x/y.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert resolve_uri(None) == "http://127.0.0.1:5000"
-    assert resolve_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert resolve_uri(f"sqlite:///{tmp_path}/m.db") == f"sqlite:///{tmp_path}/m.db"
     assert is_local_file("sqlite:////abs/m.db") and not is_local_file("http://h:5000")
+
+
+@pytest.mark.parametrize("uri, advice", [
+    ("mlflow.db", "is a path, not a URI: for a SQLite store write sqlite:///"),
+    ("htp://tracking:5000", "unknown scheme 'htp': use sqlite:///path/to/mlflow.db or http(s)://host:port"),
+    ("sqlite:////nonexistent/dir/x.db", "names a file in /nonexistent/dir, which does not exist"),
+])
+def test_tracking_uris_mlflow_would_misread_are_refused_with_what_to_write(uri, advice, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(ConfigError, match=re.escape(advice)) as refused:
+        open_store(resolve_uri(None))
+    assert "(from MLFLOW_TRACKING_URI)" in str(refused.value)
+
+
+def test_an_unreachable_tracking_server_is_reported_at_once():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"cannot reach the tracking server http://127.0.0.1:{port} \("):
+        open_store(f"http://127.0.0.1:{port}")
+    assert time.monotonic() - started < 10
 
 
 def test_an_interrupt_waits_for_the_tracking_write_in_progress():
@@ -121,8 +151,8 @@ def test_scheduled_runs_are_attached_and_searched_by_netsweep_terms(store_uri):
 
 
 def test_provenance_names_the_commit():
-    tags = git_tags()
-    assert len(tags.get(names.GIT_COMMIT, "x" * 40)) == 40
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert git_tags()[names.GIT_COMMIT] == head.stdout.strip()
 
 
 def test_a_new_store_is_created_aside_and_put_in_place_whole(tmp_path):

@@ -108,3 +108,18 @@ def test_accuracy_matches_scikit_learn_mlp_on_the_same_split():
             theirs.append(model.fit(ds.X_train, ds.y_train).score(ds.X_test, ds.y_test))
     assert min(theirs) - 0.02 <= ours <= max(theirs) + 0.02, (ours, theirs)
     assert ours >= 0.95
+
+
+def test_the_validation_cross_entropy_leaves_the_decay_penalty_out(rng):
+    X, y = _blobs(rng)
+    plain = _fit(X, y, epochs=3, decay=0.0).history.metrics
+    assert plain["val_ce"] == plain["val_loss"]
+    decayed = _fit(X, y, epochs=3, decay=1e-2)
+    ce, _ = evaluate(decayed.params, X[200:], y[200:], 0.0)
+    cost, _ = evaluate(decayed.params, X[200:], y[200:], 1e-2)
+    penalty = cost - ce
+    assert penalty > 0
+    kept = decayed.best_epoch - 1  # the params returned are the best epoch's
+    metrics = decayed.history.metrics
+    assert metrics["val_ce"][kept] == pytest.approx(ce, rel=1e-6)
+    assert metrics["val_loss"][kept] - metrics["val_ce"][kept] == pytest.approx(penalty, rel=1e-4)
