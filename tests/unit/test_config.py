@@ -5,14 +5,12 @@ import itertools
 import pickle
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from src.config.checks import did_you_mean, group_options, schema_keys, unknown_key_message, validate
 from src.config.identity import config_hash, flatten, group_hash
 from src.config.naming import format_number, format_override, format_value, run_name
-from src.config.schema import register_configs
 from src.errors import ConfigError
 from src.nn.optim import OPTIMIZERS
 
@@ -22,10 +20,8 @@ DATA = ["digits", "mnist", "fashion_mnist", "npz"]
 
 
 @pytest.fixture(scope="module")
-def composer():
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        yield lambda *overrides: compose("config", overrides=list(overrides))
+def composer(compose_cfg):
+    return compose_cfg
 
 
 @pytest.mark.parametrize("data,optimizer", list(itertools.product(DATA, OPTIMIZERS)))

@@ -3,9 +3,7 @@ run its parent created."""
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
-from src.config.schema import register_configs
 from src.data.loader import share_source
 from src.data.shared import DataShare
 from src.errors import ConfigError, RunDiverged, WorkerLost
@@ -16,14 +14,7 @@ from src.outcomes import Outcome
 from src.tracking import names
 from src.tracking.store import open_store
 
-from ..helpers import REPO, read_store
-
-
-@pytest.fixture(scope="module")
-def compose_cfg():
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        yield lambda *overrides: compose("config", overrides=list(overrides))
+from ..helpers import read_store
 
 
 @pytest.fixture

@@ -5,23 +5,12 @@ registry the MLflow way; the predict command."""
 import mlflow
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from src.config.schema import register_configs
 from src.data.loader import load_dataset
 from src.experiment.runner import evaluate_run, run_config
 from src.predict import main as predict_main
 from src.tracking.store import open_store
-
-from ..helpers import REPO
-
-
-@pytest.fixture(scope="module")
-def compose_cfg():
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        yield lambda *overrides: compose("config", overrides=list(overrides))
 
 
 @pytest.fixture
