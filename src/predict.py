@@ -48,9 +48,9 @@ def model_uri(store, given: str) -> str:
         raise LookupError(f"no run {given!r} in {store.uri}: give a run id of that store (--tracking-uri), "
                           "runs:/<run id>/model or models:/<name>@<alias>") from None
     if run.tags.get(names.ROLE) == names.ROLE_SWEEP:
-        winner = (run.tags.get("winner.run_ids") or "").split()
+        with_model = [r for r in (run.tags.get("winner.run_ids") or "").split() if store.artifacts(r, names.MODEL)]
         raise LookupError(f"run {given} is the parent of sweep {run.tags.get(names.SWEEP_ID)}, which has no model"
-                          + (f"; its winner is run {winner[0]}" if winner else ""))
+                          + (f"; its winner's is in run {with_model[0]}" if with_model else ""))
     if not store.artifacts(given, names.MODEL):
         raise LookupError(f"run {given} saved no model ({run.outcome.value}; runs save one when they finish with "
                           "tracking.log_model=true)")

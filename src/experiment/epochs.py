@@ -38,20 +38,24 @@ class SweepPruner:
         rule = self.job.prune
         if not rule.min_epochs <= epoch < self.epochs:
             return None
-        longest: dict = {}  # config hash -> (group, curve)
+        longest: dict = {}  # config hash -> (evidence, group, curve)
         for run in self.store.runs([self.job.experiment_id], sweep_id=self.job.sweep_id):
-            key = run.tags.get(names.CONFIG_HASH, run.run_id)
-            if run.run_id == self.job.run_id or key == self.key or names.CURVE not in run.tags:
+            key = run.tags.get(names.CONFIG_HASH) or run.tags.get(names.REUSED_CONFIG_HASH) or run.run_id
+            # runs recorded before val_ce published their cost: never below the cross-entropy, it errs
+            # towards keeping this config
+            text = run.tags.get(names.CURVE) or run.tags.get(names.COST_CURVE)
+            if run.run_id == self.job.run_id or key == self.key or not text:
                 continue
             group = run.tags.get(names.GROUP_HASH, key) if rule.by_config else key
             if (group == self.group and names.PRUNED in run.tags
                     and run.start_time_ms >= self.job.attempt_started_ms):
                 return f"pruned with its config ({run.tags[names.PRUNED]})"
-            published = decode_curve(run.tags[names.CURVE])
-            if len(published) > len(longest.get(key, (None, []))[1]):
-                longest[key] = (group, published)
+            published = decode_curve(text)
+            evidence = (len(published), names.CURVE in run.tags)
+            if key not in longest or evidence > longest[key][0]:
+                longest[key] = (evidence, group, published)
         by_group: dict = {}
-        for group, published in longest.values():
+        for _, group, published in longest.values():
             by_group.setdefault(group, []).append(published)
         mine = mean_curve([curve, *by_group.pop(self.group, [])]) if rule.by_config else curve
         return decide(rule, epoch, self.epochs, mine, {k: mean_curve(v) for k, v in by_group.items()})

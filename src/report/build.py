@@ -96,6 +96,10 @@ def summary(report: Report) -> list[str]:
             lines.append(f"tied with: {others} (same accuracy and loss; more epochs or seeds would separate them)")
         which = "its best seed" if row["seeds"] > 1 else "it"
         lines.append(f"reproduce {which}: {leaderboard.reproduce_command(winning_run(data))}")
+    older = [m for m in data.members if m.outcome.is_result and not m.has_val_ce]
+    if older and len(older) < len(data.members):
+        lines.append(f"{len(older)} run(s) were recorded before netsweep logged val_ce: their validation cost (the "
+                     "cross-entropy plus the decay penalty) stands in for it when configs tie")
     lines.extend(f"wrote {path}" for path in report.written)
     if report.logged:
         lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))

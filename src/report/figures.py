@@ -77,6 +77,11 @@ def loss_metric(data: SweepData) -> str:
     return "val_ce" if any(m.history.get("val_ce") for m in data.members) else "val_loss"
 
 
+def _curve(member, metric: str) -> list:
+    """A member's curve of `metric`; a run recorded before val_ce was logged gives its cost instead."""
+    return member.history.get(metric) or (member.history.get("val_loss") if metric == "val_ce" else None) or []
+
+
 def sweep_curves(data: SweepData, title: str) -> Figure:
     """Validation cross-entropy (log scale) and accuracy per epoch, one line per config."""
     panels, colour_keys = _layout(data)
@@ -102,7 +107,7 @@ def sweep_curves(data: SweepData, title: str) -> Figure:
 
 
 def _draw_group(ax, group, metric: str, colour) -> None:
-    curves = [m.history.get(metric) for m in group.members if m.history.get(metric)]
+    curves = [curve for curve in (_curve(m, metric) for m in group.members) if curve]
     rank = group.score.rank if group.score and group.score.has_score else None
     bold = rank is not None and rank <= HIGHLIGHT
     if curves:
@@ -141,7 +146,9 @@ def _finish_axes(axes, data: SweepData, loss: str) -> None:
         ax.set_xlabel("Epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("Validation cross-entropy (log scale)" if loss == "val_ce" else "Validation cost (log scale)")
+    older = loss == "val_ce" and any(m.history.get("val_loss") and not m.history.get("val_ce") for m in data.members)
+    axes[0, 0].set_ylabel("Validation cross-entropy (log scale)" + ("\n(older runs: their cost)" if older else "")
+                          if loss == "val_ce" else "Validation cost (log scale)")
     low = _accuracy_floor(data)
     axes[1, 0].set_ylim(low, 1.0)
     zoom = f"\n(axis from {low:.2f}; lower values not shown)" if low > 0 else ""

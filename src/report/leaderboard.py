@@ -8,7 +8,7 @@ from typing import Optional
 
 from src.config.identity import REPLICATE_KEY
 from src.config.naming import format_override, format_value
-from src.report.load import IGNORED_PREFIXES, Member, SweepData
+from src.report.load import Member, SweepData, not_trained
 
 SWEEP_OVERRIDE_PREFIXES = ("+sweep=", "sweep=", "++sweep=")
 
@@ -19,7 +19,7 @@ def config_diff(member: Member, defaults: Optional[dict], shared: dict) -> str:
     reference = {key: str(value) for key, value in defaults.items()} if defaults is not None else shared
     changed = [
         f"{key}={format_value(value)}" for key, value in sorted(member.params.items())
-        if not key.startswith(IGNORED_PREFIXES) and key != REPLICATE_KEY
+        if not not_trained(key) and key != REPLICATE_KEY
         and (reference.get(key) != value and not _same_number(reference.get(key), value))
     ]
     return " ".join(changed) or "(defaults)"

@@ -8,13 +8,12 @@ from typing import Optional
 
 import numpy as np
 
-from src.config.identity import REPLICATE_KEY
+from src.config.identity import NOT_RESULTS, REPLICATE_KEY
 from src.outcomes import Outcome
 from src.report.ranking import Entry, Score, rank, winners
 from src.tracking import names
 
 PREFERRED_AXES = ("optimizer.lr", "model.decay")  # the assignment's question, when both are swept
-IGNORED_PREFIXES = ("tracking.",)  # params that say where a run was recorded, not what it trained
 
 
 @dataclass
@@ -41,12 +40,16 @@ class Member:
         return float(self.metrics.get("best_val_loss", min(values) if values else math.nan))
 
     @property
+    def has_val_ce(self) -> bool:
+        return "best_val_ce" in self.metrics or bool(self.history.get("val_ce"))
+
+    @property
     def best_val_ce(self) -> float:
         """The best validation cross-entropy (runs from before netsweep logged it: their validation cost)."""
+        if not self.has_val_ce:
+            return self.best_val_loss
         values = self.history.get("val_ce") or []
-        if "best_val_ce" in self.metrics or values:
-            return float(self.metrics.get("best_val_ce", min(values) if values else math.nan))
-        return self.best_val_loss
+        return float(self.metrics.get("best_val_ce", min(values) if values else math.nan))
 
     @property
     def epochs_logged(self) -> int:
@@ -133,12 +136,18 @@ def _member(store, entry: dict) -> Member:
                   store.history(run.run_id), bool(entry.get("reused", False)))
 
 
+def not_trained(key: str) -> bool:
+    """A param that says where or how a run was recorded, not what it trained (the config hash leaves these
+    out too: `tracking.*`, `objective`, `threads`)."""
+    return key.split(".", 1)[0] in NOT_RESULTS
+
+
 def swept_keys(members: list) -> list:
     """Params whose value differs between member runs (tracking settings and the seed excluded; runs that
     logged no params, which older sweeps left for configs that never started, do not count)."""
     members = [m for m in members if m.params]
     keys = sorted({key for m in members for key in m.params})
-    varying = [key for key in keys if not key.startswith(IGNORED_PREFIXES) and key != REPLICATE_KEY
+    varying = [key for key in keys if not not_trained(key) and key != REPLICATE_KEY
                and len({m.params.get(key) for m in members}) > 1]
     preferred = [key for key in PREFERRED_AXES if key in varying]
     return preferred + [key for key in varying if key not in preferred]

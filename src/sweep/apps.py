@@ -279,7 +279,9 @@ class NetsweepApp(HydraApp):
         job = next((j for j in self.jobs if winner is not None and j.run_id == winner.run_id), None)
         if job is None or not tracking.log_model:
             why = ("tracking.log_model=false: runs save no model" if not tracking.log_model
-                   else "the winning config has no finished run of this sweep")
+                   else "no config has a result" if not data.best
+                   else "the winning config has no finished run" if winner is None
+                   else f"its run {winner.run_id} is not one of this command's configs")
             return [f"winner not registered as {name}: {why}"] if name else []
         if tracking.evaluate and names.EVALUATED not in store.run(job.run_id).tags:
             evaluate_run(store, job.run_id, job.task_config, self.share)

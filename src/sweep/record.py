@@ -11,6 +11,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from src.errors import SweepBusy
@@ -30,15 +31,25 @@ def sweep_id_for(experiment: str, keys: Sequence[str], sweeper: str = "") -> str
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def process_started(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, from /proc), '' where that cannot be read: with
+    the pid, it names one process even after the pid is reused."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
 def _owner() -> dict:
-    return {names.SWEEP_HOST: socket.gethostname(), names.SWEEP_PID: str(os.getpid())}
+    return {names.SWEEP_HOST: socket.gethostname(), names.SWEEP_PID: str(os.getpid()),
+            names.SWEEP_PROCESS_STARTED: process_started(os.getpid())}
 
 
 def running_elsewhere(parent) -> str:
     """'process <pid> on <host>' when another live process on this machine runs the sweep of `parent`, else ''.
 
-    A parent left RUNNING by a process that died (SIGKILL, a lost machine) is resumed; one run from another
-    machine cannot be checked and is resumed too."""
+    A parent left RUNNING by a process that died (SIGKILL, a reboot: its pid gone or now another process's)
+    is resumed; one run from another machine cannot be checked and is resumed too."""
     host, pid = parent.tags.get(names.SWEEP_HOST), parent.tags.get(names.SWEEP_PID, "")
     if parent.outcome != Outcome.RUNNING or host != socket.gethostname() or not pid.isdigit():
         return ""
@@ -50,6 +61,9 @@ def running_elsewhere(parent) -> str:
         return ""
     except PermissionError:  # alive, another user's
         pass
+    started = parent.tags.get(names.SWEEP_PROCESS_STARTED, "")
+    if started and process_started(int(pid)) not in ("", started):
+        return ""  # the pid now belongs to another process
     return f"process {pid} on {host}"
 
 
@@ -126,9 +140,10 @@ class SweepRecord:
         entry = self.entries.get(job.key, {})
         if previous.parent_run_id == self.parent_run_id or entry.get("link_run_id"):
             return
-        carried = {k: previous.tags[k] for k in (names.CURVE, names.GROUP_HASH) if k in previous.tags}
+        carried = {k: previous.tags[k] for k in (names.CURVE, names.COST_CURVE, names.GROUP_HASH) if k in previous.tags}
         link = self.store.create_run(self.experiment_id, f"{job.name} (reused)", {
             names.SWEEP_ID: self.sweep_id, REUSED_FROM: previous.run_id, names.OUTCOME: previous.outcome.value,
+            names.REUSED_CONFIG_HASH: job.key,
             names.OVERRIDES: " ".join(job.overrides), **carried,  # a pruner compares new configs with it too
         }, parent_run_id=self.parent_run_id)
         link.log_params(previous.params)

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Iterable, Optional
 from urllib.parse import urlparse
@@ -116,6 +117,8 @@ def _install_fresh_store(db: Path) -> None:
 def _check_reachable(uri: str) -> None:
     """A tracking server nothing answers at is reported at once (MLflow would retry for minutes)."""
     parsed = urlparse(uri)
+    if urllib.request.getproxies().get(parsed.scheme) and not urllib.request.proxy_bypass(parsed.hostname or ""):
+        return  # reached through a proxy, as MLflow's requests will: only they can tell
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         socket.create_connection((parsed.hostname, port), timeout=REACH_TIMEOUT_S).close()

@@ -5,6 +5,9 @@ OUTCOME = "outcome"  # an `Outcome` value
 FAILURE_REASON = "failure_reason"  # why a run ended other than finished (first 5000 characters)
 CONFIG_HASH = "config_hash"  # the hash of the config's results-relevant settings (resume matches on it)
 GROUP_HASH = "group_hash"  # the same without the seed: equal across the replicates of one setting
+# On a sweep's child that stands for a result an earlier sweep trained: that config's hash (not CONFIG_HASH,
+# which resume reads to find results, and this run is only a link to one)
+REUSED_CONFIG_HASH = "netsweep.reused_config_hash"
 DATA_FINGERPRINT = "data_fingerprint"
 OVERRIDES = "overrides"  # the command line's overrides of this config
 SWEEP_ID = "sweep_id"  # on a sweep's parent and on every run it trained
@@ -13,6 +16,7 @@ ROLE_SWEEP = "sweep"
 SWEEP_OVERRIDES = "sweep_overrides"  # on a parent: the sweep's command line
 SWEEP_HOST = "netsweep.host"  # on a parent: the machine and process running the sweep now (or last)
 SWEEP_PID = "netsweep.pid"
+SWEEP_PROCESS_STARTED = "netsweep.process_started"  # that process's start time, so a reused pid is not mistaken for it
 
 # Artifacts
 MANIFEST = "sweep.json"  # on a parent: which config trained in which run, and the sweep's defaults
@@ -33,6 +37,8 @@ GIT_DIRTY = "git_dirty"
 
 # Stopping early
 CURVE = "netsweep.best_val_ce_curve"  # a sweep run's best validation cross-entropy so far, per epoch (pruners read it)
+# ... as runs recorded before val_ce published it: their best validation cost (at least the cross-entropy)
+COST_CURVE = "netsweep.best_val_loss_curve"
 PRUNED = "netsweep.pruned"  # why a sweep's pruner stopped the run
 STOPPED_EARLY = "stopped_early"  # why a run's own patience stopped it
 EVALUATED = "netsweep.evaluated"  # the run's model was evaluated by mlflow.models.evaluate

@@ -36,8 +36,15 @@ def is_transient(exc: BaseException) -> bool:
 @contextlib.contextmanager
 def exclusive(path: Path):
     """Hold an exclusive lock on `path` (created if missing) while the block runs: processes that open the
-    same SQLite store take turns to create or migrate it. The lock goes with the process, even a killed one."""
-    with open(path, "a") as handle:
+    same SQLite store take turns to create or migrate it. The lock goes with the process, even a killed one.
+    Where no lock file can be made (a read-only folder), the block runs unlocked: this process cannot create
+    or migrate a store there either, only read one."""
+    try:
+        handle = open(path, "a")
+    except OSError:
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

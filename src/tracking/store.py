@@ -50,8 +50,10 @@ def check_uri(uri: str) -> None:
     parsed = urlparse(uri)
     scheme = parsed.scheme.split("+")[0].lower()
     if not scheme:
-        raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} is a path, not a URI: for a SQLite store write "
-                          f"sqlite:///{Path(uri).expanduser().resolve()}")
+        path = Path(uri).expanduser().resolve()
+        advice = (f"for the folder store there write file://{path}" if path.is_dir()
+                  else f"for a SQLite store write sqlite:///{path}")
+        raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} is a path, not a URI: {advice}")
     if scheme not in URI_SCHEMES:
         raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} has an unknown scheme {parsed.scheme!r}: use "
                           "sqlite:///path/to/mlflow.db or http(s)://host:port of a tracking server")

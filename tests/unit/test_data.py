@@ -173,6 +173,8 @@ def test_a_shared_source_is_decoded_once_and_memory_mapped(tmp_path):
     share.write(entry.name, *read)  # publishing twice keeps the first copy
     share.remove()
     assert not (tmp_path / "share").exists()
-    elsewhere = load_dataset(idx_cfg(tmp_path), seed=4, share=share)  # a worker that cannot see the share
-    np.testing.assert_array_equal(np.sort(elsewhere.y_test), np.sort(arrays["y_test"]))
-    assert not (tmp_path / "share").exists()  # decoded in memory, nothing left behind
+    unseen = DataShare(str(tmp_path / "elsewhere"))  # a worker on another machine: the parent's share is not there
+    elsewhere = load_dataset(idx_cfg(tmp_path), seed=3, share=unseen)
+    assert not isinstance(elsewhere.X_train, np.memmap) and elsewhere.fingerprint == alone.fingerprint
+    np.testing.assert_array_equal(elsewhere.X_train, alone.X_train)
+    assert not (tmp_path / "elsewhere").exists()  # decoded in memory, nothing left behind

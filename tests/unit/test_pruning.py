@@ -75,6 +75,19 @@ def test_the_sweep_pruner_counts_each_other_config_once_and_never_this_configs_e
     assert median(1, [0.9]) is None and median(6, [0.9] * 6) is None  # before min_epochs, and at the last epoch
 
 
+def test_a_link_to_a_reused_result_is_its_config_not_another_peer():
+    store = FakeStore()
+    experiment = store.experiment_id("e")
+    for key in ("mine", "a"):  # links standing for results an earlier sweep trained
+        store.create_run(experiment, f"{key} (reused)", {names.SWEEP_ID: "s1", names.REUSED_CONFIG_HASH: key,
+                                                         names.GROUP_HASH: key, names.CURVE: encode_curve([0.5, 0.4])})
+    _publish(store, experiment, "a", "a", [0.5, 0.4])  # config a trained again in this sweep
+    median = _pruner(store, experiment, "mine", "mine", MEDIAN)
+    assert median(2, [0.9, 0.9]) is None  # one peer (a), not three: the median rule waits
+    _publish(store, experiment, "b", "b", [0.6, 0.5])
+    assert "of 2 other configs" in median(2, [0.9, 0.9])
+
+
 def test_a_seed_pruned_in_this_attempt_stops_its_siblings_but_one_pruned_in_an_earlier_attempt_does_not():
     store = FakeStore()
     experiment = store.experiment_id("e")
@@ -85,3 +98,12 @@ def test_a_seed_pruned_in_this_attempt_stops_its_siblings_but_one_pruned_in_an_e
     _publish(store, experiment, "seed2", "g", [0.9], pruned="asha rung at epoch 1").record.start_time_ms = attempt
     assert sibling(1, [0.2]) == "pruned with its config (asha rung at epoch 1)"
     assert _pruner(store, experiment, "seed1", "g", ASHA, started_ms=attempt, epochs=1)(1, [0.2]) is None
+
+
+def test_runs_recorded_before_val_ce_are_peers_with_their_cost_curve():
+    store = FakeStore()
+    experiment = store.experiment_id("e")
+    for key, cost in (("a", [0.5, 0.4]), ("b", [0.6, 0.5])):
+        store.create_run(experiment, key, {names.SWEEP_ID: "s1", names.CONFIG_HASH: key, names.GROUP_HASH: key,
+                                           names.COST_CURVE: encode_curve(cost)})
+    assert "of 2 other configs" in _pruner(store, experiment, "mine", "mine", MEDIAN)(2, [0.9, 0.9])

@@ -50,6 +50,16 @@ def test_swept_keys_prefer_lr_and_decay_and_skip_seed_and_tracking(data):
     assert len(data.groups) == 4 and all(len(g.members) == 2 for g in data.groups)
 
 
+def test_settings_that_do_not_change_results_never_split_a_config():
+    """A run reused from an older netsweep (another default objective) or trained with other thread
+    settings is the same config: the config hash leaves these keys out, and so does the report."""
+    members = [_member("0.1", "0.0", seed, [0.8, 0.9]) for seed in ("0", "1", "2")]
+    members[0].params.update({"objective": "best_val_loss", "threads": "1"})
+    members[1].params.update({"objective": "best_val_ce", "threads": "None"})
+    data = _data(members)
+    assert data.swept_keys == [] and len(data.groups) == 1 and len(data.groups[0].members) == 3
+
+
 def test_groups_average_over_seeds_and_rank_by_best_val_acc(data):
     best = data.groups[0]
     assert best.values == ("0.1", "0.0001") and best.score.rank == 1
@@ -220,3 +230,24 @@ def test_equal_accuracies_are_separated_by_cross_entropy_not_by_the_decay_penalt
     assert [g.values for g in data.groups] == [("1e-3",), ("0",)] and not data.groups[0].score.tied
     old = Member("r", "old", Outcome.FINISHED, {}, {"best_val_loss": 0.4}, "", {"val_loss": [0.5, 0.4]})
     assert old.best_val_ce == 0.4  # runs from before val_ce was logged: their validation cost
+
+
+def test_runs_from_before_val_ce_stand_in_with_their_cost_and_the_summary_says_so(tmp_path):
+    store = FakeStore()
+    experiment = store.experiment_id("netsweep")
+    store.create_run(experiment, "sweep s3", {names.SWEEP_ID: "s3", names.ROLE: names.ROLE_SWEEP})
+    for lr, new in (("0.1", True), ("0.3", False)):
+        run = store.create_run(experiment, f"lr={lr}", {names.SWEEP_ID: "s3"})
+        run.log_params({"optimizer.lr": lr, "seed": "0"})
+        for epoch, acc in enumerate([0.8, 0.9], start=1):
+            run.log_metrics({"val_acc": acc, "val_loss": 1.1 - acc, **({"val_ce": 1 - acc} if new else {})}, epoch)
+        run.log_metrics({"best_val_acc": 0.9, "best_val_loss": 0.2, **({"best_val_ce": 0.1} if new else {})}, 2)
+        run.close(Outcome.FINISHED)
+    report = build_report(store, "s3", out_dir=tmp_path, log=False)
+    old = next(m for m in report.data.members if m.params["optimizer.lr"] == "0.3")
+    assert not old.has_val_ce and old.best_val_ce == pytest.approx(0.2)
+    assert report.data.groups[0].values == ("0.1",)  # the tie goes to the run whose cross-entropy is known
+    assert "1 run(s) were recorded before netsweep logged val_ce" in "\n".join(summary(report))
+    loss_axis = figures.sweep_curves(report.data, "t").axes[0]
+    assert "older runs: their cost" in loss_axis.get_ylabel()
+    assert len(loss_axis.lines) == 2  # the older run is drawn too

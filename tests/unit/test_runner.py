@@ -19,6 +19,7 @@ from src.experiment.job import current_sweep_job
 from src.outcomes import Outcome
 from src.sweep.apps import HydraApp, NetsweepApp
 from src.sweep.jobs import failure
+from src.sweep.record import process_started
 from src.sweep.runner import SweepRunner
 from src.sweep.settings import LauncherSettings
 from src.tracking import names
@@ -294,9 +295,15 @@ def test_a_sweep_running_in_another_live_process_is_not_resumed_under_it(make):
     other = subprocess.Popen(["sleep", "60"])
     try:
         parent.reopen()  # as if `other` were running the sweep now
-        parent.set_tags({names.SWEEP_PID: str(other.pid)})
+        parent.set_tags({names.SWEEP_PID: str(other.pid), names.SWEEP_PROCESS_STARTED: process_started(other.pid)})
         with pytest.raises(SweepBusy, match=rf"sweep \w+ is already running in process {other.pid} on "):
             make(store=store)[0].launch(GRID[:2], 0)
+        parent.set_tags({names.SWEEP_PROCESS_STARTED: "1"})  # the pid was reused by another process
+        reused_pid, _, _ = make(store=store)
+        reused_pid.launch(GRID[:2], 0)  # resumed: not refused
+        assert store.run(parent.run_id).outcome == Outcome.FINISHED
+        parent.reopen()
+        parent.set_tags({names.SWEEP_PID: str(other.pid), names.SWEEP_PROCESS_STARTED: process_started(other.pid)})
     finally:
         other.kill()
         other.wait()

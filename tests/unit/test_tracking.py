@@ -53,6 +53,13 @@ def test_retries_outlast_a_locked_store_and_nothing_else(monkeypatch):
     assert not retry.is_transient(RuntimeError("UNIQUE constraint failed: experiments.name"))
 
 
+def test_a_store_whose_folder_takes_no_lock_file_is_still_read(tmp_path):
+    ran = []
+    with retry.exclusive(tmp_path / "missing-folder" / "mlflow.db.lock"):  # as in a read-only folder
+        ran.append(True)
+    assert ran == [True] and not (tmp_path / "missing-folder").exists()
+
+
 def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -67,6 +74,7 @@ def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("uri, advice", [
     ("mlflow.db", "is a path, not a URI: for a SQLite store write sqlite:///"),
+    ("/tmp", "is a path, not a URI: for the folder store there write file:///tmp"),
     ("htp://tracking:5000", "unknown scheme 'htp': use sqlite:///path/to/mlflow.db or http(s)://host:port"),
     ("sqlite:////nonexistent/dir/x.db", "names a file in /nonexistent/dir, which does not exist"),
 ])
@@ -77,7 +85,9 @@ def test_tracking_uris_mlflow_would_misread_are_refused_with_what_to_write(uri, 
     assert "(from MLFLOW_TRACKING_URI)" in str(refused.value)
 
 
-def test_an_unreachable_tracking_server_is_reported_at_once():
+def test_an_unreachable_tracking_server_is_reported_at_once(monkeypatch):
+    for proxy in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)  # through a proxy only MLflow's own requests could tell
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
