@@ -2,10 +2,13 @@
 
 A second thread speeds up the matrix products of a quiet machine, but when another process keeps a core
 busy, a BLAS thread waiting for its descheduled peer loses whole time slices and an epoch can take three
-times as long. So `ThreadGovernor` times a short stretch of steps with one thread and with all the
-threads it may use at the start of every epoch, and trains the rest of the epoch with the faster: fast on
-a quiet machine, and never stuck on a busy one for more than a probe. Small nets (digits) train with one
-thread: their products are too small for a second thread to pay for its synchronisation.
+times as long. So `ThreadGovernor` times a short stretch of steps with one thread and then the same number
+with all the threads it may use at the start of every epoch, and trains the rest of the epoch with the
+faster: fast on a quiet machine, and never stuck on a busy one for more than a probe. The second stretch
+is abandoned as soon as it has taken longer than the whole first one, so on a busy machine a probe costs
+about as much as the one-thread steps it replaces (a full stretch of contended steps cost a quarter of
+an epoch of Fashion-MNIST here). Small nets (digits) train with one thread: their products are too small
+for a second thread to pay for its synchronisation.
 """
 
 import time
@@ -28,8 +31,7 @@ class ThreadGovernor:
         self.current: Optional[int] = None
         self.choices: list = []  # the setting each epoch trained with, after its probe
         self._original = None  # the first limiter, which restores the process's limits in `close`
-        self._probe: dict = {}
-        self._order: tuple = ()
+        self._one_thread_s: Optional[float] = None  # this epoch's one-thread stretch; None once decided
         self._started = 0.0
 
     @property
@@ -60,16 +62,20 @@ class ThreadGovernor:
                 self.choices.append(self.fixed)
             return
         if step == 1:
-            self._order = (self.max_threads, 1) if epoch % 2 else (1, self.max_threads)
-            self._probe = {}
-            self._use(self._order[0])
-            self._started = time.perf_counter()
-        elif step in (PROBE_STEPS + 1, 2 * PROBE_STEPS + 1):
+            self._use(1)
+            self._started, self._one_thread_s = time.perf_counter(), None
+        elif step == PROBE_STEPS + 1:
             now = time.perf_counter()
-            self._probe[self.current] = now - self._started
-            self._started = now
-            if step == PROBE_STEPS + 1:
-                self._use(self._order[1])
-            else:
-                self._use(min(self._probe, key=self._probe.get))
-                self.choices.append(self.current)
+            self._one_thread_s, self._started = now - self._started, now
+            self._use(self.max_threads)
+        elif self._one_thread_s is not None:  # the all-threads stretch is under way
+            taken = time.perf_counter() - self._started
+            if taken > self._one_thread_s:  # slower already, whatever the rest of the stretch does
+                self._decide(1)
+            elif step == 2 * PROBE_STEPS + 1:
+                self._decide(self.max_threads)
+
+    def _decide(self, threads: int) -> None:
+        self._use(threads)
+        self.choices.append(threads)
+        self._one_thread_s = None

@@ -13,10 +13,14 @@ def _blas_limit() -> int:
 
 
 def _epoch(governor, epoch, seconds_per_step):
-    """Run one epoch's steps while a fake clock advances seconds_per_step[threads] per step."""
+    """Run one epoch's steps while a fake clock advances seconds_per_step[threads] per step; returns the
+    number of steps each setting ran."""
+    ran = {1: 0, 2: 0}
     for step in range(1, STEPS + 1):
         governor(epoch, step)
         _epoch.clock += seconds_per_step[governor.current]
+        ran[governor.current] += 1
+    return ran
 
 
 def test_fixed_and_small_settings_use_one_setting_and_give_the_process_its_limits_back():
@@ -37,9 +41,13 @@ def test_each_epoch_probes_both_settings_and_trains_on_with_the_faster(monkeypat
     monkeypatch.setattr(threads.time, "perf_counter", lambda: _epoch.clock)
     governor = ThreadGovernor(2, None, BIG, STEPS)
     assert governor.policy == "measured each epoch: 1 or 2"
-    _epoch(governor, 1, {1: 0.010, 2: 0.006})  # quiet machine: two threads are faster
+    ran = _epoch(governor, 1, {1: 0.010, 2: 0.006})  # quiet machine: two threads are faster
+    assert ran == {1: PROBE_STEPS, 2: STEPS - PROBE_STEPS}  # one thread first, then all of them
     assert governor.choices == [2]
-    _epoch(governor, 2, {1: 0.010, 2: 0.030})  # a busy core: two threads lose time slices
+    ran = _epoch(governor, 2, {1: 0.010, 2: 0.030})  # a busy core: two threads lose time slices
+    assert ran[2] == PROBE_STEPS // 3 + 1  # abandoned once slower than the whole one-thread stretch
     _epoch(governor, 3, {1: 0.010, 2: 0.030})
     assert governor.choices == [2, 1, 1] and governor.used == 1 and governor.current == 1
+    ran = _epoch(governor, 4, {1: 0.010, 2: 0.0099})  # a tie goes to the full stretch, then to the faster
+    assert ran == {1: PROBE_STEPS, 2: STEPS - PROBE_STEPS} and governor.choices[-1] == 2
     governor.close()
