@@ -30,6 +30,11 @@ class PruneRule:
     def active(self) -> bool:
         return self.rule != "none"
 
+    def decides_at(self, epoch: int, epochs: int) -> bool:
+        """Whether the rule may stop a config after `epoch` of `epochs` (asha: only at its rungs)."""
+        return (self.active and self.min_epochs <= epoch < epochs
+                and (self.rule != "asha" or epoch in self.rungs(epochs)))
+
     def rungs(self, epochs: int) -> list[int]:
         """The epochs at which asha decides (before the last epoch)."""
         found, rung = [], self.min_epochs
@@ -64,7 +69,7 @@ def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: 
     """Why the config with curve `mine` should stop after `epoch`, or None to go on.
 
     `others` maps each other config to its curve (best validation cross-entropy so far, per epoch)."""
-    if not rule.active or epoch < rule.min_epochs or epoch >= epochs or len(mine) < epoch:
+    if not rule.decides_at(epoch, epochs) or len(mine) < epoch:
         return None
     score = mine[epoch - 1]
     peers = [curve[epoch - 1] for curve in others.values() if len(curve) >= epoch]
@@ -75,8 +80,6 @@ def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: 
         return (f"median rule at epoch {epoch}: best val_ce {score:.4g} is worse than the median {median:.4g} "
                 f"of {len(peers)} other configs") if score > median else None
     if rule.rule == "asha":
-        if epoch not in rule.rungs(epochs):
-            return None
         competing = sorted(peers + [score])
         keep = max(1, len(competing) // rule.factor)
         cutoff = competing[keep - 1]

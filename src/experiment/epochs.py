@@ -38,6 +38,8 @@ class SweepPruner:
         rule = self.job.prune
         if not rule.min_epochs <= epoch < self.epochs:
             return None
+        if not (rule.decides_at(epoch, self.epochs) or self.job.seeded):
+            return None  # nothing to decide (asha between rungs), and no other seed whose pruning this one follows
         longest: dict = {}  # config hash -> (evidence, group, curve)
         for run in self.store.runs([self.job.experiment_id], sweep_id=self.job.sweep_id):
             key = run.tags.get(names.CONFIG_HASH) or run.tags.get(names.REUSED_CONFIG_HASH) or run.run_id

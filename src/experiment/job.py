@@ -2,13 +2,12 @@
 
 import contextvars
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from src import plots
 from src.data.shared import DataShare
 from src.pruning import PruneRule
-from src.tracking.store import SQLITE_PREFIX, is_local_file, open_store
+from src.tracking.store import open_existing_store
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,7 @@ class SweepJob:
     experiment_id: str = ""
     prune: PruneRule = PruneRule()
     attempt_started_ms: int = 0  # when this sweep command began: runs of the sweep created earlier are older attempts
+    seeded: bool = True  # other seeds of this config are in the sweep (pruned together: read at every epoch)
     _token: list = field(default_factory=list, compare=False, repr=False)
 
     def __enter__(self) -> "SweepJob":
@@ -48,5 +48,7 @@ def prepare_worker(uri: str) -> None:
     """What a sweep worker does before its first job: import what a run needs (mlflow included), load
     matplotlib's fonts, and connect to the store when it exists (creating one is the sweep parent's job)."""
     plots.plt.close(plots.figure_one({k: [1.0] for k in ("train_loss", "val_loss", "train_acc", "val_acc")}, ""))
-    if not is_local_file(uri) or Path(uri.removeprefix(SQLITE_PREFIX)).is_file():
-        open_store(uri)
+    try:
+        open_existing_store(uri)  # kept open for the configs this worker trains
+    except LookupError:
+        pass

@@ -59,10 +59,6 @@ class RunSummary:
     def test_acc(self) -> float:
         return self.metrics["test_acc"]
 
-    @property
-    def best_val_loss(self) -> float:
-        return self.metrics["best_val_loss"]
-
     def objective(self, name: str) -> float:
         """The final metric a sweeper optimises (the config's `objective`)."""
         return self.metrics[name]
@@ -144,10 +140,13 @@ def run_config(cfg: DictConfig, overrides: Optional[Sequence[str]] = None, outpu
     preloading.join()
     store = open_store(uri)
     name = run_name(cfg, overrides or ())
-    run = _open_run(store, cfg, dataset, name, overrides, sweep_job)
+    experiment_id = sweep_job.experiment_id if sweep_job else store.experiment_id(cfg.tracking.experiment,
+                                                                                 EXPERIMENT_NOTE)
+    run = _open_run(store, cfg, dataset, name, overrides, sweep_job, experiment_id)
     log.info(f"run {run.run_id} ({name}) on {dataset.summary()}")
     with closing_on_failure(run):
         summary = _train_and_record(store, cfg, dataset, run, name, output_dir, sweep_job)
+    summary.experiment_id = experiment_id
     log.info(
         f"test accuracy {summary.test_acc:.4f} (in-sample {summary.metrics['insample_acc']:.4f}, "
         f"best epoch {summary.metrics['best_epoch']})"
@@ -160,7 +159,8 @@ def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, 
     """Params, the resolved config and every epoch as it ends, then the final scores, Figure 1, the weights
     and the outcome."""
     title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
-    run.log_params(flatten(to_plain(cfg)))
+    if sweep_job is None:  # a sweep's parent logged them on the run it created for this config
+        run.log_params(flatten(to_plain(cfg)))
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), names.CONFIG)
     run.log_training_data(dataset.name, dataset.fingerprint, dataset.source, dataset.layout,
                           len(dataset.y_train), dataset.num_classes)
@@ -214,7 +214,7 @@ def _close_trained(store, cfg: DictConfig, dataset: Dataset, run, result: FitRes
         log.info(f"stopped early at epoch {trained}: {result.stopped}")
     outcome = Outcome.PRUNED if epoch_end.pruned else Outcome.FINISHED
     run.close(outcome, epoch_end.pruned)
-    return RunSummary(run.run_id, store.uri, metrics, figure_path, store.run(run.run_id).experiment_id, outcome)
+    return RunSummary(run.run_id, store.uri, metrics, figure_path, outcome=outcome)
 
 
 def evaluate_run(store, run_id: str, cfg: DictConfig, share: Optional[DataShare] = None) -> dict:
@@ -227,10 +227,11 @@ def evaluate_run(store, run_id: str, cfg: DictConfig, share: Optional[DataShare]
     return metrics
 
 
-def _open_run(store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sweep_job: Optional[SweepJob]):
-    """The run this config records into: created here, or the one a sweep created for it."""
+def _open_run(store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sweep_job: Optional[SweepJob],
+              experiment_id: str):
+    """The run this config records into: created here (in `experiment_id`), or the one a sweep created for it."""
     tags = run_tags(cfg, dataset, overrides)
     if sweep_job:
         refuse_a_second_attempt(store, sweep_job.run_id)
         return store.attach_run(sweep_job.run_id, tags)
-    return store.create_run(store.experiment_id(cfg.tracking.experiment, EXPERIMENT_NOTE), name, tags)
+    return store.create_run(experiment_id, name, tags)

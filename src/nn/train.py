@@ -151,10 +151,11 @@ def fit(
                 raise Diverged(epoch, -(-len(order) // batch_size), np.nan, guard.limit, history)
             val_ce, val_acc = evaluate(params, X_val, y_val, 0.0)
             val_loss = val_ce + decay_penalty(params, decay)
-            history.append(dict(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
-                                val_ce=val_ce, epoch_time_s=epoch_time))
+            row = dict(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, val_ce=val_ce,
+                       epoch_time_s=epoch_time)
+            history.append(row)
             best.consider(epoch, val_loss, params)
-            stopped = on_epoch_end(epoch, history.rows()[-1]) if on_epoch_end is not None else None
+            stopped = on_epoch_end(epoch, row) if on_epoch_end is not None else None
             if not stopped and patience and epoch - best.epoch >= patience and epoch < epochs:
                 stopped = f"no lower validation loss for {patience} epochs (best at epoch {best.epoch})"
             if stopped:

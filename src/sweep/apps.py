@@ -7,6 +7,7 @@ with a result are resumed rather than retrained, the data is decoded once for al
 ends with a report.
 """
 
+import collections
 import functools
 import logging
 import math
@@ -30,7 +31,6 @@ from src.experiment.runner import evaluate_run
 from src.outcomes import Outcome
 from src.pruning import PruneRule
 from src.report.build import build_report, summary, winning_run
-from src.sweep.dispatch import none_untouched
 from src.sweep.jobs import failure
 from src.sweep.plan import Job
 from src.sweep.record import SweepRecord, sweep_id_for
@@ -58,6 +58,12 @@ def _tell_job(config: DictConfig, uri: str, run_id: str) -> None:
             config.hydra.job_logging.root.handlers = ["file"]
 
 
+def _done(jobs: list[Job]) -> str:
+    """How the sweep's jobs ended: "done: 3 finished, 1 pruned"."""
+    counts = {o: sum(j.outcome == o for j in jobs) for o in Outcome if o.ended}
+    return "done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
+
+
 class HydraApp:
     """Any Hydra app (see the module docstring)."""
 
@@ -71,7 +77,7 @@ class HydraApp:
             job.name = " ".join(job.overrides) or f"job {job.index}"
             job.key = job.group = job.group_name = job.name
 
-    def start(self, jobs: list[Job], composer, pool) -> None:
+    def start(self, jobs: list[Job], composer) -> None:
         """The first batch is planned and the pool ready: set up whatever the sweep needs once."""
 
     def warm_up(self) -> Optional[Callable[[], None]]:
@@ -96,7 +102,9 @@ class HydraApp:
         job.outcome = Outcome.FINISHED if exc is None else Outcome.ERROR
         job.reason = "" if exc is None else f"{type(exc).__name__}: {exc}"
 
-    untouched = staticmethod(none_untouched)
+    def untouched(self, jobs: list[Job]) -> list[Job]:
+        """No record says which jobs started: none is known to be safe to run again."""
+        return []
 
     def running(self, jobs: list[Job]) -> list:
         return []
@@ -106,8 +114,7 @@ class HydraApp:
 
     def finish(self, interrupted: bool) -> list[str]:
         """The sweep is over: what to print."""
-        counts = {o: sum(j.outcome == o for j in self.jobs) for o in Outcome if o.ended}
-        return ["done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)] if self.jobs else []
+        return [_done(self.jobs)] if self.jobs else []
 
     def job_return(self, job: Job) -> JobReturn:
         return job.job_return
@@ -123,6 +130,7 @@ class NetsweepApp(HydraApp):
         self.record: Optional[SweepRecord] = None
         self.share: Optional[DataShare] = None
         self.started_ms = 0  # when this command began the sweep (set in `start`)
+        self.seeds: dict = collections.defaultdict(set)  # group hash -> the config hashes of its seeds
         self.report_dir = Path(str(master.hydra.sweep.dir)) / "report"
         self.objective = str(master.objective)
         self.prune = PruneRule(settings.prune, settings.prune_min_epochs, settings.prune_factor,
@@ -143,11 +151,9 @@ class NetsweepApp(HydraApp):
             job.group_name = run_name(task, [o for o in job.overrides
                                              if not o.lstrip("+").startswith(f"{REPLICATE_KEY}=")])
 
-    def start(self, jobs: list[Job], composer, pool) -> None:
+    def start(self, jobs: list[Job], composer) -> None:
         """Open the store and the parent run; decode the data once for the workers."""
         self.started_ms = time.time_ns() // 1_000_000  # runs of this sweep created earlier are older attempts
-        if pool is not None:
-            pool.check_store(self.uri)
         store = self.open_store(self.uri)  # creates a fresh store, here, before any worker starts
         sweeper = str(OmegaConf.select(self.master, "hydra.sweeper._target_", default=""))
         sweep_id = sweep_id_for(str(self.master.tracking.experiment), [j.key for j in jobs], sweeper)
@@ -174,6 +180,8 @@ class NetsweepApp(HydraApp):
 
     def prepare(self, jobs: list[Job]) -> None:
         super().prepare(jobs)
+        for job in jobs:
+            self.seeds[job.group].add(job.key)
         self.record.prepare(jobs, self._results(), params_of=self._params)
         for job in jobs:
             if job.twin is not None:
@@ -195,8 +203,9 @@ class NetsweepApp(HydraApp):
         return flatten(to_plain(job.task_config))
 
     def context_of(self, job: Job) -> SweepJob:
+        seeded = self.prune.by_config and len(self.seeds[job.group]) > 1
         return SweepJob(job.run_id, self.uri, self.share, self.record.sweep_id, self.record.experiment_id,
-                        self.prune, self.started_ms)
+                        self.prune, self.started_ms, seeded)
 
     def read_result(self, job: Job, result) -> None:
         if isinstance(result, WorkerDied):
@@ -225,7 +234,6 @@ class NetsweepApp(HydraApp):
 
     def after_batch(self, jobs: list[Job], interrupted: bool) -> None:
         self.record.reconcile(jobs, interrupted)
-        self.record.write_manifest()
         for job in jobs:
             if job.twin is not None:
                 twin = job.twin
@@ -263,9 +271,7 @@ class NetsweepApp(HydraApp):
         finally:
             if self.share is not None:
                 self.share.remove()
-        counts = {o: sum(j.outcome == o for j in self.jobs) for o in Outcome if o.ended}
-        reused = sum(j.reused for j in self.jobs)
-        lines.append("done: " + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) + f" ({reused} reused)")
+        lines.append(f"{_done(self.jobs)} ({sum(j.reused for j in self.jobs)} reused)")
         lines.extend(browse_lines(self.uri, self.record.experiment_id, int(self.master.tracking.ui_port)))
         lines.append(f"rebuild the comparison: python -m src.report {self.record.sweep_id}")
         return lines
@@ -283,15 +289,16 @@ class NetsweepApp(HydraApp):
                    else "the winning config has no finished run" if winner is None
                    else f"its run {winner.run_id} is not one of this command's configs")
             return [f"winner not registered as {name}: {why}"] if name else []
-        if tracking.evaluate and names.EVALUATED not in store.run(job.run_id).tags:
+        tags = store.run(job.run_id).tags
+        if tracking.evaluate and names.EVALUATED not in tags:
             evaluate_run(store, job.run_id, job.task_config, self.share)
             lines.append(f"winner run {job.run_id} evaluated with mlflow.models.evaluate "
                          "(per_class_metrics.csv, confusion_matrix.png)")
         if name:
-            fingerprint = store.run(job.run_id).tags.get(names.DATA_FINGERPRINT, "")
-            tags = {"sweep_id": self.record.sweep_id, "config": job.name, "best_val_acc": f"{winner.best_val_acc:.6g}",
-                    names.DATA_FINGERPRINT: fingerprint}
-            version, moved = store.register_model(name, job.run_id, "best", tags)
+            version_tags = {"sweep_id": self.record.sweep_id, "config": job.name,
+                            "best_val_acc": f"{winner.best_val_acc:.6g}",
+                            names.DATA_FINGERPRINT: tags.get(names.DATA_FINGERPRINT, "")}
+            version, moved = store.register_model(name, job.run_id, "best", version_tags)
             lines.append(f"{'registered' if moved else 'already registered'}: models:/{name}@best is version "
                          f"{version} (run {job.run_id})")
         return lines

@@ -19,7 +19,6 @@ from src.outcomes import Outcome
 from src.sweep.plan import Job
 from src.tracking import names
 
-REUSED_FROM = "netsweep.reused_from"  # on a child that stands for a result an earlier sweep trained
 # copied onto the links that stand for reused runs
 REPORTABLE = ("best_val_acc", "best_val_loss", "best_val_ce", "test_acc", "test_loss", "best_epoch")
 
@@ -75,7 +74,6 @@ class SweepRecord:
     parent_run_id: str
     entries: dict = field(default_factory=dict)  # config key -> manifest entry
     defaults: dict = field(default_factory=dict)
-    resumed: bool = False  # the parent existed: this is a rerun of the same sweep
     was_finished: bool = False  # ... and it had ended finished, its report built
 
     @classmethod
@@ -96,7 +94,7 @@ class SweepRecord:
             manifest = store.read_json(found.run_id, names.MANIFEST)
             entries = {e["config_hash"]: e for e in manifest.get("configs", [])}
             return cls(store, experiment_id, sweep_id, found.run_id, entries, manifest.get("defaults") or defaults,
-                       resumed=True, was_finished=found.outcome == Outcome.FINISHED)
+                       was_finished=found.outcome == Outcome.FINISHED)
         parent = store.create_run(experiment_id, f"sweep {sweep_id}", {
             names.SWEEP_ID: sweep_id, names.ROLE: names.ROLE_SWEEP, names.OUTCOME: Outcome.RUNNING.value,
             names.SWEEP_OVERRIDES: command, **(settings or {}), **_owner(),
@@ -142,7 +140,7 @@ class SweepRecord:
             return
         carried = {k: previous.tags[k] for k in (names.CURVE, names.COST_CURVE, names.GROUP_HASH) if k in previous.tags}
         link = self.store.create_run(self.experiment_id, f"{job.name} (reused)", {
-            names.SWEEP_ID: self.sweep_id, REUSED_FROM: previous.run_id, names.OUTCOME: previous.outcome.value,
+            names.SWEEP_ID: self.sweep_id, names.REUSED_FROM: previous.run_id, names.OUTCOME: previous.outcome.value,
             names.REUSED_CONFIG_HASH: job.key,
             names.OVERRIDES: " ".join(job.overrides), **carried,  # a pruner compares new configs with it too
         }, parent_run_id=self.parent_run_id)
@@ -171,11 +169,13 @@ class SweepRecord:
 
     def running(self, jobs: list[Job]) -> list[tuple]:
         """(name, "epoch k") of the jobs whose run is training now."""
-        found = []
-        for job in jobs:
-            if job.outcome == Outcome.SCHEDULED and job.run_id and self.store.phase(job.run_id) == Outcome.RUNNING:
-                found.append((job.name, f"epoch {self.store.epochs_logged(job.run_id)}"))
-        return found
+        waiting = [job for job in jobs if job.outcome == Outcome.SCHEDULED and job.run_id]
+        if not waiting:
+            return []
+        training = {run.run_id for run in self.store.runs([self.experiment_id], sweep_id=self.sweep_id)
+                    if run.outcome == Outcome.RUNNING}  # one search, however many configs wait
+        return [(job.name, f"epoch {self.store.epochs_logged(job.run_id)}") for job in waiting
+                if job.run_id in training]
 
     # --- the end ------------------------------------------------------------------------------------
 
@@ -192,7 +192,6 @@ class SweepRecord:
 
     def close(self, jobs: list[Job], interrupted: bool, failures: str) -> None:
         """Close the parent with the sweep's outcome, named by how many configs it holds."""
-        self.write_manifest()
         outcome = Outcome.KILLED if interrupted else (Outcome.ERROR if failures else Outcome.FINISHED)
         parent = self.store.run_log(self.parent_run_id)
         parent.rename(f"sweep {self.sweep_id} ({len(self.entries)} configs)")

@@ -92,7 +92,7 @@ class SweepRunner:
             self.total = len(jobs)  # Hydra's basic sweeper without batches: this is the whole sweep
         if self.settings.backend == "dask":  # connect first: a store the cluster cannot reach is refused early
             self._open_pool(len(jobs))
-        self.app.start(jobs, self.composer, self.pool)
+        self.app.start(jobs, self.composer)
         self.progress = Progress(self.app.label, self.settings.progress_interval_s,
                                  lambda: self.app.running(self.app.jobs))
         self.progress.total = self.total

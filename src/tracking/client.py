@@ -4,6 +4,7 @@ Every call is retried while the store is busy (src/tracking/retry.py). Outcomes 
 here, and searches are written in MLflow's filter syntax here, so neither leaves the package.
 """
 
+import functools
 import io
 import json
 import logging
@@ -29,6 +30,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from src.errors import ConfigError  # noqa: E402
 from src.outcomes import RESULTS, Outcome  # noqa: E402
 from src.tracking import models, names  # noqa: E402
+from src.tracking.models import quoted  # noqa: E402
 from src.tracking.retry import exclusive, schema_version, wait_for_migrations, with_retries  # noqa: E402
 from src.tracking.store import SQLITE_PREFIX, RunRecord, result_per_config  # noqa: E402
 
@@ -88,10 +90,7 @@ def _record(run) -> RunRecord:
     )
 
 
-def _quoted(value: str) -> str:
-    return "'" + str(value).replace("'", "\\'") + "'"
-
-
+@functools.lru_cache(maxsize=1)
 def _latest_schema() -> Optional[str]:
     """The schema revision this MLflow migrates stores to (its Alembic scripts' head), if it can be read."""
     try:
@@ -226,13 +225,13 @@ class Store:
                 outcomes=[outcome])]
         clauses = []
         if sweep_id:
-            clauses.append(f"tags.{names.SWEEP_ID} = {_quoted(sweep_id)}")
+            clauses.append(f"tags.{names.SWEEP_ID} = {quoted(sweep_id)}")
         if sweeps_only:
-            clauses.append(f"tags.`{names.ROLE}` = {_quoted(names.ROLE_SWEEP)}")
+            clauses.append(f"tags.`{names.ROLE}` = {quoted(names.ROLE_SWEEP)}")
         if config_hash:
-            clauses.append(f"tags.{names.CONFIG_HASH} = {_quoted(config_hash)}")
+            clauses.append(f"tags.{names.CONFIG_HASH} = {quoted(config_hash)}")
         if outcomes:
-            clauses.append(f"tags.{names.OUTCOME} = {_quoted(outcomes[0])}")
+            clauses.append(f"tags.{names.OUTCOME} = {quoted(outcomes[0])}")
         found, token = [], None
         while True:
             page = self._client.search_runs(list(experiment_ids), " and ".join(clauses), max_results=PAGE,
@@ -279,7 +278,7 @@ class Store:
 
     def load_model(self, uri: str):
         """A saved net: `runs:/<id>/model`, `models:/<name>@<alias>`, or a bare run id."""
-        return models.load(self, uri if ":/" in uri or "/" in uri else models.model_uri(uri))
+        return models.load(self, uri if "/" in uri else models.model_uri(uri))
 
     def register_model(self, name: str, run_id: str, alias: str, tags: dict) -> tuple:
         """(version, moved): the run's model under `name`, `alias` pointing at it (moved only if it changed)."""

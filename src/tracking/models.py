@@ -60,6 +60,11 @@ def log_dataset(run, name: str, digest: str, source: str, layout: dict, rows: in
     run.log_inputs([DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
 
 
+def quoted(value: str) -> str:
+    """A value in an MLflow search filter."""
+    return "'" + str(value).replace("'", "\\'") + "'"
+
+
 def model_uri(run_id: str) -> str:
     return f"runs:/{run_id}/{names.MODEL}"
 
@@ -82,9 +87,9 @@ def register(store, name: str, run_id: str, alias: str, tags: dict) -> tuple[Opt
         current = None
     if current is not None and current.run_id == run_id:
         return current.version, False
-    if not client.search_registered_models(f"name = '{name}'"):
+    if not client.search_registered_models(f"name = {quoted(name)}"):
         client.create_registered_model(name)
-    earlier = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    earlier = client.search_model_versions(f"name = {quoted(name)} and run_id = {quoted(run_id)}")
     version = (min(earlier, key=lambda v: int(v.version)) if earlier
                else client.create_model_version(name, model_uri(run_id), run_id=run_id, tags=tags))
     client.set_registered_model_alias(name, alias, version.version)
@@ -103,7 +108,6 @@ def evaluate(store, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict
         rows = rows.to_numpy() if isinstance(rows, pd.DataFrame) else np.asarray(rows)
         return model.predict(rows.reshape(-1, *shape).astype(dtype, copy=False))
 
-    mlflow.set_tracking_uri(store.uri)
     evaluator_log = logging.getLogger("mlflow.models.evaluation")
     level = evaluator_log.level
     evaluator_log.setLevel(logging.ERROR)  # its guess of the model type from integer labels: moot, it is given

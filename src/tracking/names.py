@@ -7,6 +7,7 @@ CONFIG_HASH = "config_hash"  # the hash of the config's results-relevant setting
 GROUP_HASH = "group_hash"  # the same without the seed: equal across the replicates of one setting
 # On a sweep's child that stands for a result an earlier sweep trained: that config's hash (not CONFIG_HASH,
 # which resume reads to find results, and this run is only a link to one)
+REUSED_FROM = "netsweep.reused_from"  # on a child that stands for a result an earlier sweep trained
 REUSED_CONFIG_HASH = "netsweep.reused_config_hash"
 DATA_FINGERPRINT = "data_fingerprint"
 OVERRIDES = "overrides"  # the command line's overrides of this config

@@ -75,11 +75,17 @@ def preload() -> threading.Thread:
     return thread
 
 
+_OPENED: dict = {}  # uri -> Store: a process opens (creates, migrates, checks) each store once
+
+
 def open_store(uri: str):
-    """A `Store` (src/tracking/client.py) for `uri`, created (and migrated) on first use."""
-    check_uri(uri)
-    client = importlib.import_module(CLIENT_MODULE)  # deferred: importing mlflow takes ~1 s
-    return client.Store(uri)
+    """The `Store` (src/tracking/client.py) for `uri`, created (and migrated) on first use; later calls in the
+    same process (the configs a worker trains, the parent's steps) get the same one."""
+    if uri not in _OPENED:
+        check_uri(uri)
+        client = importlib.import_module(CLIENT_MODULE)  # deferred: importing mlflow takes ~1 s
+        _OPENED[uri] = client.Store(uri)
+    return _OPENED[uri]
 
 
 def open_existing_store(uri: str):

@@ -36,7 +36,9 @@ def test_a_finished_run_is_recorded_whole_and_reproducibly(cfg_for, store_uri, t
     assert view.steps(first, "val_loss") == [1, 2]
     assert view.history(first, "val_loss") == view.history(second, "val_loss")
     assert {"test_acc", "best_val_loss", "best_val_acc", "best_epoch", "peak_rss_mb"} <= set(first.data.metrics)
-    assert summary.test_acc == first.data.metrics["test_acc"] and summary.best_val_loss == again.best_val_loss
+    assert summary.test_acc == first.data.metrics["test_acc"] and summary.metrics == again.metrics
+    assert set(view.client.get_run(first.info.run_id).data.metrics) >= {"train_loss", "val_ce", "epoch_time_s"}
+    assert "epoch" not in first.data.metrics  # the step is the epoch; no metric repeats it
     assert {"config.yaml", "figure1.png", "weights.npz", "history.csv"} <= set(view.artifacts(first))
     assert summary.figure_path == tmp_path / "figure1.png" and summary.figure_path.read_bytes()[:4] == b"\x89PNG"
     assert again.figure_path is None

@@ -107,3 +107,19 @@ def test_runs_recorded_before_val_ce_are_peers_with_their_cost_curve():
         store.create_run(experiment, key, {names.SWEEP_ID: "s1", names.CONFIG_HASH: key, names.GROUP_HASH: key,
                                            names.COST_CURVE: encode_curve(cost)})
     assert "of 2 other configs" in _pruner(store, experiment, "mine", "mine", MEDIAN)(2, [0.9, 0.9])
+
+
+def test_between_asha_rungs_a_config_without_seeds_does_not_read_the_store():
+    store = FakeStore()
+    experiment = store.experiment_id("e")
+    _publish(store, experiment, "a", "a", [0.1, 0.1, 0.1])
+    searches = []
+    search = store.runs
+    store.runs = lambda *args, **kwargs: searches.append(args) or search(*args, **kwargs)
+    job = SweepJob("me", store.uri, sweep_id="s1", experiment_id=experiment, prune=ASHA, seeded=False)
+    alone = SweepPruner(store, job, "mine", "mine", 9)  # rungs at epochs 1 and 3
+    assert alone(2, [0.9, 0.9]) is None and not searches
+    assert alone(3, [0.9, 0.9, 0.9]) is not None and len(searches) == 1  # at a rung it reads, and is pruned
+    seeded = SweepPruner(store, SweepJob("me", store.uri, sweep_id="s1", experiment_id=experiment, prune=ASHA), "mine",
+                         "g", 9)
+    assert seeded(2, [0.9, 0.9]) is None and len(searches) == 2  # a seed reads every epoch: its siblings may stop
