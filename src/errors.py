@@ -1,6 +1,5 @@
 """Exceptions netsweep raises and the exit codes they end a command with; imports nothing of netsweep's."""
 
-EXIT_OK = 0
 EXIT_FAILED = 1  # a sweep config ended with an error or was killed, or netsweep itself failed
 EXIT_USER_ERROR = 2  # a bad value, option or file the user can fix
 EXIT_DIVERGED = 3  # a single run diverged (in a sweep a diverged config is a result)
@@ -37,3 +36,9 @@ class SweepBusy(NetsweepError, RuntimeError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM, raised where it is safe to stop."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An error as a command that reports it in one line says it: its first line, or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from src.errors import EXIT_USER_ERROR
+from src.errors import EXIT_USER_ERROR, first_line
 from src.tracking import names
 from src.tracking.store import open_existing_store, resolve_uri
 
@@ -75,7 +75,7 @@ def main(argv: Optional[list] = None) -> int:
             raise ValueError(f"{args.images}: labels from {labels.min()} to {labels.max()}, but this net has "
                              f"{classes} classes (0..{classes - 1})")
     except Exception as exc:  # a missing run, an unknown model, an unreadable file, images of another size
-        print(f"netsweep: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"netsweep: {first_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     predicted = table["label"].to_numpy()
     counts = np.bincount(predicted, minlength=classes)

@@ -3,7 +3,7 @@
 import re
 import sys
 
-from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from src.config.checks import unknown_key_message
@@ -63,10 +63,10 @@ def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, MissingConfigException) and exc.options is not None:
         options = ", ".join(sorted(exc.options))
         return EXIT_USER_ERROR, f"{one_line(exc).split(';')[0]}; available options: {options}"
-    if isinstance(exc, ConfigCompositionException):
+    if isinstance(exc, HydraException):  # composition errors (ConfigCompositionException) among them
         return EXIT_USER_ERROR, _composition_message(exc)
-    if isinstance(exc, (HydraException, OmegaConfBaseException)):
-        return EXIT_USER_ERROR, _composition_message(exc) if isinstance(exc, HydraException) else one_line(exc)
+    if isinstance(exc, OmegaConfBaseException):
+        return EXIT_USER_ERROR, one_line(exc)
     return EXIT_FAILED, f"{type(exc).__name__}: {one_line(exc)}"
 
 

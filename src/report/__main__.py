@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from src.errors import EXIT_USER_ERROR
+from src.errors import EXIT_USER_ERROR, first_line
 from src.report.build import build_report, summary
 from src.tracking.store import open_existing_store, resolve_uri
 
@@ -28,7 +28,7 @@ def main(argv: Optional[list] = None) -> int:
         store = open_existing_store(resolve_uri(args.tracking_uri))
         report = build_report(store, args.sweep_id, out_dir=args.out or Path(f"report-{args.sweep_id}"), log=args.log)
     except Exception as exc:  # an unknown id, no store there, a server refusing us: one line
-        print(f"netsweep: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"netsweep: {first_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     for line in summary(report):
         print(f"[sweep {report.data.sweep_id}] {line}")

@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from src.config.naming import NAME_DIGITS, format_value
 from src.plots import plt
-from src.report.load import SweepData, axis_values
+from src.report.load import SweepData, axis_values, sort_value
 
 MAX_PANELS = 6  # small multiples per row before the first key's values are drawn in one panel
 HIGHLIGHT = 3  # configs drawn bold and labelled with their rank
@@ -56,19 +56,11 @@ def _layout(data: SweepData):
 
 def _colour_of(data: SweepData, colour_keys: list) -> dict:
     positions = [data.swept_keys.index(k) for k in colour_keys]
-    combos = sorted({tuple(g.values[p] for p in positions) for g in data.groups}, key=lambda c: [
-        (0, float(v)) if _is_number(v) else (1, 0) for v in c])
+    combos = sorted({tuple(g.values[p] for p in positions) for g in data.groups},
+                    key=lambda combo: [sort_value(v) for v in combo])
     cmap = plt.get_cmap("viridis" if len(combos) <= 8 else "turbo")
     spread = max(len(combos) - 1, 1)
     return {combo: cmap(0.85 * i / spread) for i, combo in enumerate(combos)}, positions
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def loss_metric(data: SweepData) -> str:

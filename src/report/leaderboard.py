@@ -33,7 +33,7 @@ def _same_number(a: Optional[str], b: Optional[str]) -> bool:
 
 
 def _shared_params(data: SweepData) -> dict:
-    members = data.members
+    members = [m for m in data.members if m.params]  # as in swept_keys: runs that logged none do not count
     first = members[0].params if members else {}
     return {key: value for key, value in first.items() if all(m.params.get(key) == value for m in members)}
 
@@ -43,7 +43,7 @@ def rows(data: SweepData) -> list[dict]:
     shared = _shared_params(data)
     table = []
     for group in data.groups:
-        val_acc, val_acc_std = group.stat("best_val_acc")
+        val_acc, val_acc_std = group.score.acc, group.score.acc_std
         test_acc, test_acc_std = group.stat("test_acc")
         table.append({
             "rank": group.score.rank,

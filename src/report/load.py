@@ -10,7 +10,7 @@ import numpy as np
 
 from src.config.identity import NOT_RESULTS, REPLICATE_KEY
 from src.outcomes import Outcome
-from src.report.ranking import Entry, Score, rank, winners
+from src.report.ranking import SCORED, Entry, Score, rank, winners
 from src.tracking import names
 
 PREFERRED_AXES = ("optimizer.lr", "model.decay")  # the assignment's question, when both are swept
@@ -68,7 +68,7 @@ class ConfigGroup:
         """Mean and standard deviation over the seeds with a result (NaN when none has one)."""
         values = [getattr(m, metric) if metric in ("best_val_acc", "best_val_loss", "best_val_ce")
                   else m.metrics.get(metric)
-                  for m in self.members if m.outcome.is_result and m.outcome != Outcome.DIVERGED]
+                  for m in self.members if m.outcome in SCORED]
         values = [v for v in values if v is not None and not math.isnan(v)]
         if not values:
             return math.nan, math.nan
@@ -142,13 +142,19 @@ def not_trained(key: str) -> bool:
     return key.split(".", 1)[0] in NOT_RESULTS
 
 
+def param(member: Member, key: str) -> Optional[str]:
+    """A member's logged value of `key`. A setting the run's netsweep did not have yet (a reused run from an
+    older version) reads as unset, "None", as the config hash counts it; a run that logged no params: None."""
+    return member.params.get(key, str(None)) if member.params else None
+
+
 def swept_keys(members: list) -> list:
     """Params whose value differs between member runs (tracking settings and the seed excluded; runs that
     logged no params, which older sweeps left for configs that never started, do not count)."""
     members = [m for m in members if m.params]
     keys = sorted({key for m in members for key in m.params})
     varying = [key for key in keys if not not_trained(key) and key != REPLICATE_KEY
-               and len({m.params.get(key) for m in members}) > 1]
+               and len({param(m, key) for m in members}) > 1]
     preferred = [key for key in PREFERRED_AXES if key in varying]
     return preferred + [key for key in varying if key not in preferred]
 
@@ -164,7 +170,7 @@ def ranked_groups(members: list, keys: list) -> list[ConfigGroup]:
     """Members grouped by their swept values (seeds together), best first by the one ranking."""
     by_values = defaultdict(list)
     for member in members:
-        by_values[tuple(member.params.get(key) for key in keys)].append(member)
+        by_values[tuple(param(member, key) for key in keys)].append(member)
     scores = rank(Entry(values, m.outcome, m.best_val_acc, m.best_val_ce)
                   for values, group in by_values.items() for m in group)
     return [ConfigGroup(s.group, by_values[s.group], s) for s in scores]

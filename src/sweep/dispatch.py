@@ -5,7 +5,7 @@ lost Dask worker, say), the jobs that had started end `killed` and those that ha
 """
 
 import logging
-from typing import Callable, Iterable
+from typing import Callable
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
@@ -66,9 +66,4 @@ def _after_pool_failure(jobs: list[Job], exc: Exception, untouched: Callable, on
             log.warning(f"netsweep: {job.name} was killed: its worker process died ({reason})")
             on_result(job, WorkerDied((job.config,), reason))
     return [job for job in jobs if job.index in fresh]
-
-
-def none_untouched(jobs: Iterable[Job]) -> list[Job]:
-    """For apps with no record of which jobs started: none is known to be safe to run again."""
-    return []
 

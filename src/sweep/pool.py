@@ -6,7 +6,6 @@ yields a `WorkerDied` in place of its result.
 """
 
 import logging
-import os
 import re
 import socket
 from urllib.parse import urlparse
@@ -32,7 +31,7 @@ def effective_n_jobs(n_jobs: int, n_tasks: int) -> int:
 
 def worker_threads(n_workers: int) -> int:
     """BLAS/OpenMP threads per worker: the cores shared out, so parallel configs do not oversubscribe."""
-    return max(1, (os.cpu_count() or 1) // n_workers)
+    return max(1, cpu_count() // n_workers)
 
 
 def _this_machine() -> set:

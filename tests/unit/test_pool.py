@@ -15,7 +15,6 @@ def _settings(**changes):
 
 def test_workers_are_capped_by_tasks_and_share_the_cores(monkeypatch):
     monkeypatch.setattr("src.sweep.pool.cpu_count", lambda: 8)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert effective_n_jobs(-1, 3) == 3 and effective_n_jobs(-1, 20) == 8 and effective_n_jobs(2, 20) == 2
     assert worker_threads(2) == 4 and worker_threads(16) == 1
     assert WorkerPool(_settings(n_jobs=2), n_tasks=5).threads == 4

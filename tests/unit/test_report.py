@@ -60,6 +60,17 @@ def test_settings_that_do_not_change_results_never_split_a_config():
     assert data.swept_keys == [] and len(data.groups) == 1 and len(data.groups[0].members) == 3
 
 
+def test_a_setting_an_older_run_did_not_have_reads_as_unset():
+    """A run reused from a netsweep without `patience` logged no such param; the config hash counts a missing
+    setting as unset (None), and so does the report: one config, not two."""
+    members = [_member("0.1", "0.0", seed, [0.8, 0.9]) for seed in ("0", "1")]
+    members[1].params["patience"] = "None"
+    data = _data(members)
+    assert data.swept_keys == [] and len(data.groups) == 1
+    members[1].params["patience"] = "5"  # set: another config
+    assert swept_keys(members) == ["patience"]
+
+
 def test_groups_average_over_seeds_and_rank_by_best_val_acc(data):
     best = data.groups[0]
     assert best.values == ("0.1", "0.0001") and best.score.rank == 1
