@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from src.errors import DataError  # noqa: E402
 from src.nn.mlp import init_params  # noqa: E402
 from src.nn.optim import build_optimizer  # noqa: E402
 from src.nn.train import fit  # noqa: E402
+from src.sweep.pool import worker_threads  # noqa: E402
 from src.tracking.store import open_store  # noqa: E402
 
 HIDDEN, BATCH, LR, DECAY = 256, 32, 0.1, 1e-4
@@ -117,9 +117,9 @@ def row(what: str, value: float, ratio=None, against: str = "", unit: str = "s")
     return {"what": what, "value": value, "unit": unit, "ratio": ratio, "against": against}
 
 
-def busy_core_rows(bench: Bench, quick: bool) -> list:
+def busy_core_rows(bench: Bench) -> list:
     """One run's epoch, quiet and with one core kept busy by another process, for each thread setting."""
-    rows, epochs = [], 3 if quick else 3
+    rows, epochs = [], 3
     for setting in ("null", "1", str(os.cpu_count() or 1)):
         times = {}
         for state in ("quiet", "busy"):
@@ -152,7 +152,7 @@ def sweep_rows(bench: Bench, epochs: int) -> list:
     return [row(f"{label}, n_jobs=1", serial),
             row(f"{label}, n_jobs=2", parallel, serial / parallel, "x speed-up over n_jobs=1"),
             row(f"{label}, n_jobs=1 threads=1", one_thread),
-            row(f"{label}, n_jobs=2 (1 thread each)", parallel, one_thread / parallel,
+            row(f"{label}, n_jobs=2 ({worker_threads(2)} thread(s) each)", parallel, one_thread / parallel,
                 "x speed-up over n_jobs=1 threads=1")]
 
 
@@ -190,18 +190,22 @@ def pruning_rows(bench: Bench, epochs: int) -> list:
 
 
 def startup_and_memory(bench: Bench, ds) -> tuple[list, dict]:
-    """Seconds from `python -m src.run` to its first training step, and peak memory."""
+    """Seconds from `python -m src.run` to its first training step (its first epoch line, less that epoch's
+    own time), and the run's peak memory as it recorded it."""
     folder = bench.folder()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "src.run", *bench.data_args, "epochs=1"], cwd=folder, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first_step = None
+    first_epoch_line = None
     for line in process.stdout:
-        if first_step is None and line.startswith("run ") and " on " in line:  # logged as training starts
-            first_step = time.perf_counter() - started
-    process.wait()
-    memory = {"single run peak RSS": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        if first_epoch_line is None and line.startswith("epoch 1/"):
+            first_epoch_line = time.perf_counter() - started
+    if process.wait() != 0 or first_epoch_line is None:
+        raise RuntimeError(f"the start-up run failed: {process.stderr.read()[-500:]}")
+    (run,) = bench.runs(folder)
+    first_step = first_epoch_line - run.metrics["epoch_time_s"]
+    memory = {"single run peak RSS": run.metrics["peak_rss_mb"],
               "dataset float32 arrays": sum(a.nbytes for a in (ds.X_train, ds.X_val, ds.X_test)) / 2**20}
     return [row("start-up: python -m src.run to its first training step", first_step)], memory
 
@@ -221,7 +225,7 @@ def main(argv=None) -> int:
           f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     bench = Bench(data_args)
     rows = epoch_rows(ds, args.quick)
-    rows += busy_core_rows(bench, args.quick)
+    rows += busy_core_rows(bench)
     rows += sweep_rows(bench, epochs=2 if args.quick else 5)
     rows += resume_rows(bench)
     ours, template, hydras = planning_ms_per_config(32)

@@ -2,6 +2,7 @@
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
 from src.config.schema import register_configs
 
@@ -9,8 +10,14 @@ from ..helpers import REPO
 
 
 @pytest.fixture(scope="module")
-def compose_cfg():
-    """compose_cfg(*overrides) -> the composed config (conf/config.yaml with those overrides)."""
+def loader():
+    """Hydra's config loader over conf/, initialised as `python -m src.run` initialises it."""
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        yield lambda *overrides: compose("config", overrides=list(overrides))
+        yield GlobalHydra.instance().hydra.config_loader
+
+
+@pytest.fixture(scope="module")
+def compose_cfg(loader):
+    """compose_cfg(*overrides) -> the composed config (conf/config.yaml with those overrides)."""
+    return lambda *overrides: compose("config", overrides=list(overrides))

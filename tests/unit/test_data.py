@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from src.data import loader
 from src.data.idx import IDX_FILES, load_idx_dataset, load_idx_folder, read_idx
 from src.data.loader import load_dataset, share_source
 from src.data.shared import DataShare
@@ -37,8 +38,13 @@ def test_idx_folder_loads_scaled_and_split(tmp_path, gz):
 
 def test_split_and_fingerprint_follow_the_seed(tmp_path):
     write_idx_folder(tmp_path)
-    a, b, c = (load_dataset(idx_cfg(tmp_path), seed=s) for s in (0, 0, 1))
-    assert a.fingerprint == b.fingerprint != c.fingerprint
+
+    def fresh(seed):  # split anew, not the cached split of the same seed
+        loader._split_cached.cache_clear()
+        return load_dataset(idx_cfg(tmp_path), seed=seed)
+
+    a, b, c = fresh(0), fresh(0), fresh(1)
+    assert a is not b and a.fingerprint == b.fingerprint != c.fingerprint
     np.testing.assert_array_equal(a.y_val, b.y_val)
     assert not np.array_equal(a.X_val, c.X_val)
 

@@ -2,16 +2,11 @@
 the result equals Hydra's own composition of every job, errors included."""
 
 import pytest
-from hydra import initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from src.config.schema import register_configs
 from src.sweep.plan import Composer, Job
-
-from ..helpers import REPO
 
 JOBS = [
     ["optimizer.lr=0.05", "model.decay=0"],
@@ -25,17 +20,14 @@ JOBS = [
 
 
 @pytest.fixture(scope="module")
-def loader():
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        loader = GlobalHydra.instance().hydra.config_loader
-        master = loader.load_configuration("config", ["hydra.sweep.dir=/tmp/netsweep-plan-test"], RunMode.MULTIRUN)
-        yield loader, master
+def loaded(loader):
+    """Hydra's loader and the sweep's master config."""
+    return loader, loader.load_configuration("config", ["hydra.sweep.dir=/tmp/netsweep-plan-test"], RunMode.MULTIRUN)
 
 
 @pytest.mark.parametrize("index,overrides", list(enumerate(JOBS)))
-def test_a_job_composes_as_hydra_composes_it(loader, index, overrides):
-    config_loader, master = loader
+def test_a_job_composes_as_hydra_composes_it(loaded, index, overrides):
+    config_loader, master = loaded
     ours = Composer(config_loader, master).compose(overrides, index)
     theirs = config_loader.load_sweep_config(master, list(overrides))
     assert Job(index, overrides, ours).task_config == Job(index, overrides, theirs).task_config
@@ -45,8 +37,8 @@ def test_a_job_composes_as_hydra_composes_it(loader, index, overrides):
     assert (ours.hydra.job.num, ours.hydra.job.id) == (index, f"{ours.hydra.job.name}_{index}")
 
 
-def test_each_defaults_tree_is_composed_once(loader):
-    config_loader, master = loader
+def test_each_defaults_tree_is_composed_once(loaded):
+    config_loader, master = loaded
     calls = []
 
     class Counting:
@@ -71,8 +63,8 @@ def test_each_defaults_tree_is_composed_once(loader):
     (["model.hidden_size=abc"], "Error merging override model.hidden_size=abc"),
     (["optimizer=rmsprop"], "optimizer"),
 ])
-def test_errors_are_hydras(loader, overrides, message):
-    config_loader, master = loader
+def test_errors_are_hydras(loaded, overrides, message):
+    config_loader, master = loaded
     with pytest.raises(Exception, match=message.replace("(", r"\(")) as caught:
         Composer(config_loader, master).compose(overrides, 0)
     with pytest.raises(type(caught.value)):
