@@ -60,8 +60,9 @@ class Bench:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
         env.pop("HYDRA_FULL_ERROR", None)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "src.run", *args], cwd=folder, env=env, capture_output=True,
-                              text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "src.run", *args], cwd=folder, env=env, capture_output=True, text=True
+        )
         elapsed = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"python -m src.run {' '.join(args)} failed: {done.stderr[-800:]}")
@@ -76,8 +77,13 @@ def dataset(quick: bool):
     if quick:
         cfg = {"name": "digits", "val_fraction": 0.15, "test_fraction": 0.2}
     else:
-        cfg = {"name": "fashion_mnist", "root": "/usr/share/datasets/fashion-mnist", "val_fraction": 0.15,
-               "download": False, "cache_dir": "~/.cache/netsweep"}
+        cfg = {
+            "name": "fashion_mnist",
+            "root": "/usr/share/datasets/fashion-mnist",
+            "val_fraction": 0.15,
+            "download": False,
+            "cache_dir": "~/.cache/netsweep",
+        }
     return load_dataset(OmegaConf.create(cfg), seed=0), ([] if quick else ["data=fashion_mnist"])
 
 
@@ -86,8 +92,18 @@ def netsweep_epochs(ds, dtype, epochs: int) -> list:
     rng = np.random.default_rng(0)
     params = init_params(ds.input_dim, HIDDEN, ds.num_classes, rng, dtype=dtype)
     optimizer = build_optimizer({"name": "sgd", "lr": LR}, params, DECAY)
-    result = fit(params, ds.X_train, ds.y_train, ds.X_val, ds.y_val, optimizer=optimizer, decay=DECAY,
-                 batch_size=BATCH, epochs=epochs, rng=rng)
+    result = fit(
+        params,
+        ds.X_train,
+        ds.y_train,
+        ds.X_val,
+        ds.y_val,
+        optimizer=optimizer,
+        decay=DECAY,
+        batch_size=BATCH,
+        epochs=epochs,
+        rng=rng,
+    )
     return result.history.metrics["epoch_time_s"]
 
 
@@ -109,8 +125,10 @@ def epoch_rows(ds, quick: bool) -> list:
 
         epochs[f"PyTorch {torch.__version__} eager CPU"] = contender_epochs(torch_epoch, ds, repeats)
     ours = float(np.median(epochs["netsweep float32"]))
-    return [row(f"one epoch: {name}", float(np.median(times)), float(np.median(times)) / ours, "x netsweep float32")
-            for name, times in epochs.items()]
+    return [
+        row(f"one epoch: {name}", float(np.median(times)), float(np.median(times)) / ours, "x netsweep float32")
+        for name, times in epochs.items()
+    ]
 
 
 def row(what: str, value: float, ratio=None, against: str = "", unit: str = "s") -> dict:
@@ -126,8 +144,16 @@ def busy_core_rows(bench: Bench) -> list:
             burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if state == "busy" else None
             try:
                 folder = bench.folder()
-                bench.cli([*bench.data_args, f"epochs={epochs}", f"threads={setting}", "tracking.log_model=false",
-                           "tracking.evaluate=false"], folder)
+                bench.cli(
+                    [
+                        *bench.data_args,
+                        f"epochs={epochs}",
+                        f"threads={setting}",
+                        "tracking.log_model=false",
+                        "tracking.evaluate=false",
+                    ],
+                    folder,
+                )
                 store = open_store(f"sqlite:///{folder / 'mlflow.db'}")
                 (run,) = bench.runs(folder)
                 times[state] = statistics.median(store.history(run.run_id, ["epoch_time_s"])["epoch_time_s"][1:])
@@ -137,8 +163,14 @@ def busy_core_rows(bench: Bench) -> list:
                     burner.wait()
         label = {"null": "default (measured)", "1": "threads=1"}.get(setting, f"threads={setting} (all cores)")
         rows.append(row(f"one run's epoch, {label}, quiet", times["quiet"]))
-        rows.append(row(f"one run's epoch, {label}, one core busy", times["busy"], times["busy"] / times["quiet"],
-                        "x its quiet epoch"))
+        rows.append(
+            row(
+                f"one run's epoch, {label}, one core busy",
+                times["busy"],
+                times["busy"] / times["quiet"],
+                "x its quiet epoch",
+            )
+        )
     return rows
 
 
@@ -149,11 +181,17 @@ def sweep_rows(bench: Bench, epochs: int) -> list:
     parallel, _ = bench.cli([*common, "hydra.launcher.n_jobs=2"], bench.folder())
     one_thread, _ = bench.cli([*common, "hydra.launcher.n_jobs=1", "threads=1"], bench.folder())
     label = f"4-config sweep, {epochs} epochs each"
-    return [row(f"{label}, n_jobs=1", serial),
-            row(f"{label}, n_jobs=2", parallel, serial / parallel, "x speed-up over n_jobs=1"),
-            row(f"{label}, n_jobs=1 threads=1", one_thread),
-            row(f"{label}, n_jobs=2 ({worker_threads(2)} thread(s) each)", parallel, one_thread / parallel,
-                "x speed-up over n_jobs=1 threads=1")]
+    return [
+        row(f"{label}, n_jobs=1", serial),
+        row(f"{label}, n_jobs=2", parallel, serial / parallel, "x speed-up over n_jobs=1"),
+        row(f"{label}, n_jobs=1 threads=1", one_thread),
+        row(
+            f"{label}, n_jobs=2 ({worker_threads(2)} thread(s) each)",
+            parallel,
+            one_thread / parallel,
+            "x speed-up over n_jobs=1 threads=1",
+        ),
+    ]
 
 
 def resume_rows(bench: Bench) -> list:
@@ -164,8 +202,10 @@ def resume_rows(bench: Bench) -> list:
     resume, printed = bench.cli(grid, folder)
     assert "training 0 configs (32 already done, skipped)" in printed, printed[-500:]
     single, _ = bench.cli(["epochs=1"], folder)
-    return [row("one run, 1 epoch (digits)", single),
-            row("resume a finished 32-config grid (digits)", resume, resume / single, "x one 1-epoch run")]
+    return [
+        row("one run, 1 epoch (digits)", single),
+        row("resume a finished 32-config grid (digits)", resume, resume / single, "x one 1-epoch run"),
+    ]
 
 
 def pruning_rows(bench: Bench, epochs: int) -> list:
@@ -176,17 +216,27 @@ def pruning_rows(bench: Bench, epochs: int) -> list:
         folder = bench.folder()
         seconds, _ = bench.cli([*common, f"hydra.launcher.prune={prune}"], folder)
         runs = bench.runs(folder)
-        results[prune] = (seconds, sum(r.metrics.get("epochs_trained", 0) for r in runs),
-                          max(r.metrics.get("best_val_acc", 0) for r in runs))
+        results[prune] = (
+            seconds,
+            sum(r.metrics.get("epochs_trained", 0) for r in runs),
+            max(r.metrics.get("best_val_acc", 0) for r in runs),
+        )
     (full_s, full_epochs, full_acc), (asha_s, asha_epochs, asha_acc) = results["none"], results["asha"]
     label = f"16-config decay_lr grid, {epochs} epochs"
-    return [row(f"{label}, full: wall time", full_s),
-            row(f"{label}, prune=asha: wall time", asha_s, asha_s / full_s, "x the full grid"),
-            row(f"{label}, full: epochs trained", full_epochs, unit="epochs"),
-            row(f"{label}, prune=asha: epochs trained", asha_epochs, asha_epochs / full_epochs, "x the full grid",
-                unit="epochs"),
-            row(f"{label}, full: best val_acc", full_acc, unit="acc"),
-            row(f"{label}, prune=asha: best val_acc", asha_acc, asha_acc - full_acc, "difference", unit="acc")]
+    return [
+        row(f"{label}, full: wall time", full_s),
+        row(f"{label}, prune=asha: wall time", asha_s, asha_s / full_s, "x the full grid"),
+        row(f"{label}, full: epochs trained", full_epochs, unit="epochs"),
+        row(
+            f"{label}, prune=asha: epochs trained",
+            asha_epochs,
+            asha_epochs / full_epochs,
+            "x the full grid",
+            unit="epochs",
+        ),
+        row(f"{label}, full: best val_acc", full_acc, unit="acc"),
+        row(f"{label}, prune=asha: best val_acc", asha_acc, asha_acc - full_acc, "difference", unit="acc"),
+    ]
 
 
 def startup_and_memory(bench: Bench, ds) -> tuple[list, dict]:
@@ -195,8 +245,14 @@ def startup_and_memory(bench: Bench, ds) -> tuple[list, dict]:
     folder = bench.folder()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "src.run", *bench.data_args, "epochs=1"], cwd=folder, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.run", *bench.data_args, "epochs=1"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first_epoch_line = None
     for line in process.stdout:
         if first_epoch_line is None and line.startswith("epoch 1/"):
@@ -205,8 +261,10 @@ def startup_and_memory(bench: Bench, ds) -> tuple[list, dict]:
         raise RuntimeError(f"the start-up run failed: {process.stderr.read()[-500:]}")
     (run,) = bench.runs(folder)
     first_step = first_epoch_line - run.metrics["epoch_time_s"]
-    memory = {"single run peak RSS": run.metrics["peak_rss_mb"],
-              "dataset float32 arrays": sum(a.nbytes for a in (ds.X_train, ds.X_val, ds.X_test)) / 2**20}
+    memory = {
+        "single run peak RSS": run.metrics["peak_rss_mb"],
+        "dataset float32 arrays": sum(a.nbytes for a in (ds.X_train, ds.X_val, ds.X_test)) / 2**20,
+    }
     return [row("start-up: python -m src.run to its first training step", first_step)], memory
 
 
@@ -220,9 +278,12 @@ def main(argv=None) -> int:
     except DataError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    print(f"data: {ds.summary()}; net {ds.input_dim}-{HIDDEN}-{ds.num_classes}, batch {BATCH}, lr {LR}, "
-          f"decay {DECAY}; {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
-          f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
+    print(
+        f"data: {ds.summary()}; net {ds.input_dim}-{HIDDEN}-{ds.num_classes}, batch {BATCH}, lr {LR}, "
+        f"decay {DECAY}; {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
+        f"load average {os.getloadavg()[0]:.2f} at the start",
+        flush=True,
+    )
     bench = Bench(data_args)
     rows = epoch_rows(ds, args.quick)
     rows += busy_core_rows(bench)
@@ -231,8 +292,15 @@ def main(argv=None) -> int:
     ours, template, hydras = planning_ms_per_config(32)
     rows.append(row("planning: the parent's cost per config (32-config grid)", ours, unit="ms"))
     rows.append(row("planning: of which composing the grid's defaults tree once", template, unit="ms"))
-    rows.append(row("planning: Hydra composing each config in full, per config", hydras, hydras / ours,
-                    "x netsweep's", unit="ms"))
+    rows.append(
+        row(
+            "planning: Hydra composing each config in full, per config",
+            hydras,
+            hydras / ours,
+            "x netsweep's",
+            unit="ms",
+        )
+    )
     rows += pruning_rows(bench, epochs=3 if args.quick else 8)
     startup, memory = startup_and_memory(bench, ds)
     rows += startup
@@ -251,8 +319,11 @@ def print_table(rows: list, memory: dict) -> None:
         value = f"{item['value']:.0f} epochs" if item["unit"] == "epochs" else f"{item['value']:.3f} {item['unit']}"
         ratio = ""
         if item["ratio"] is not None:
-            ratio = f"{item['ratio']:+.4f} ({item['against']})" if item["unit"] == "acc" else \
-                f"{item['ratio']:.2f}{item['against']}"
+            ratio = (
+                f"{item['ratio']:+.4f} ({item['against']})"
+                if item["unit"] == "acc"
+                else f"{item['ratio']:.2f}{item['against']}"
+            )
         print(f"{item['what']:<{width}}  {value:>11}  {ratio}")
     for name, value in memory.items():
         print(f"{name:<{width}}  {value:>9.0f} MB")

@@ -101,9 +101,18 @@ def sklearn_epoch(X, y, hidden, k, batch_size, lr, decay, rng) -> float:
     from sklearn.neural_network import MLPClassifier
 
     model = MLPClassifier(
-        hidden_layer_sizes=(hidden,), solver="sgd", batch_size=batch_size, learning_rate_init=lr,
-        momentum=0.0, nesterovs_momentum=False, alpha=2 * decay * batch_size, max_iter=1, shuffle=True,
-        random_state=int(rng.integers(1 << 31)), tol=0.0, n_iter_no_change=1000,
+        hidden_layer_sizes=(hidden,),
+        solver="sgd",
+        batch_size=batch_size,
+        learning_rate_init=lr,
+        momentum=0.0,
+        nesterovs_momentum=False,
+        alpha=2 * decay * batch_size,
+        max_iter=1,
+        shuffle=True,
+        random_state=int(rng.integers(1 << 31)),
+        tol=0.0,
+        n_iter_no_change=1000,
     )
     started = time.perf_counter()
     with warnings.catch_warnings():

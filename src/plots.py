@@ -12,8 +12,13 @@ TRAIN_STYLE = dict(color="tab:blue", marker="o", markersize=3)
 VAL_STYLE = dict(color="tab:orange", marker="s", markersize=3)
 
 
-def figure_one(metrics: dict, title: str, best_epoch: int | None = None, diverged_at: int | None = None,
-               stopped_at: tuple | None = None) -> Figure:
+def figure_one(
+    metrics: dict,
+    title: str,
+    best_epoch: int | None = None,
+    diverged_at: int | None = None,
+    stopped_at: tuple | None = None,
+) -> Figure:
     """The assignment's Figure 1: loss per epoch and accuracy per epoch, train against validation.
 
     `metrics` maps train_loss, val_loss, train_acc, val_acc to per-epoch lists (epoch 1 first).
@@ -32,8 +37,13 @@ def figure_one(metrics: dict, title: str, best_epoch: int | None = None, diverge
         if diverged_at:
             ax.axvline(diverged_at, color="red", linestyle="--", linewidth=1, label=f"diverged (epoch {diverged_at})")
         if stopped_at:  # (epoch, why): a sweep's pruner or the run's own patience
-            ax.axvline(stopped_at[0], color="black", linestyle="-.", linewidth=1,
-                       label=f"{stopped_at[1]} (epoch {stopped_at[0]})")
+            ax.axvline(
+                stopped_at[0],
+                color="black",
+                linestyle="-.",
+                linewidth=1,
+                label=f"{stopped_at[1]} (epoch {stopped_at[0]})",
+            )
         ax.legend(loc="best")
     loss_ax.set_title("Loss per epoch")
     acc_ax.set_title("Accuracy per epoch")

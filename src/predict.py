@@ -10,7 +10,6 @@ import gc
 import sys
 import zipfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -22,7 +21,7 @@ IMAGE_KEYS = ("X_test", "X", "images")
 LABEL_KEYS = ("y_test", "y", "labels")
 
 
-def read_images(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def read_images(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(images, labels or None) from an .npz, naming the file and the problem when it cannot."""
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -45,19 +44,25 @@ def model_uri(store, given: str) -> str:
     try:
         run = store.run(given)
     except Exception:
-        raise LookupError(f"no run {given!r} in {store.uri}: give a run id of that store (--tracking-uri), "
-                          "runs:/<run id>/model or models:/<name>@<alias>") from None
+        raise LookupError(
+            f"no run {given!r} in {store.uri}: give a run id of that store (--tracking-uri), "
+            "runs:/<run id>/model or models:/<name>@<alias>"
+        ) from None
     if run.tags.get(names.ROLE) == names.ROLE_SWEEP:
         with_model = [r for r in (run.tags.get("winner.run_ids") or "").split() if store.artifacts(r, names.MODEL)]
-        raise LookupError(f"run {given} is the parent of sweep {run.tags.get(names.SWEEP_ID)}, which has no model"
-                          + (f"; its winner's is in run {with_model[0]}" if with_model else ""))
+        raise LookupError(
+            f"run {given} is the parent of sweep {run.tags.get(names.SWEEP_ID)}, which has no model"
+            + (f"; its winner's is in run {with_model[0]}" if with_model else "")
+        )
     if not store.artifacts(given, names.MODEL):
-        raise LookupError(f"run {given} saved no model ({run.outcome.value}; runs save one when they finish with "
-                          "tracking.log_model=true)")
+        raise LookupError(
+            f"run {given} saved no model ({run.outcome.value}; runs save one when they finish with "
+            "tracking.log_model=true)"
+        )
     return given
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a run id, runs:/<run id>/model or models:/<name>@<alias>")
     parser.add_argument("images", type=Path, help="an .npz of images (and labels)")
@@ -72,8 +77,10 @@ def main(argv: Optional[list] = None) -> int:
         table = net.predict(None, images, params={"probabilities": True})
         classes = table.shape[1] - 1
         if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= classes):
-            raise ValueError(f"{args.images}: labels from {labels.min()} to {labels.max()}, but this net has "
-                             f"{classes} classes (0..{classes - 1})")
+            raise ValueError(
+                f"{args.images}: labels from {labels.min()} to {labels.max()}, but this net has "
+                f"{classes} classes (0..{classes - 1})"
+            )
     except Exception as exc:  # a missing run, an unknown model, an unreadable file, images of another size
         print(f"netsweep: {first_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR

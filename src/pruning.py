@@ -13,7 +13,6 @@ No config is pruned before `min_epochs`. With seeds, a config's curve is the mea
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 RULES = ("none", "median", "asha")
 MIN_PEERS = 2  # the median rule waits until at least this many other configs reached the epoch
@@ -32,8 +31,9 @@ class PruneRule:
 
     def decides_at(self, epoch: int, epochs: int) -> bool:
         """Whether the rule may stop a config after `epoch` of `epochs` (asha: only at its rungs)."""
-        return (self.active and self.min_epochs <= epoch < epochs
-                and (self.rule != "asha" or epoch in self.rungs(epochs)))
+        return (
+            self.active and self.min_epochs <= epoch < epochs and (self.rule != "asha" or epoch in self.rungs(epochs))
+        )
 
     def rungs(self, epochs: int) -> list[int]:
         """The epochs at which asha decides (before the last epoch)."""
@@ -65,7 +65,7 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: dict) -> Optional[str]:
+def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: dict) -> str | None:
     """Why the config with curve `mine` should stop after `epoch`, or None to go on.
 
     `others` maps each other config to its curve (best validation cross-entropy so far, per epoch)."""
@@ -77,12 +77,24 @@ def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: 
         if len(peers) < MIN_PEERS:
             return None
         median = _median(peers)
-        return (f"median rule at epoch {epoch}: best val_ce {score:.4g} is worse than the median {median:.4g} "
-                f"of {len(peers)} other configs") if score > median else None
+        return (
+            (
+                f"median rule at epoch {epoch}: best val_ce {score:.4g} is worse than the median {median:.4g} "
+                f"of {len(peers)} other configs"
+            )
+            if score > median
+            else None
+        )
     if rule.rule == "asha":
         competing = sorted(peers + [score])
         keep = max(1, len(competing) // rule.factor)
         cutoff = competing[keep - 1]
-        return (f"asha rung at epoch {epoch}: best val_ce {score:.4g} is not in the top {keep} of "
-                f"{len(competing)} configs (cutoff {cutoff:.4g})") if score > cutoff else None
+        return (
+            (
+                f"asha rung at epoch {epoch}: best val_ce {score:.4g} is not in the top {keep} of "
+                f"{len(competing)} configs (cutoff {cutoff:.4g})"
+            )
+            if score > cutoff
+            else None
+        )
     raise ValueError(f"unknown pruning rule {rule.rule!r}; use one of {', '.join(RULES)}")

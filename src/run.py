@@ -61,11 +61,15 @@ def task(cfg: DictConfig) -> float:
             evaluate_run(open_store(summary.tracking_uri), summary.run_id, cfg)
             log.info("evaluated with mlflow.models.evaluate: per_class_metrics.csv and confusion_matrix.png on the run")
         except Exception as exc:  # the run is recorded and finished: say so, and go on
-            log.warning(f"netsweep: run {summary.run_id} finished, but mlflow.models.evaluate failed: "
-                        f"{type(exc).__name__}: {exc}")
+            log.warning(
+                f"netsweep: run {summary.run_id} finished, but mlflow.models.evaluate failed: "
+                f"{type(exc).__name__}: {exc}"
+            )
         except KeyboardInterrupt:
-            print(f"netsweep: interrupted while evaluating; run {summary.run_id} finished and is recorded",
-                  file=sys.stderr)
+            print(
+                f"netsweep: interrupted while evaluating; run {summary.run_id} finished and is recorded",
+                file=sys.stderr,
+            )
             sys.exit(EXIT_INTERRUPTED)
     log.info(f"run {summary.run_id} finished: test accuracy {summary.test_acc:.4f}")
     if summary.figure_path is not None:
@@ -81,8 +85,10 @@ def _refuse_a_sweep_without_multirun(hydra_config, overrides: list) -> None:
     params = hydra_config.sweeper.get("params") or {}
     if params:
         named = [o for o in overrides if o.lstrip("+").startswith("sweep=")] or ["hydra.sweeper.params"]
-        raise ConfigError(f"{named[0]} defines a sweep over {', '.join(params)}: run it with -m, "
-                          f"e.g. python -m src.run -m {' '.join(overrides)}")
+        raise ConfigError(
+            f"{named[0]} defines a sweep over {', '.join(params)}: run it with -m, "
+            f"e.g. python -m src.run -m {' '.join(overrides)}"
+        )
 
 
 def discard_if_unused(output_dir: Path) -> None:

@@ -4,7 +4,6 @@ jobs in this process, each able to misbehave the ways real ones do."""
 import itertools
 import json
 import time
-from typing import Optional
 
 from src.outcomes import RESULTS, Outcome
 from src.sweep.slots import WorkerDied
@@ -31,7 +30,7 @@ class FakeRunLog:
             if self.record.params.setdefault(key, str(value)) != str(value):
                 raise ValueError(f"Changing param values is not allowed: {key}")
 
-    def log_metrics(self, metrics: dict, step: int = 0, tags: Optional[dict] = None) -> None:
+    def log_metrics(self, metrics: dict, step: int = 0, tags: dict | None = None) -> None:
         self.set_tags(tags or {})
         for key, value in metrics.items():
             self.record.metrics[key] = float(value)
@@ -50,7 +49,7 @@ class FakeRunLog:
         self.store.status[self.run_id] = self.record.outcome = Outcome.RUNNING
         self.set_tags({names.OUTCOME: Outcome.RUNNING.value})
 
-    def close(self, outcome, reason: Optional[str] = None) -> None:
+    def close(self, outcome, reason: str | None = None) -> None:
         self.set_tags({names.OUTCOME: Outcome(outcome).value, **({names.FAILURE_REASON: reason} if reason else {})})
         self.store.status[self.run_id] = Outcome(outcome)
         self.record.outcome = Outcome(outcome)
@@ -79,8 +78,15 @@ class FakeStore:
     def create_run(self, experiment_id, name, tags, parent_run_id=None, scheduled=False) -> FakeRunLog:
         run_id = f"run{next(self._ids)}"
         phase = Outcome.SCHEDULED if scheduled else Outcome.RUNNING
-        self.records[run_id] = RunRecord(run_id, name, experiment_id, phase, tags={k: str(v) for k, v in tags.items()},
-                                         parent_run_id=parent_run_id, start_time_ms=time.time_ns() // 1_000_000)
+        self.records[run_id] = RunRecord(
+            run_id,
+            name,
+            experiment_id,
+            phase,
+            tags={k: str(v) for k, v in tags.items()},
+            parent_run_id=parent_run_id,
+            start_time_ms=time.time_ns() // 1_000_000,
+        )
         self.status[run_id] = self.records[run_id].outcome
         return FakeRunLog(self, run_id)
 
@@ -101,18 +107,25 @@ class FakeStore:
 
     def runs(self, experiment_ids, *, sweep_id=None, sweeps_only=False, config_hash=None, outcomes=()) -> list:
         wanted = {Outcome(o).value for o in outcomes}
-        return [r for r in self.records.values() if r.experiment_id in experiment_ids
-                and (not sweep_id or r.tags.get(names.SWEEP_ID) == sweep_id)
-                and (not sweeps_only or r.tags.get(names.ROLE) == names.ROLE_SWEEP)
-                and (not config_hash or r.tags.get(names.CONFIG_HASH) == config_hash)
-                and (not wanted or r.tags.get(names.OUTCOME) in wanted)]
+        return [
+            r
+            for r in self.records.values()
+            if r.experiment_id in experiment_ids
+            and (not sweep_id or r.tags.get(names.SWEEP_ID) == sweep_id)
+            and (not sweeps_only or r.tags.get(names.ROLE) == names.ROLE_SWEEP)
+            and (not config_hash or r.tags.get(names.CONFIG_HASH) == config_hash)
+            and (not wanted or r.tags.get(names.OUTCOME) in wanted)
+        ]
 
     def results_by_config(self, experiment_id: str) -> dict:
         return result_per_config(self.runs([experiment_id], outcomes=RESULTS))
 
-    def find_sweep(self, sweep_id: str, experiment_id: Optional[str] = None) -> Optional[RunRecord]:
-        found = self.runs(list(self.experiments.values()) if experiment_id is None else [experiment_id],
-                          sweep_id=sweep_id, sweeps_only=True)
+    def find_sweep(self, sweep_id: str, experiment_id: str | None = None) -> RunRecord | None:
+        found = self.runs(
+            list(self.experiments.values()) if experiment_id is None else [experiment_id],
+            sweep_id=sweep_id,
+            sweeps_only=True,
+        )
         return found[0] if found else None
 
     def history(self, run_id: str, metrics=names.EPOCH_METRICS) -> dict:
@@ -154,7 +167,7 @@ class InlinePool:
 
     threads = 1
 
-    def __init__(self, settings=None, n_tasks: int = 1, die=(), break_after: Optional[int] = None):
+    def __init__(self, settings=None, n_tasks: int = 1, die=(), break_after: int | None = None):
         self.die, self.break_after = set(die), break_after
         self.opened = self.closed = self.restarts = 0
         self.aborted = False

@@ -51,8 +51,11 @@ class StoreView:
     @property
     def children(self) -> list:
         """Runs that trained (reused-result links excluded)."""
-        return [r for r in self.runs if r.data.tags.get("netsweep.role") != "sweep"
-                and "netsweep.reused_from" not in r.data.tags]
+        return [
+            r
+            for r in self.runs
+            if r.data.tags.get("netsweep.role") != "sweep" and "netsweep.reused_from" not in r.data.tags
+        ]
 
     def under(self, parent) -> list:
         return [r for r in self.runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

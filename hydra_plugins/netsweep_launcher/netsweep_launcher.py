@@ -4,7 +4,7 @@ Selected by default in conf/config.yaml (`override hydra/launcher: netsweep`), s
 a plain grid to a sweeper plugin such as Optuna, runs through it; any other Hydra app can select it too.
 """
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
@@ -22,7 +22,7 @@ class NetsweepLauncher(Launcher):
     def __init__(self, **settings) -> None:
         self.settings = LauncherSettings(**settings)
         self.runner = None
-        self.expected: Optional[int] = None
+        self.expected: int | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         # Hydra imports every installed plugin when it starts; the sweep core (joblib, the tracking layer)

@@ -10,7 +10,7 @@ reports, then fails.
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -27,8 +27,8 @@ from src.sweep.jobs import failure
 @dataclass
 class NetsweepSweeperConf:
     _target_: str = "hydra_plugins.netsweep_launcher.netsweep_sweeper.NetsweepSweeper"
-    max_batch_size: Optional[int] = None  # jobs handed to the launcher at once; null: the whole grid
-    params: Optional[Dict[str, str]] = None  # key: comma-separated values, as on the command line
+    max_batch_size: int | None = None  # jobs handed to the launcher at once; null: the whole grid
+    params: dict[str, str] | None = None  # key: comma-separated values, as on the command line
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="netsweep", node=NetsweepSweeperConf, provider="netsweep")
@@ -49,18 +49,19 @@ def grid(overrides: list) -> list[list[str]]:
 
 
 class NetsweepSweeper(Sweeper):
-    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None):
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None):
         self.max_batch_size, self.params = max_batch_size, params or {}
-        self.hydra_context: Optional[HydraContext] = None
-        self.config: Optional[DictConfig] = None
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
         self.launcher = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         jobs = grid(parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + list(arguments)))
         sweep_dir = Path(str(self.config.hydra.sweep.dir))

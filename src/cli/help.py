@@ -41,9 +41,14 @@ def _defaults(config: Path) -> dict:
 
 def help_text(conf_dir: Path) -> str:
     defaults = _defaults(conf_dir / "config.yaml")
-    lines = ["netsweep: train, sweep, compare and reproduce a one-hidden-layer NumPy net (ReLU, softmax,",
-             "SGD on cross-entropy plus weight decay), every run recorded in MLflow.", "",
-             "usage: python -m src.run [-m] [group=option ...] [key=value ...]", "", "config groups (group=option):"]
+    lines = [
+        "netsweep: train, sweep, compare and reproduce a one-hidden-layer NumPy net (ReLU, softmax,",
+        "SGD on cross-entropy plus weight decay), every run recorded in MLflow.",
+        "",
+        "usage: python -m src.run [-m] [group=option ...] [key=value ...]",
+        "",
+        "config groups (group=option):",
+    ]
     for group in sorted(p for p in conf_dir.iterdir() if p.is_dir() and not p.is_symlink()):
         options = sorted(p.stem for p in group.glob("*.yaml"))
         marked = [f"{o} (default)" if o == defaults.get(group.name) else o for o in options]

@@ -4,7 +4,8 @@ declares, each failing with one line that names the key and what to use instead.
 import dataclasses
 import difflib
 import re
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +27,7 @@ def schema_keys() -> list[str]:
     return sorted(set(keys))
 
 
-def did_you_mean(key: str, candidates: Optional[Iterable[str]] = None) -> str:
+def did_you_mean(key: str, candidates: Iterable[str] | None = None) -> str:
     """' (did you mean optimizer.lr?)' for a near miss or a key without its group ('lr'), else ''."""
     candidates = list(candidates or schema_keys())
     matches = [c for c in candidates if c.rsplit(".", 1)[-1] == key and c != key]
@@ -49,16 +50,23 @@ def unknown_key_message(key: str) -> str:
     that needs `+`, or a near miss."""
     group, _, leaf = key.lstrip("+").partition(".")
     options = group_options(group) if leaf else {}
-    owners = [option for option, schema in options.items()
-              if leaf in {f.name for f in dataclasses.fields(SCHEMAS[f"{group}/{schema}"])}]
+    owners = [
+        option
+        for option, schema in options.items()
+        if leaf in {f.name for f in dataclasses.fields(SCHEMAS[f"{group}/{schema}"])}
+    ]
     if owners:
         choices = ", ".join(f"{group}={option}" for option in owners)
-        return (f"{key} is not a key of the {group} you chose: it belongs to {choices}; choose one, "
-                f"e.g. {group}={owners[0]} {key}=...")
+        return (
+            f"{key} is not a key of the {group} you chose: it belongs to {choices}; choose one, "
+            f"e.g. {group}={owners[0]} {key}=..."
+        )
     if not leaf and (CONF_DIR / group).is_dir() and group not in {f.name for f in dataclasses.fields(Config)}:
         return f"{group} is a config group that is added: write +{group}=<name> (a sweep runs with -m)"
-    return (f"unknown config key {key!r}{did_you_mean(key)}: check its spelling "
-            "(python -m src.run --cfg job lists every key)")
+    return (
+        f"unknown config key {key!r}{did_you_mean(key)}: check its spelling "
+        "(python -m src.run --cfg job lists every key)"
+    )
 
 
 def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
@@ -93,10 +101,18 @@ def validate(cfg: DictConfig) -> None:
     _require(model.hidden_size >= 1, "model.hidden_size", model.hidden_size, "use a width >= 1")
     _require(model.decay >= 0, "model.decay", model.decay, "use a weight decay >= 0 (0 turns it off)")
     _require(cfg.epochs >= 1, "epochs", cfg.epochs, "use at least 1 epoch")
-    _require(cfg.patience is None or cfg.patience >= 1, "patience", cfg.patience,
-             "use a number of epochs >= 1, or null to never stop early")
-    _require(cfg.threads is None or cfg.threads >= 1, "threads", cfg.threads,
-             "use a number of threads >= 1, or null to let each run measure")
+    _require(
+        cfg.patience is None or cfg.patience >= 1,
+        "patience",
+        cfg.patience,
+        "use a number of epochs >= 1, or null to never stop early",
+    )
+    _require(
+        cfg.threads is None or cfg.threads >= 1,
+        "threads",
+        cfg.threads,
+        "use a number of threads >= 1, or null to let each run measure",
+    )
     _require(cfg.divergence_factor > 1, "divergence_factor", cfg.divergence_factor, "use a factor > 1, e.g. 100")
     _require(0 < data.val_fraction < 1, "data.val_fraction", data.val_fraction, "use a fraction inside (0, 1)")
     _require(cfg.objective in FINAL_METRICS, "objective", cfg.objective, f"use one of {', '.join(FINAL_METRICS)}")

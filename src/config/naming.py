@@ -1,8 +1,9 @@
 """How numbers, values and configs are written for people: run names, leaderboards, manifests and the
 commands that reproduce a config all go through `format_value`, so 1e-4 is written one way everywhere."""
 
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -12,7 +13,7 @@ UNNAMED_PREFIXES = ("hydra.", "tracking.", "sweep", "schema")  # overrides that 
 NAME_DIGITS = 4  # significant digits of numbers in names and figures
 
 
-def format_number(value: float, digits: Optional[int] = None) -> str:
+def format_number(value: float, digits: int | None = None) -> str:
     """The shortest text that reads back as the same number, in one style: 0.1 -> '0.1', 1.0 -> '1',
     0.001 -> '1e-3', 3.3e-05 -> '3.3e-5', 10000.0 -> '1e4', 0 -> '0'. With `digits`, rounded to that many
     significant digits first (names and figures; records and commands stay exact)."""
@@ -27,7 +28,7 @@ def format_number(value: float, digits: Optional[int] = None) -> str:
     return f"{format(exact.scaleb(-exponent).normalize(), 'f')}e{exponent}"
 
 
-def format_value(value: Any, digits: Optional[int] = None) -> str:
+def format_value(value: Any, digits: int | None = None) -> str:
     """A config value as a person (and Hydra's override grammar) writes it: numbers as `format_number`,
     booleans and null in YAML spelling, anything else as its text. Numeric strings (MLflow params) too."""
     if isinstance(value, bool) or value in ("True", "False"):

@@ -9,7 +9,7 @@ line can select them as an option of a group.
 from dataclasses import dataclass, field, make_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -84,9 +84,9 @@ globals().update({schema.__name__: schema for schema in OPTIMIZER_SCHEMAS.values
 @dataclass
 class TrackingConfig:
     experiment: str = MISSING
-    uri: Optional[str] = None
-    run_name: Optional[str] = None
-    run_id: Optional[str] = None
+    uri: str | None = None
+    run_name: str | None = None
+    run_id: str | None = None
     log_weights: bool = MISSING
     log_model: bool = MISSING
     evaluate: bool = MISSING
@@ -95,8 +95,16 @@ class TrackingConfig:
 
 # What a run's kept parameters are scored on when it ends: the values `objective` may name. best_val_ce is the
 # validation cross-entropy without the decay penalty, so configs with different decays compare fairly.
-FINAL_METRICS = ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_loss",
-                 "best_val_acc", "best_val_ce")
+FINAL_METRICS = (
+    "test_acc",
+    "test_loss",
+    "insample_acc",
+    "insample_loss",
+    "best_epoch",
+    "best_val_loss",
+    "best_val_acc",
+    "best_val_ce",
+)
 
 
 @dataclass
@@ -109,8 +117,8 @@ class Config:
     seed: int = MISSING
     divergence_factor: float = MISSING
     objective: str = MISSING
-    patience: Optional[int] = None
-    threads: Optional[int] = None
+    patience: int | None = None
+    threads: int | None = None
 
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the YAML defaults that use these schemas

@@ -44,8 +44,11 @@ def layout_of(arrays: dict, pixel_max: int) -> dict:
     """How the source stores its images: the shape of one image, the pixel type, a full-intensity pixel."""
     X = arrays["X_train"]
     integer = np.issubdtype(X.dtype, np.integer)
-    return {"image_shape": list(X.shape[1:]), "dtype": "uint8" if integer else str(X.dtype),
-            "pixel_max": pixel_max if integer else 1}
+    return {
+        "image_shape": list(X.shape[1:]),
+        "dtype": "uint8" if integer else str(X.dtype),
+        "pixel_max": pixel_max if integer else 1,
+    }
 
 
 def check_arrays(arrays: dict, source: str) -> tuple[dict, int, str]:
@@ -59,9 +62,7 @@ def check_arrays(arrays: dict, source: str) -> tuple[dict, int, str]:
     num_classes = int(y_train.max()) + 1
     for key, y in (("y_train", y_train), ("y_test", y_test)):
         if y.min() < 0 or y.max() >= num_classes:
-            raise DataError(
-                f"{source}: {key} has labels in [{y.min()}, {y.max()}]; expected 0..{num_classes - 1}"
-            )
+            raise DataError(f"{source}: {key} has labels in [{y.min()}, {y.max()}]; expected 0..{num_classes - 1}")
     if num_classes < 2:
         raise DataError(f"{source}: y_train holds a single class; a classifier needs at least two")
     checked = {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}

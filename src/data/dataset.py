@@ -1,7 +1,6 @@
 """The `Dataset` every run trains on: float pixel rows in [0, 1], split three ways by `split`."""
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -24,7 +23,7 @@ class Dataset:
     fingerprint: str
     source: str = ""  # where the images came from: a folder, a file, or "digits"
     layout: dict = field(default_factory=dict)  # how the source stores images: image_shape, dtype, pixel_max
-    X_test_raw: Optional[np.ndarray] = None  # the test images as the source stores them (for the saved model)
+    X_test_raw: np.ndarray | None = None  # the test images as the source stores them (for the saved model)
 
     @property
     def input_dim(self) -> int:
@@ -44,8 +43,16 @@ def _scaled(rows: np.ndarray, pixel_max: int) -> np.ndarray:
     return np.multiply(rows, np.float32(1 / pixel_max), dtype=np.float32)
 
 
-def split(checked: dict, num_classes: int, source_hash: str, name: str, val_fraction: float, seed: int,
-          source: str = "", layout: Optional[dict] = None) -> Dataset:
+def split(
+    checked: dict,
+    num_classes: int,
+    source_hash: str,
+    name: str,
+    val_fraction: float,
+    seed: int,
+    source: str = "",
+    layout: dict | None = None,
+) -> Dataset:
     """Hold out `val_fraction` of the training set for validation, chosen by `seed`, and scale to [0, 1]."""
     n = len(checked["y_train"])
     n_val = int(round(val_fraction * n))
@@ -60,9 +67,12 @@ def split(checked: dict, num_classes: int, source_hash: str, name: str, val_frac
     pixel_max = layout["pixel_max"]
     return Dataset(
         name=name,
-        X_train=_scaled(X[train], pixel_max), y_train=y[train],
-        X_val=_scaled(X[val], pixel_max), y_val=y[val],
-        X_test=_scaled(checked["X_test"], pixel_max), y_test=checked["y_test"],
+        X_train=_scaled(X[train], pixel_max),
+        y_train=y[train],
+        X_val=_scaled(X[val], pixel_max),
+        y_val=y[val],
+        X_test=_scaled(checked["X_test"], pixel_max),
+        y_test=checked["y_test"],
         num_classes=num_classes,
         fingerprint=fingerprint(np.frombuffer(source_hash.encode(), np.uint8), val),
         source=source,

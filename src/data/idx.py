@@ -63,9 +63,7 @@ def load_idx_folder(root: Path) -> dict:
     for split in ("train", "test"):
         n_images, n_labels = len(arrays[f"X_{split}"]), len(arrays[f"y_{split}"])
         if n_images != n_labels:
-            raise DataError(
-                f"{paths[f'y_{split}']}: {n_labels} labels for {n_images} images in {paths[f'X_{split}']}"
-            )
+            raise DataError(f"{paths[f'y_{split}']}: {n_labels} labels for {n_images} images in {paths[f'X_{split}']}")
     return arrays
 
 
@@ -98,6 +96,5 @@ def load_idx_dataset(name: str, root: str, download: bool, cache_dir: str, fetch
         return fetch(Path(cache_dir).expanduser())
     except Exception as exc:  # offline, proxy, corrupt cache: all end the same way for the user
         raise DataError(
-            f"MNIST files not found and the OpenML download failed ({type(exc).__name__}): "
-            f"{where} ({MNIST_URL_HINT})"
+            f"MNIST files not found and the OpenML download failed ({type(exc).__name__}): {where} ({MNIST_URL_HINT})"
         ) from None

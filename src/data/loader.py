@@ -8,7 +8,6 @@ import functools
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional
 
 from src.data.checks import check_arrays, layout_of
 from src.data.dataset import Dataset, split
@@ -46,7 +45,7 @@ def _decoded(name: str, options: tuple, stamps: tuple) -> tuple:
 
 
 @functools.lru_cache(maxsize=2)
-def _checked(name: str, options: tuple, stamps: tuple, share: Optional[DataShare]) -> tuple:
+def _checked(name: str, options: tuple, stamps: tuple, share: DataShare | None) -> tuple:
     """What `_decoded` gives, memory-mapped from `share` when the sweep's parent published it there; a worker
     that cannot see it (on another machine) decodes its own copy in memory and leaves no files behind."""
     published = share.read(_share_key(name, options, stamps)) if share is not None else None
@@ -54,12 +53,12 @@ def _checked(name: str, options: tuple, stamps: tuple, share: Optional[DataShare
 
 
 @functools.lru_cache(maxsize=1)
-def _split_cached(source: tuple, share: Optional[DataShare], val_fraction: float, seed: int) -> Dataset:
+def _split_cached(source: tuple, share: DataShare | None, val_fraction: float, seed: int) -> Dataset:
     checked, num_classes, source_hash, origin, layout = _checked(*source, share)
     return split(checked, num_classes, source_hash, source[0], val_fraction, seed, origin, layout)
 
 
-def load_dataset(data_cfg, seed: int, share: Optional[DataShare] = None) -> Dataset:
+def load_dataset(data_cfg, seed: int, share: DataShare | None = None) -> Dataset:
     """The dataset a `data` config names, split with `seed`; cached so repeated configs reuse it."""
     return _split_cached(_source_key(data_cfg), share, float(data_cfg.val_fraction), int(seed))
 

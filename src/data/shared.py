@@ -7,7 +7,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -28,7 +27,7 @@ class DataShare:
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def read(self, key: str) -> Optional[tuple[dict, int, str, str, dict]]:
+    def read(self, key: str) -> tuple[dict, int, str, str, dict] | None:
         """(arrays memory-mapped, number of classes, source hash, source, layout) of entry `key`, if published."""
         entry = Path(self.folder) / key
         if not (entry / "meta.json").is_file():
@@ -37,8 +36,9 @@ class DataShare:
         arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
         return arrays, meta["num_classes"], meta["source_hash"], meta.get("source", ""), meta.get("layout")
 
-    def write(self, key: str, checked: dict, num_classes: int, source_hash: str, source: str,
-              layout: Optional[dict] = None) -> None:
+    def write(
+        self, key: str, checked: dict, num_classes: int, source_hash: str, source: str, layout: dict | None = None
+    ) -> None:
         """Publish atomically: a reader sees either no entry or a complete one."""
         entry = Path(self.folder) / key
         staging = entry.with_name(f"{key}.tmp{os.getpid()}")

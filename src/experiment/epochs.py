@@ -2,7 +2,6 @@
 line is printed, and in a sweep that prunes, the decision to go on or stop is made."""
 
 import logging
-from typing import Optional
 
 from src.experiment.job import SweepJob
 from src.nn.train import History
@@ -34,7 +33,7 @@ class SweepPruner:
     def __init__(self, store, job: SweepJob, key: str, group: str, epochs: int):
         self.store, self.job, self.key, self.group, self.epochs = store, job, key, group, epochs
 
-    def __call__(self, epoch: int, curve: list) -> Optional[str]:
+    def __call__(self, epoch: int, curve: list) -> str | None:
         rule = self.job.prune
         if not rule.min_epochs <= epoch < self.epochs:
             return None
@@ -49,8 +48,7 @@ class SweepPruner:
             if run.run_id == self.job.run_id or key == self.key or not text:
                 continue
             group = run.tags.get(names.GROUP_HASH, key) if rule.by_config else key
-            if (group == self.group and names.PRUNED in run.tags
-                    and run.start_time_ms >= self.job.attempt_started_ms):
+            if group == self.group and names.PRUNED in run.tags and run.start_time_ms >= self.job.attempt_started_ms:
                 return f"pruned with its config ({run.tags[names.PRUNED]})"
             published = decode_curve(text)
             evidence = (len(published), names.CURVE in run.tags)
@@ -66,16 +64,15 @@ class SweepPruner:
 class EpochEnd:
     """The `on_epoch_end` of `fit`: log, print, and return a reason to stop when the sweep prunes this run."""
 
-    def __init__(self, run, epochs: int, pruner: Optional[SweepPruner] = None, publish_curve: bool = False,
-                 threads=None):
+    def __init__(self, run, epochs: int, pruner: SweepPruner | None = None, publish_curve: bool = False, threads=None):
         """`publish_curve`: a sweep's run tags its curve each epoch, for this sweep's pruner and later ones;
         `threads`: the run's ThreadGovernor, whose choice is logged with each epoch."""
         self.run, self.epochs, self.pruner, self.publish_curve = run, epochs, pruner, publish_curve
         self.threads = threads
         self.history = History()  # the epochs so far, kept should training be interrupted
-        self.pruned: Optional[str] = None
+        self.pruned: str | None = None
 
-    def __call__(self, epoch: int, row: dict) -> Optional[str]:
+    def __call__(self, epoch: int, row: dict) -> str | None:
         self.history.append(row)
         curve = best_so_far(self.history.metrics["val_ce"])
         encoded = encode_curve(curve) if self.publish_curve else ""

@@ -2,7 +2,6 @@
 
 import contextvars
 from dataclasses import dataclass, field
-from typing import Optional
 
 from src import plots
 from src.data.shared import DataShare
@@ -20,7 +19,7 @@ class SweepJob:
 
     run_id: str
     tracking_uri: str
-    data_share: Optional[DataShare] = None
+    data_share: DataShare | None = None
     sweep_id: str = ""
     experiment_id: str = ""
     prune: PruneRule = PruneRule()
@@ -36,10 +35,10 @@ class SweepJob:
         _ACTIVE_JOB.reset(self._token.pop())
 
 
-_ACTIVE_JOB: contextvars.ContextVar[Optional[SweepJob]] = contextvars.ContextVar("netsweep_sweep_job", default=None)
+_ACTIVE_JOB: contextvars.ContextVar[SweepJob | None] = contextvars.ContextVar("netsweep_sweep_job", default=None)
 
 
-def current_sweep_job() -> Optional[SweepJob]:
+def current_sweep_job() -> SweepJob | None:
     """The sweep job this thread is running, if any."""
     return _ACTIVE_JOB.get()
 

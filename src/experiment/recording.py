@@ -8,7 +8,6 @@ import socket
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Optional
 
 from omegaconf import DictConfig
 from threadpoolctl import threadpool_info
@@ -64,12 +63,14 @@ def history_csv(history: History) -> str:
     return "\n".join([header] + [",".join(f"{value:.9g}" for value in row.values()) for row in rows]) + "\n"
 
 
-def record_history(run, history: History, title: str, output_dir: Optional[Path], best_epoch,
-                   diverged_at=None, stopped_at=None) -> Optional[Path]:
+def record_history(
+    run, history: History, title: str, output_dir: Path | None, best_epoch, diverged_at=None, stopped_at=None
+) -> Path | None:
     """History CSV and Figure 1 as artifacts; Figure 1 is also kept in `output_dir` when there is one."""
     run.log_text(history_csv(history), names.HISTORY)
-    figure = plots.figure_one(history.metrics, title, best_epoch=best_epoch, diverged_at=diverged_at,
-                              stopped_at=stopped_at)
+    figure = plots.figure_one(
+        history.metrics, title, best_epoch=best_epoch, diverged_at=diverged_at, stopped_at=stopped_at
+    )
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(output_dir or scratch) / names.FIGURE_ONE
         figure.savefig(path, dpi=100)

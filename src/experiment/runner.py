@@ -7,9 +7,9 @@ with its outcome.
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -51,7 +51,7 @@ class RunSummary:
     run_id: str
     tracking_uri: str
     metrics: dict  # final metrics: test_acc, best_val_loss, ...
-    figure_path: Optional[Path]
+    figure_path: Path | None
     experiment_id: str = ""
     outcome: Outcome = Outcome.FINISHED
 
@@ -64,7 +64,7 @@ class RunSummary:
         return self.metrics[name]
 
 
-def prepare(cfg: DictConfig, share: Optional[DataShare] = None) -> Dataset:
+def prepare(cfg: DictConfig, share: DataShare | None = None) -> Dataset:
     """Check the config and load its data: everything that can fail before a run is recorded."""
     validate(cfg)
     dataset = load_dataset(cfg.data, cfg.seed, share)
@@ -89,9 +89,19 @@ def train(cfg: DictConfig, dataset: Dataset, on_epoch_end, on_step=None) -> FitR
     )
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer), params, cfg.model.decay)
     return fit(
-        params, dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val,
-        optimizer=optimizer, decay=cfg.model.decay, batch_size=cfg.optimizer.batch_size, epochs=cfg.epochs,
-        rng=shuffle_rng, divergence_factor=cfg.divergence_factor, patience=cfg.patience, on_epoch_end=on_epoch_end,
+        params,
+        dataset.X_train,
+        dataset.y_train,
+        dataset.X_val,
+        dataset.y_val,
+        optimizer=optimizer,
+        decay=cfg.model.decay,
+        batch_size=cfg.optimizer.batch_size,
+        epochs=cfg.epochs,
+        rng=shuffle_rng,
+        divergence_factor=cfg.divergence_factor,
+        patience=cfg.patience,
+        on_epoch_end=on_epoch_end,
         on_step=on_step,
     )
 
@@ -114,13 +124,25 @@ def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
         test_loss, test_acc = evaluate(result.params, dataset.X_test, dataset.y_test, decay)
     insample_loss, insample_acc = evaluate(result.params, dataset.X_train, dataset.y_train, decay)
     history = result.history.metrics
-    scores = (test_acc, test_loss, insample_acc, insample_loss, result.best_epoch, min(history["val_loss"]),
-              max(history["val_acc"]), min(history["val_ce"]))
+    scores = (
+        test_acc,
+        test_loss,
+        insample_acc,
+        insample_loss,
+        result.best_epoch,
+        min(history["val_loss"]),
+        max(history["val_acc"]),
+        min(history["val_ce"]),
+    )
     return dict(zip(FINAL_METRICS, scores))
 
 
-def run_config(cfg: DictConfig, overrides: Optional[Sequence[str]] = None, output_dir: Optional[Path] = None,
-               sweep_job: Optional[SweepJob] = None) -> RunSummary:
+def run_config(
+    cfg: DictConfig,
+    overrides: Sequence[str] | None = None,
+    output_dir: Path | None = None,
+    sweep_job: SweepJob | None = None,
+) -> RunSummary:
     """Train the net `cfg` describes and record it as one MLflow run.
 
     `overrides` are the command line's (they name the run), `output_dir` is where Figure 1 is also kept,
@@ -140,8 +162,9 @@ def run_config(cfg: DictConfig, overrides: Optional[Sequence[str]] = None, outpu
     preloading.join()
     store = open_store(uri)
     name = run_name(cfg, overrides or ())
-    experiment_id = sweep_job.experiment_id if sweep_job else store.experiment_id(cfg.tracking.experiment,
-                                                                                 EXPERIMENT_NOTE)
+    experiment_id = (
+        sweep_job.experiment_id if sweep_job else store.experiment_id(cfg.tracking.experiment, EXPERIMENT_NOTE)
+    )
     run = _open_run(store, cfg, dataset, name, overrides, sweep_job, experiment_id)
     log.info(f"run {run.run_id} ({name}) on {dataset.summary()}")
     with closing_on_failure(run):
@@ -154,16 +177,18 @@ def run_config(cfg: DictConfig, overrides: Optional[Sequence[str]] = None, outpu
     return summary
 
 
-def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, output_dir: Optional[Path],
-                      sweep_job: Optional[SweepJob]) -> RunSummary:
+def _train_and_record(
+    store, cfg: DictConfig, dataset: Dataset, run, name: str, output_dir: Path | None, sweep_job: SweepJob | None
+) -> RunSummary:
     """Params, the resolved config and every epoch as it ends, then the final scores, Figure 1, the weights
     and the outcome."""
     title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
     if sweep_job is None:  # a sweep's parent logged them on the run it created for this config
         run.log_params(flatten(to_plain(cfg)))
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), names.CONFIG)
-    run.log_training_data(dataset.name, dataset.fingerprint, dataset.source, dataset.layout,
-                          len(dataset.y_train), dataset.num_classes)
+    run.log_training_data(
+        dataset.name, dataset.fingerprint, dataset.source, dataset.layout, len(dataset.y_train), dataset.num_classes
+    )
     pruner = None
     if sweep_job is not None and sweep_job.prune.active:
         pruner = SweepPruner(store, sweep_job, config_hash(cfg), group_hash(cfg), cfg.epochs)
@@ -184,7 +209,7 @@ def _train_and_record(store, cfg: DictConfig, dataset: Dataset, run, name: str, 
     return _close_trained(store, cfg, dataset, run, result, epoch_end, title, output_dir)
 
 
-def _keep_partial_history(run, epoch_end: EpochEnd, title: str, output_dir: Optional[Path], exc: BaseException):
+def _keep_partial_history(run, epoch_end: EpochEnd, title: str, output_dir: Path | None, exc: BaseException):
     """history.csv and Figure 1 of the epochs done before an interrupt or an error (never masking it)."""
     if not epoch_end.history.epochs:
         return
@@ -195,16 +220,25 @@ def _keep_partial_history(run, epoch_end: EpochEnd, title: str, output_dir: Opti
         log.warning(f"netsweep: could not keep the partial history of run {run.run_id}: {failure}")
 
 
-def _close_trained(store, cfg: DictConfig, dataset: Dataset, run, result: FitResult, epoch_end: EpochEnd,
-                   title: str, output_dir: Optional[Path]) -> RunSummary:
+def _close_trained(
+    store,
+    cfg: DictConfig,
+    dataset: Dataset,
+    run,
+    result: FitResult,
+    epoch_end: EpochEnd,
+    title: str,
+    output_dir: Path | None,
+) -> RunSummary:
     """Final scores of the kept parameters, Figure 1, the weights, and the outcome: finished (stopped early by
     its patience, or not) or pruned."""
     metrics = final_metrics(result, dataset, cfg.model.decay)
     trained = result.epochs_trained
     run.log_metrics({**metrics, "epochs_trained": trained, "peak_rss_mb": peak_rss_mb()}, step=trained)
     why = "pruned" if epoch_end.pruned else "stopped early"
-    figure_path = record_history(run, result.history, title, output_dir, result.best_epoch,
-                                 stopped_at=(trained, why) if result.stopped else None)
+    figure_path = record_history(
+        run, result.history, title, output_dir, result.best_epoch, stopped_at=(trained, why) if result.stopped else None
+    )
     if cfg.tracking.log_weights:
         run.log_arrays(result.params, names.WEIGHTS)
     if cfg.tracking.log_model and not epoch_end.pruned:
@@ -217,7 +251,7 @@ def _close_trained(store, cfg: DictConfig, dataset: Dataset, run, result: FitRes
     return RunSummary(run.run_id, store.uri, metrics, figure_path, outcome=outcome)
 
 
-def evaluate_run(store, run_id: str, cfg: DictConfig, share: Optional[DataShare] = None) -> dict:
+def evaluate_run(store, run_id: str, cfg: DictConfig, share: DataShare | None = None) -> dict:
     """`mlflow.models.evaluate` of the run's saved model on its test images (as its data source stores them):
     per-class precision and recall and a confusion matrix, logged on the run. Kept off every sweep config's
     path: a single run, or a sweep's winner."""
@@ -227,8 +261,9 @@ def evaluate_run(store, run_id: str, cfg: DictConfig, share: Optional[DataShare]
     return metrics
 
 
-def _open_run(store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sweep_job: Optional[SweepJob],
-              experiment_id: str):
+def _open_run(
+    store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sweep_job: SweepJob | None, experiment_id: str
+):
     """The run this config records into: created here (in `experiment_id`), or the one a sweep created for it."""
     tags = run_tags(cfg, dataset, overrides)
     if sweep_job:

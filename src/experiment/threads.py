@@ -12,7 +12,6 @@ for a second thread to pay for its synchronisation.
 """
 
 import time
-from typing import Optional
 
 from threadpoolctl import ThreadpoolController
 
@@ -23,15 +22,15 @@ MIN_WORK_PER_STEP = 2_000_000  # multiply-adds per step below which one thread i
 class ThreadGovernor:
     """The `on_step` of `fit`. `fixed`: always this many threads (the config's `threads`); None: choose."""
 
-    def __init__(self, max_threads: int, fixed: Optional[int], work_per_step: int, steps_per_epoch: int):
+    def __init__(self, max_threads: int, fixed: int | None, work_per_step: int, steps_per_epoch: int):
         self.controller = ThreadpoolController()
         self.max_threads = max(1, max_threads)
         small = work_per_step < MIN_WORK_PER_STEP or steps_per_epoch < 4 * PROBE_STEPS
         self.fixed = fixed if fixed is not None else (1 if small or self.max_threads == 1 else None)
-        self.current: Optional[int] = None
+        self.current: int | None = None
         self.choices: list = []  # the setting each epoch trained with, after its probe
         self._original = None  # the first limiter, which restores the process's limits in `close`
-        self._one_thread_s: Optional[float] = None  # this epoch's one-thread stretch; None once decided
+        self._one_thread_s: float | None = None  # this epoch's one-thread stretch; None once decided
         self._started = 0.0
 
     @property

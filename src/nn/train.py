@@ -5,8 +5,8 @@ the tracking layer logs each epoch as it ends without reaching into the loop.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -31,9 +31,7 @@ class History:
 
     def rows(self) -> list[dict]:
         """One dict per epoch, with its 1-based epoch number."""
-        return [
-            {"epoch": i + 1, **{name: self.metrics[name][i] for name in EPOCH_METRICS}} for i in range(self.epochs)
-        ]
+        return [{"epoch": i + 1, **{name: self.metrics[name][i] for name in EPOCH_METRICS}} for i in range(self.epochs)]
 
 
 class Diverged(Exception):
@@ -52,7 +50,7 @@ class FitResult:
     params: dict  # the parameters of the epoch with the lowest validation loss
     best_epoch: int
     history: History
-    stopped: Optional[str] = None  # why training ended before its last epoch (None: it ran them all)
+    stopped: str | None = None  # why training ended before its last epoch (None: it ran them all)
 
     @property
     def epochs_trained(self) -> int:
@@ -119,9 +117,9 @@ def fit(
     epochs: int,
     rng: np.random.Generator,
     divergence_factor: float = 100.0,
-    patience: Optional[int] = None,
-    on_epoch_end: Optional[Callable[[int, dict], Optional[str]]] = None,
-    on_step: Optional[Callable[[int, int], None]] = None,
+    patience: int | None = None,
+    on_epoch_end: Callable[[int, dict], str | None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> FitResult:
     """Train `params` in place; keep and return the parameters with the best validation loss.
 
@@ -151,8 +149,14 @@ def fit(
                 raise Diverged(epoch, -(-len(order) // batch_size), np.nan, guard.limit, history)
             val_ce, val_acc = evaluate(params, X_val, y_val, 0.0)
             val_loss = val_ce + decay_penalty(params, decay)
-            row = dict(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, val_ce=val_ce,
-                       epoch_time_s=epoch_time)
+            row = dict(
+                train_loss=train_loss,
+                train_acc=train_acc,
+                val_loss=val_loss,
+                val_acc=val_acc,
+                val_ce=val_ce,
+                epoch_time_s=epoch_time,
+            )
             history.append(row)
             best.consider(epoch, val_loss, params)
             stopped = on_epoch_end(epoch, row) if on_epoch_end is not None else None

@@ -7,21 +7,23 @@ import argparse
 import gc
 import sys
 from pathlib import Path
-from typing import Optional
 
 from src.errors import EXIT_USER_ERROR, first_line
 from src.report.build import build_report, summary
 from src.tracking.store import open_existing_store, resolve_uri
 
 
-def main(argv: Optional[list] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.report",
-                                     description="Rebuild a sweep's comparison (figures, leaderboard) from MLflow.")
-    parser.add_argument("sweep_id", help="the sweep's id, as printed by the sweep and tagged on its runs "
-                                     "(or its parent run's id)")
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.report", description="Rebuild a sweep's comparison (figures, leaderboard) from MLflow."
+    )
+    parser.add_argument(
+        "sweep_id", help="the sweep's id, as printed by the sweep and tagged on its runs (or its parent run's id)"
+    )
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here")
-    parser.add_argument("--out", type=Path, help="write the report's files into this folder "
-                                                 "(default: report-<sweep_id>/ here)")
+    parser.add_argument(
+        "--out", type=Path, help="write the report's files into this folder (default: report-<sweep_id>/ here)"
+    )
     parser.add_argument("--log", action="store_true", help="also log them under report/ on the sweep's parent run")
     args = parser.parse_args(argv)
     try:

@@ -5,7 +5,6 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from src.outcomes import RESULTS
 from src.report import figures, leaderboard
@@ -24,8 +23,7 @@ class Report:
     logged: list = field(default_factory=list)  # artifact paths on the parent run
 
 
-def build_report(store, sweep_id: str, out_dir: Optional[Path] = None, draw: bool = True,
-                 log: bool = True) -> Report:
+def build_report(store, sweep_id: str, out_dir: Path | None = None, draw: bool = True, log: bool = True) -> Report:
     """Read the sweep back and rank it; draw it, writing the files into `out_dir` when given, and with `log`
     log them under report/ on its parent run and tag the winner there. `draw=False` only reads and ranks
     (the parent's report is current)."""
@@ -69,11 +67,12 @@ def winner_tags(data: SweepData) -> dict:
     }
 
 
-def winning_run(data: SweepData, outcomes=RESULTS) -> Optional[Member]:
+def winning_run(data: SweepData, outcomes=RESULTS) -> Member | None:
     """The run of the winning config with the best validation accuracy (its best seed) among its runs that
     ended with one of `outcomes`, if any has one."""
-    candidates = [m for g in data.best[:1] for m in g.members
-                  if m.outcome in outcomes and not math.isnan(m.best_val_acc)]
+    candidates = [
+        m for g in data.best[:1] for m in g.members if m.outcome in outcomes and not math.isnan(m.best_val_acc)
+    ]
     return max(candidates, key=lambda m: m.best_val_acc) if candidates else None
 
 
@@ -89,8 +88,9 @@ def summary(report: Report) -> list[str]:
         spread = f" ± {row['best_val_acc_std']:.4f}" if row["seeds"] > 1 else ""
         test = "" if math.isnan(row["test_acc"]) else f", test_acc {row['test_acc']:.4f}"
         setting = describe(data.swept_keys, first.values) if data.swept_keys else first.members[0].name
-        lines.append(f"best config: {setting}: best val_acc {first.score.acc:.4f}{spread}{test} "
-                     f"({row['seeds']} run(s))")
+        lines.append(
+            f"best config: {setting}: best val_acc {first.score.acc:.4f}{spread}{test} ({row['seeds']} run(s))"
+        )
         if len(best) > 1:
             others = "; ".join(describe(data.swept_keys, g.values) for g in best[1:])
             lines.append(f"tied with: {others} (same accuracy and loss; more epochs or seeds would separate them)")
@@ -98,12 +98,13 @@ def summary(report: Report) -> list[str]:
         lines.append(f"reproduce {which}: {leaderboard.reproduce_command(winning_run(data))}")
     older = [m for m in data.members if m.outcome.is_result and not m.has_val_ce]
     if older and len(older) < len(data.members):
-        lines.append(f"{len(older)} run(s) were recorded before netsweep logged val_ce: their validation cost (the "
-                     "cross-entropy plus the decay penalty) stands in for it when configs tie")
+        lines.append(
+            f"{len(older)} run(s) were recorded before netsweep logged val_ce: their validation cost (the "
+            "cross-entropy plus the decay penalty) stands in for it when configs tie"
+        )
     lines.extend(f"wrote {path}" for path in report.written)
     if report.logged:
         lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))
     elif not report.written:
         lines.append(f"nothing new was trained: the report on parent run {data.parent_run_id} is current")
     return lines
-

@@ -56,8 +56,9 @@ def _layout(data: SweepData):
 
 def _colour_of(data: SweepData, colour_keys: list) -> dict:
     positions = [data.swept_keys.index(k) for k in colour_keys]
-    combos = sorted({tuple(g.values[p] for p in positions) for g in data.groups},
-                    key=lambda combo: [sort_value(v) for v in combo])
+    combos = sorted(
+        {tuple(g.values[p] for p in positions) for g in data.groups}, key=lambda combo: [sort_value(v) for v in combo]
+    )
     cmap = plt.get_cmap("viridis" if len(combos) <= 8 else "turbo")
     spread = max(len(combos) - 1, 1)
     return {combo: cmap(0.85 * i / spread) for i, combo in enumerate(combos)}, positions
@@ -79,8 +80,15 @@ def sweep_curves(data: SweepData, title: str) -> Figure:
     panels, colour_keys = _layout(data)
     loss = loss_metric(data)
     colours, positions = _colour_of(data, colour_keys)
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels) + 3.0, 8), squeeze=False,
-                             sharex=True, sharey="row", constrained_layout=True)
+    fig, axes = plt.subplots(
+        2,
+        len(panels),
+        figsize=(4.2 * len(panels) + 3.0, 8),
+        squeeze=False,
+        sharex=True,
+        sharey="row",
+        constrained_layout=True,
+    )
     for column, panel in enumerate(panels):
         members = [g for g in data.groups if panel is None or g.values[0] == panel]
         for group in members:
@@ -90,11 +98,17 @@ def sweep_curves(data: SweepData, title: str) -> Figure:
         if panel is not None:
             axes[0, column].set_title(f"{short_key(data.swept_keys[0])}={format_value(panel, NAME_DIGITS)}")
     _finish_axes(axes, data, loss)
-    fig.legend(handles=_legend(colours, colour_keys, data), loc="outside right center", title="config",
-               fontsize=8)
+    fig.legend(handles=_legend(colours, colour_keys, data), loc="outside right center", title="config", fontsize=8)
     seeds = data.seeds
-    fig.suptitle(title + (f"\nline: mean over {seeds} seeds (geometric for the loss), band: lowest to highest seed"
-                          if seeds > 1 else ""), fontsize=11)
+    fig.suptitle(
+        title
+        + (
+            f"\nline: mean over {seeds} seeds (geometric for the loss), band: lowest to highest seed"
+            if seeds > 1
+            else ""
+        ),
+        fontsize=11,
+    )
     return fig
 
 
@@ -105,13 +119,27 @@ def _draw_group(ax, group, metric: str, colour) -> None:
     if curves:
         centre, low, high = _band(curves, log=metric != "val_acc")
         epochs = np.arange(1, len(centre) + 1)
-        ax.plot(epochs, centre, color=colour, linewidth=2.6 if bold else 1.0, alpha=1.0 if bold else 0.75,
-                zorder=3 if bold else 2)
+        ax.plot(
+            epochs,
+            centre,
+            color=colour,
+            linewidth=2.6 if bold else 1.0,
+            alpha=1.0 if bold else 0.75,
+            zorder=3 if bold else 2,
+        )
         if len(curves) > 1:
             ax.fill_between(epochs, low, high, color=colour, alpha=0.10 if bold else 0.05, linewidth=0)
         if bold:  # labels of neighbouring lines are staggered so they do not overprint each other
-            ax.annotate(f"#{rank}", (epochs[-1], centre[-1]), textcoords="offset points",
-                        xytext=(4 + 16 * (rank - 1), 0), fontsize=8, fontweight="bold", color=colour, va="center")
+            ax.annotate(
+                f"#{rank}",
+                (epochs[-1], centre[-1]),
+                textcoords="offset points",
+                xytext=(4 + 16 * (rank - 1), 0),
+                fontsize=8,
+                fontweight="bold",
+                color=colour,
+                va="center",
+            )
         if group.pruned:
             ax.plot(epochs[-1], centre[-1], marker="|", markersize=12, color="black", linestyle="none", zorder=4)
     if group.diverged:
@@ -126,8 +154,17 @@ def _mark_divergence(ax, group, metric: str, curves: list) -> None:
         ax.plot(len(centre), centre[-1], marker="X", color="red", markersize=10, linestyle="none", zorder=5)
         return
     edge = 0.97 if metric != "val_acc" else 0.03
-    ax.plot(1, edge, marker="X", color="red", markersize=10, linestyle="none", zorder=5,
-            transform=ax.get_xaxis_transform(), clip_on=False)
+    ax.plot(
+        1,
+        edge,
+        marker="X",
+        color="red",
+        markersize=10,
+        linestyle="none",
+        zorder=5,
+        transform=ax.get_xaxis_transform(),
+        clip_on=False,
+    )
 
 
 def _finish_axes(axes, data: SweepData, loss: str) -> None:
@@ -139,8 +176,11 @@ def _finish_axes(axes, data: SweepData, loss: str) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     older = loss == "val_ce" and any(m.history.get("val_loss") and not m.history.get("val_ce") for m in data.members)
-    axes[0, 0].set_ylabel("Validation cross-entropy (log scale)" + ("\n(older runs: their cost)" if older else "")
-                          if loss == "val_ce" else "Validation cost (log scale)")
+    axes[0, 0].set_ylabel(
+        "Validation cross-entropy (log scale)" + ("\n(older runs: their cost)" if older else "")
+        if loss == "val_ce"
+        else "Validation cost (log scale)"
+    )
     low = _accuracy_floor(data)
     axes[1, 0].set_ylim(low, 1.0)
     zoom = f"\n(axis from {low:.2f}; lower values not shown)" if low > 0 else ""
@@ -157,8 +197,10 @@ def _accuracy_floor(data: SweepData) -> float:
 
 
 def _legend(colours: dict, colour_keys: list, data: SweepData) -> list:
-    handles = [Line2D([], [], color=colour, linewidth=2.5, label=describe(colour_keys, combo))
-               for combo, colour in colours.items()]
+    handles = [
+        Line2D([], [], color=colour, linewidth=2.5, label=describe(colour_keys, combo))
+        for combo, colour in colours.items()
+    ]
     handles.append(Line2D([], [], color="grey", linewidth=2.6, label=f"bold, #k: the top {HIGHLIGHT} by rank"))
     if any(g.diverged for g in data.groups):
         handles.append(Line2D([], [], color="red", marker="X", linestyle="none", label="diverged here"))
@@ -179,12 +221,18 @@ def sweep_heatmap(data: SweepData, title: str) -> Figure:
     mean = np.full((len(rows_v), len(cols_v)), np.nan)
     for (i, j), group in cells.items():
         mean[i, j] = group.score.acc if group.score.has_score else np.nan
-    fig, ax = plt.subplots(figsize=(max(1.7 * len(cols_v) + 3.8, 7.5), 0.9 * len(rows_v) + 2.8),
-                           constrained_layout=True)
+    fig, ax = plt.subplots(
+        figsize=(max(1.7 * len(cols_v) + 3.8, 7.5), 0.9 * len(rows_v) + 2.8), constrained_layout=True
+    )
     cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
     finite = mean[np.isfinite(mean)]
-    image = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, aspect="auto",
-                      vmin=finite.min() if finite.size else 0, vmax=finite.max() if finite.size else 1)
+    image = ax.imshow(
+        np.ma.masked_invalid(mean),
+        cmap=cmap,
+        aspect="auto",
+        vmin=finite.min() if finite.size else 0,
+        vmax=finite.max() if finite.size else 1,
+    )
     for (i, j), group in cells.items():
         _annotate_cell(ax, i, j, group, finite, data.seeds)
     ax.set_yticks(range(len(rows_v)), [format_value(v, NAME_DIGITS) for v in rows_v])
@@ -194,10 +242,13 @@ def sweep_heatmap(data: SweepData, title: str) -> Figure:
     seeds = data.seeds
     fig.colorbar(image, ax=ax, label="best validation accuracy" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
     fig.suptitle(title, fontsize=11)
-    ax.set_title("cell: best val_acc over the epochs" + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
-                 + ("; the best over the other swept keys" if len(keys) > 2 else "")
-                 + "\n#k: rank (ties broken by validation loss); red frame: the winner (ties: all framed, marked =)",
-                 fontsize=9)
+    ax.set_title(
+        "cell: best val_acc over the epochs"
+        + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
+        + ("; the best over the other swept keys" if len(keys) > 2 else "")
+        + "\n#k: rank (ties broken by validation loss); red frame: the winner (ties: all framed, marked =)",
+        fontsize=9,
+    )
     return fig
 
 

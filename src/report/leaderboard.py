@@ -4,7 +4,6 @@ shown by its difference from the defaults the sweep recorded."""
 import csv
 import io
 import math
-from typing import Optional
 
 from src.config.identity import REPLICATE_KEY
 from src.config.naming import format_override, format_value
@@ -13,19 +12,21 @@ from src.report.load import Member, SweepData, not_trained
 SWEEP_OVERRIDE_PREFIXES = ("+sweep=", "sweep=", "++sweep=")
 
 
-def config_diff(member: Member, defaults: Optional[dict], shared: dict) -> str:
+def config_diff(member: Member, defaults: dict | None, shared: dict) -> str:
     """The member's settings that differ from the sweep's recorded defaults (older sweeps, which did not
     record them: from the settings all members share)."""
     reference = {key: str(value) for key, value in defaults.items()} if defaults is not None else shared
     changed = [
-        f"{key}={format_value(value)}" for key, value in sorted(member.params.items())
-        if not not_trained(key) and key != REPLICATE_KEY
+        f"{key}={format_value(value)}"
+        for key, value in sorted(member.params.items())
+        if not not_trained(key)
+        and key != REPLICATE_KEY
         and (reference.get(key) != value and not _same_number(reference.get(key), value))
     ]
     return " ".join(changed) or "(defaults)"
 
 
-def _same_number(a: Optional[str], b: Optional[str]) -> bool:
+def _same_number(a: str | None, b: str | None) -> bool:
     try:
         return float(a) == float(b)
     except (TypeError, ValueError):
@@ -45,22 +46,26 @@ def rows(data: SweepData) -> list[dict]:
     for group in data.groups:
         val_acc, val_acc_std = group.score.acc, group.score.acc_std
         test_acc, test_acc_std = group.stat("test_acc")
-        table.append({
-            "rank": group.score.rank,
-            "tied": group.score.tied,
-            **{key: format_value(value) for key, value in zip(data.swept_keys, group.values)},
-            "best_val_acc": val_acc, "best_val_acc_std": val_acc_std,
-            "test_acc": test_acc, "test_acc_std": test_acc_std,
-            "best_val_ce": group.stat("best_val_ce")[0],
-            "best_val_loss": group.stat("best_val_loss")[0],
-            "best_epoch": group.stat("best_epoch")[0],
-            "epochs_trained": max(m.epochs_logged for m in group.members),
-            "seeds": len(group.members),
-            "outcome": "/".join(group.score.outcomes),
-            "reused": sum(m.reused for m in group.members),
-            "config_diff": config_diff(group.members[0], data.defaults, shared),
-            "run_ids": " ".join(m.run_id for m in group.members),
-        })
+        table.append(
+            {
+                "rank": group.score.rank,
+                "tied": group.score.tied,
+                **{key: format_value(value) for key, value in zip(data.swept_keys, group.values)},
+                "best_val_acc": val_acc,
+                "best_val_acc_std": val_acc_std,
+                "test_acc": test_acc,
+                "test_acc_std": test_acc_std,
+                "best_val_ce": group.stat("best_val_ce")[0],
+                "best_val_loss": group.stat("best_val_loss")[0],
+                "best_epoch": group.stat("best_epoch")[0],
+                "epochs_trained": max(m.epochs_logged for m in group.members),
+                "seeds": len(group.members),
+                "outcome": "/".join(group.score.outcomes),
+                "reused": sum(m.reused for m in group.members),
+                "config_diff": config_diff(group.members[0], data.defaults, shared),
+                "run_ids": " ".join(m.run_id for m in group.members),
+            }
+        )
     return table
 
 
@@ -79,8 +84,17 @@ def _cell(value) -> str:
 
 
 def to_markdown(table: list[dict], swept: list) -> str:
-    columns = ["rank", *swept, "best_val_acc", "test_acc", "epochs_trained", "seeds", "outcome", "config_diff",
-               "run_ids"]
+    columns = [
+        "rank",
+        *swept,
+        "best_val_acc",
+        "test_acc",
+        "epochs_trained",
+        "seeds",
+        "outcome",
+        "config_diff",
+        "run_ids",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in table:
         cells = []

@@ -4,7 +4,6 @@ grouped by config over seeds and ranked (src/report/ranking.py)."""
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -62,13 +61,15 @@ class ConfigGroup:
 
     values: tuple  # the swept values (seed excluded), in the order of `swept_keys`
     members: list
-    score: Optional[Score] = None
+    score: Score | None = None
 
     def stat(self, metric: str) -> tuple[float, float]:
         """Mean and standard deviation over the seeds with a result (NaN when none has one)."""
-        values = [getattr(m, metric) if metric in ("best_val_acc", "best_val_loss", "best_val_ce")
-                  else m.metrics.get(metric)
-                  for m in self.members if m.outcome in SCORED]
+        values = [
+            getattr(m, metric) if metric in ("best_val_acc", "best_val_loss", "best_val_ce") else m.metrics.get(metric)
+            for m in self.members
+            if m.outcome in SCORED
+        ]
         values = [v for v in values if v is not None and not math.isnan(v)]
         if not values:
             return math.nan, math.nan
@@ -90,7 +91,7 @@ class SweepData:
     members: list
     swept_keys: list
     groups: list  # ranked: best first
-    defaults: Optional[dict] = None  # the flattened default config the sweep recorded (older sweeps: None)
+    defaults: dict | None = None  # the flattened default config the sweep recorded (older sweeps: None)
 
     @property
     def seeds(self) -> int:
@@ -107,14 +108,19 @@ def load_sweep(store, sweep_id: str) -> SweepData:
     """Everything the report needs, read from the store. Raises LookupError for an unknown sweep id."""
     parent = store.find_sweep(sweep_id) or _parent_by_run_id(store, sweep_id)
     if parent is None:
-        raise LookupError(f"no sweep with id {sweep_id!r} in {store.uri}: use the id a sweep prints as "
-                          "[sweep <id>] (or its parent run's id), in the store the sweep used")
+        raise LookupError(
+            f"no sweep with id {sweep_id!r} in {store.uri}: use the id a sweep prints as "
+            "[sweep <id>] (or its parent run's id), in the store the sweep used"
+        )
     sweep_id = parent.tags[names.SWEEP_ID]
     manifest = store.read_json(parent.run_id, names.MANIFEST)
     entries = [e for e in manifest.get("configs", []) if e.get("run_id")]
     if not entries:  # no manifest: the runs tagged with the sweep
-        entries = [{"run_id": r.run_id} for r in store.runs([parent.experiment_id], sweep_id=sweep_id)
-                   if r.run_id != parent.run_id]
+        entries = [
+            {"run_id": r.run_id}
+            for r in store.runs([parent.experiment_id], sweep_id=sweep_id)
+            if r.run_id != parent.run_id
+        ]
     members = [_member(store, entry) for entry in entries]
     keys = swept_keys(members)
     groups = ranked_groups(members, keys)
@@ -132,8 +138,16 @@ def _parent_by_run_id(store, run_id: str):
 
 def _member(store, entry: dict) -> Member:
     run = store.run(entry["run_id"])
-    return Member(run.run_id, run.name, run.outcome, run.params, run.metrics, run.tags.get(names.OVERRIDES, ""),
-                  store.history(run.run_id), bool(entry.get("reused", False)))
+    return Member(
+        run.run_id,
+        run.name,
+        run.outcome,
+        run.params,
+        run.metrics,
+        run.tags.get(names.OVERRIDES, ""),
+        store.history(run.run_id),
+        bool(entry.get("reused", False)),
+    )
 
 
 def not_trained(key: str) -> bool:
@@ -142,7 +156,7 @@ def not_trained(key: str) -> bool:
     return key.split(".", 1)[0] in NOT_RESULTS
 
 
-def param(member: Member, key: str) -> Optional[str]:
+def param(member: Member, key: str) -> str | None:
     """A member's logged value of `key`. A setting the run's netsweep did not have yet (a reused run from an
     older version) reads as unset, "None", as the config hash counts it; a run that logged no params: None."""
     return member.params.get(key, str(None)) if member.params else None
@@ -153,13 +167,16 @@ def swept_keys(members: list) -> list:
     logged no params, which older sweeps left for configs that never started, do not count)."""
     members = [m for m in members if m.params]
     keys = sorted({key for m in members for key in m.params})
-    varying = [key for key in keys if not not_trained(key) and key != REPLICATE_KEY
-               and len({param(m, key) for m in members}) > 1]
+    varying = [
+        key
+        for key in keys
+        if not not_trained(key) and key != REPLICATE_KEY and len({param(m, key) for m in members}) > 1
+    ]
     preferred = [key for key in PREFERRED_AXES if key in varying]
     return preferred + [key for key in varying if key not in preferred]
 
 
-def sort_value(value: Optional[str]):
+def sort_value(value: str | None):
     try:
         return (0, float(value), "")
     except (TypeError, ValueError):
@@ -171,8 +188,9 @@ def ranked_groups(members: list, keys: list) -> list[ConfigGroup]:
     by_values = defaultdict(list)
     for member in members:
         by_values[tuple(param(member, key) for key in keys)].append(member)
-    scores = rank(Entry(values, m.outcome, m.best_val_acc, m.best_val_ce)
-                  for values, group in by_values.items() for m in group)
+    scores = rank(
+        Entry(values, m.outcome, m.best_val_acc, m.best_val_ce) for values, group in by_values.items() for m in group
+    )
     return [ConfigGroup(s.group, by_values[s.group], s) for s in scores]
 
 

@@ -9,8 +9,8 @@ Configs without a result (diverged, error, killed, not yet done) rank last.
 
 import math
 import statistics
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Optional
 
 from src.outcomes import Outcome
 
@@ -44,7 +44,7 @@ class Score:
     def has_score(self) -> bool:
         return not math.isnan(self.acc)
 
-    def seeds_text(self, expected: Optional[int] = None) -> str:
+    def seeds_text(self, expected: int | None = None) -> str:
         """'2 of 3 seeds done' while replicates are missing, '' for a single seed."""
         total = max(expected or 0, self.seeds)
         return f"{self.scored} of {total} seeds done" if total > 1 and self.scored < total else ""
@@ -70,8 +70,12 @@ def _sort_key(score: Score) -> tuple:
 
 
 def _equal(a: Score, b: Score) -> bool:
-    return (a.has_score and b.has_score and abs(a.acc - b.acc) <= TIE_TOLERANCE
-            and (abs(a.loss - b.loss) <= TIE_TOLERANCE or a.loss == b.loss))
+    return (
+        a.has_score
+        and b.has_score
+        and abs(a.acc - b.acc) <= TIE_TOLERANCE
+        and (abs(a.loss - b.loss) <= TIE_TOLERANCE or a.loss == b.loss)
+    )
 
 
 def rank(entries: Iterable[Entry]) -> list[Score]:

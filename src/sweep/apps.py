@@ -12,8 +12,8 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -80,7 +80,7 @@ class HydraApp:
     def start(self, jobs: list[Job], composer) -> None:
         """The first batch is planned and the pool ready: set up whatever the sweep needs once."""
 
-    def warm_up(self) -> Optional[Callable[[], None]]:
+    def warm_up(self) -> Callable[[], None] | None:
         """What each new worker runs before its first job (a picklable function of no arguments), or None."""
         return None
 
@@ -93,8 +93,9 @@ class HydraApp:
     def read_result(self, job: Job, result) -> None:
         if isinstance(result, WorkerDied):
             job.outcome, job.reason = Outcome.KILLED, f"its worker process died ({result.reason})"
-            job.job_return = JobReturn(overrides=job.overrides, cfg=job.task_config, hydra_cfg=job.config,
-                                       status=JobStatus.FAILED)
+            job.job_return = JobReturn(
+                overrides=job.overrides, cfg=job.task_config, hydra_cfg=job.config, status=JobStatus.FAILED
+            )
             job.job_return.return_value = WorkerLost(f"job {job.index} ({job.name}): {job.reason}")
             return
         job.job_return = result
@@ -127,14 +128,15 @@ class NetsweepApp(HydraApp):
         super().__init__(master, settings)
         self.open_store = store_opener
         self.uri = resolve_uri(master.tracking.uri)
-        self.record: Optional[SweepRecord] = None
-        self.share: Optional[DataShare] = None
+        self.record: SweepRecord | None = None
+        self.share: DataShare | None = None
         self.started_ms = 0  # when this command began the sweep (set in `start`)
         self.seeds: dict = collections.defaultdict(set)  # group hash -> the config hashes of its seeds
         self.report_dir = Path(str(master.hydra.sweep.dir)) / "report"
         self.objective = str(master.objective)
-        self.prune = PruneRule(settings.prune, settings.prune_min_epochs, settings.prune_factor,
-                               settings.prune_by == "config")
+        self.prune = PruneRule(
+            settings.prune, settings.prune_min_epochs, settings.prune_factor, settings.prune_by == "config"
+        )
         direction = OmegaConf.select(master, "hydra.sweeper.direction", default="minimize")
         self.worst = -math.inf if str(direction).lower() == "maximize" else math.inf  # a diverged config's value
 
@@ -148,8 +150,9 @@ class NetsweepApp(HydraApp):
                 raise ConfigError(f"sweep job #{job.index} ({' '.join(job.overrides)}): {exc}") from None
             job.key, job.group = config_hash(task), group_hash(task)
             job.name = run_name(task, job.overrides)
-            job.group_name = run_name(task, [o for o in job.overrides
-                                             if not o.lstrip("+").startswith(f"{REPLICATE_KEY}=")])
+            job.group_name = run_name(
+                task, [o for o in job.overrides if not o.lstrip("+").startswith(f"{REPLICATE_KEY}=")]
+            )
 
     def start(self, jobs: list[Job], composer) -> None:
         """Open the store and the parent run; decode the data once for the workers."""
@@ -160,11 +163,15 @@ class NetsweepApp(HydraApp):
         defaults = {k: str(v) for k, v in flatten(to_plain(Job(-1, [], composer.compose([], -1)).task_config)).items()}
         command = " ".join(self.master.hydra.overrides.task)
         settings = {f"launcher.{key}": getattr(self.settings, key) for key in SETTINGS_TAGGED}
-        self.record = SweepRecord.open(store, str(self.master.tracking.experiment), sweep_id, command, defaults,
-                                       EXPERIMENT_NOTE, settings)
+        self.record = SweepRecord.open(
+            store, str(self.master.tracking.experiment), sweep_id, command, defaults, EXPERIMENT_NOTE, settings
+        )
         self.label = f"sweep {sweep_id}"
-        print(f"[{self.label}] parent run {self.record.parent_run_id} in experiment "
-              f"'{self.master.tracking.experiment}' ({self.uri})", flush=True)
+        print(
+            f"[{self.label}] parent run {self.record.parent_run_id} in experiment "
+            f"'{self.master.tracking.experiment}' ({self.uri})",
+            flush=True,
+        )
         self.share = DataShare.create()
 
     def warm_up(self) -> Callable[[], None]:
@@ -185,8 +192,10 @@ class NetsweepApp(HydraApp):
         self.record.prepare(jobs, self._results(), params_of=self._params)
         for job in jobs:
             if job.twin is not None:
-                print(f"[{self.label}] job #{job.index} is the same config as job #{job.twin.index}: trained once",
-                      flush=True)
+                print(
+                    f"[{self.label}] job #{job.index} is the same config as job #{job.twin.index}: trained once",
+                    flush=True,
+                )
             elif job.reused:
                 print(f"[{self.label}] skip {job.name}: already {job.outcome.value} in run {job.run_id}", flush=True)
         to_run = [j for j in jobs if not j.reused]
@@ -204,8 +213,16 @@ class NetsweepApp(HydraApp):
 
     def context_of(self, job: Job) -> SweepJob:
         seeded = self.prune.by_config and len(self.seeds[job.group]) > 1
-        return SweepJob(job.run_id, self.uri, self.share, self.record.sweep_id, self.record.experiment_id,
-                        self.prune, self.started_ms, seeded)
+        return SweepJob(
+            job.run_id,
+            self.uri,
+            self.share,
+            self.record.sweep_id,
+            self.record.experiment_id,
+            self.prune,
+            self.started_ms,
+            seeded,
+        )
 
     def read_result(self, job: Job, result) -> None:
         if isinstance(result, WorkerDied):
@@ -243,11 +260,14 @@ class NetsweepApp(HydraApp):
         failed = [j for j in self.jobs if j.outcome.failed or not j.outcome.ended]
         if not failed:
             return ""
-        listed = "; ".join(f"{j.name}: {j.outcome.value} ({(j.reason.splitlines() or [''])[0][:120]})"
-                           for j in failed[:5])
+        listed = "; ".join(
+            f"{j.name}: {j.outcome.value} ({(j.reason.splitlines() or [''])[0][:120]})" for j in failed[:5]
+        )
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        return (f"{len(failed)} of {len(self.jobs)} configs did not finish: {listed}{more}. "
-                "Rerun the same command to train only those (see their runs in MLflow)")
+        return (
+            f"{len(failed)} of {len(self.jobs)} configs did not finish: {listed}{more}. "
+            "Rerun the same command to train only those (see their runs in MLflow)"
+        )
 
     def finish(self, interrupted: bool) -> list[str]:
         """Build the report on the parent run, close it, and say how it went and where everything is."""
@@ -284,23 +304,35 @@ class NetsweepApp(HydraApp):
         winner = winning_run(data, outcomes={Outcome.FINISHED})
         job = next((j for j in self.jobs if winner is not None and j.run_id == winner.run_id), None)
         if job is None or not tracking.log_model:
-            why = ("tracking.log_model=false: runs save no model" if not tracking.log_model
-                   else "no config has a result" if not data.best
-                   else "the winning config has no finished run" if winner is None
-                   else f"its run {winner.run_id} is not one of this command's configs")
+            why = (
+                "tracking.log_model=false: runs save no model"
+                if not tracking.log_model
+                else "no config has a result"
+                if not data.best
+                else "the winning config has no finished run"
+                if winner is None
+                else f"its run {winner.run_id} is not one of this command's configs"
+            )
             return [f"winner not registered as {name}: {why}"] if name else []
         tags = store.run(job.run_id).tags
         if tracking.evaluate and names.EVALUATED not in tags:
             evaluate_run(store, job.run_id, job.task_config, self.share)
-            lines.append(f"winner run {job.run_id} evaluated with mlflow.models.evaluate "
-                         "(per_class_metrics.csv, confusion_matrix.png)")
+            lines.append(
+                f"winner run {job.run_id} evaluated with mlflow.models.evaluate "
+                "(per_class_metrics.csv, confusion_matrix.png)"
+            )
         if name:
-            version_tags = {"sweep_id": self.record.sweep_id, "config": job.name,
-                            "best_val_acc": f"{winner.best_val_acc:.6g}",
-                            names.DATA_FINGERPRINT: tags.get(names.DATA_FINGERPRINT, "")}
+            version_tags = {
+                "sweep_id": self.record.sweep_id,
+                "config": job.name,
+                "best_val_acc": f"{winner.best_val_acc:.6g}",
+                names.DATA_FINGERPRINT: tags.get(names.DATA_FINGERPRINT, ""),
+            }
             version, moved = store.register_model(name, job.run_id, "best", version_tags)
-            lines.append(f"{'registered' if moved else 'already registered'}: models:/{name}@best is version "
-                         f"{version} (run {job.run_id})")
+            lines.append(
+                f"{'registered' if moved else 'already registered'}: models:/{name}@best is version "
+                f"{version} (run {job.run_id})"
+            )
         return lines
 
     def job_return(self, job: Job) -> JobReturn:

@@ -5,7 +5,7 @@ lost Dask worker, say), the jobs that had started end `killed` and those that ha
 """
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
@@ -17,8 +17,16 @@ from src.sweep.slots import WorkerDied
 log = logging.getLogger("netsweep.sweep")
 
 
-def dispatch(pool, jobs: list[Job], hydra_context, task_function, *, context_of: Callable, untouched: Callable,
-             on_result: Callable[[Job, object], None]) -> None:
+def dispatch(
+    pool,
+    jobs: list[Job],
+    hydra_context,
+    task_function,
+    *,
+    context_of: Callable,
+    untouched: Callable,
+    on_result: Callable[[Job, object], None],
+) -> None:
     """Run `jobs` on `pool`; `on_result(job, JobReturn or WorkerDied)` is called as each ends.
 
     `context_of(job)` is what the worker enters around the job; `untouched(jobs)` says which of them
@@ -28,8 +36,10 @@ def dispatch(pool, jobs: list[Job], hydra_context, task_function, *, context_of:
     by_index = {job.index: job for job in jobs}
     pending = list(jobs)
     while pending:
-        calls = [(execute_job, (job.config, hydra_context, task_function, singleton_state, pool.threads,
-                                context_of(job))) for job in pending]
+        calls = [
+            (execute_job, (job.config, hydra_context, task_function, singleton_state, pool.threads, context_of(job)))
+            for job in pending
+        ]
         done = set()
         try:
             for result in pool.run(calls):
@@ -66,4 +76,3 @@ def _after_pool_failure(jobs: list[Job], exc: Exception, untouched: Callable, on
             log.warning(f"netsweep: {job.name} was killed: its worker process died ({reason})")
             on_result(job, WorkerDied((job.config,), reason))
     return [job for job in jobs if job.index in fresh]
-

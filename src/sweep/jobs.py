@@ -4,7 +4,6 @@ saved .hydra/ configs, Hydra's singletons and callbacks), with the worker's BLAS
 import contextlib
 import io
 import pickle
-from typing import Optional
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -15,8 +14,9 @@ from threadpoolctl import threadpool_limits
 from src import interrupts
 
 
-def execute_job(config: DictConfig, hydra_context, task_function, singleton_state: dict,
-                threads: Optional[int], context=None) -> JobReturn:
+def execute_job(
+    config: DictConfig, hydra_context, task_function, singleton_state: dict, threads: int | None, context=None
+) -> JobReturn:
     """Run one job in a worker. The parent composed its config, so a worker on another machine needs the
     code installed but not the config files. `threads` limits BLAS/OpenMP threads (None: leave them as the
     worker was started, as Dask's nanny sets them); `context`, when given, is entered around the job."""
@@ -24,13 +24,18 @@ def execute_job(config: DictConfig, hydra_context, task_function, singleton_stat
     setup_globals()
     Singleton.set_state(singleton_state)
     HydraConfig.instance().set_config(config)
-    with threadpool_limits(limits=threads), (context if context is not None else contextlib.nullcontext()):
-        ret = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    with threadpool_limits(limits=threads), context if context is not None else contextlib.nullcontext():
+        ret = run_job(
+            hydra_context=hydra_context,
+            task_function=task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
     return _sendable(ret)
 
 
-def failure(ret: JobReturn) -> Optional[BaseException]:
+def failure(ret: JobReturn) -> BaseException | None:
     """The exception a failed job raised (None when it completed), read through JobReturn's public API."""
     if ret.status != JobStatus.FAILED:
         return None

@@ -10,8 +10,9 @@ an existing key, `+key=value` adds one, `++key=value` adds or overrides.
 import copy
 import pickle
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -34,13 +35,13 @@ class Job:
     group_name: str = ""  # the name of its config without the seed
     key: str = ""  # what identifies its results (netsweep: the config hash)
     group: str = ""  # the key shared by its replicates (netsweep: the config hash without the seed)
-    run_id: Optional[str] = None
+    run_id: str | None = None
     outcome: Outcome = Outcome.SCHEDULED
     reason: str = ""
     reused: bool = False  # its result came from an earlier run (resume)
     twin: Optional["Job"] = None  # an earlier job of the same batch with the same config: trained once, for both
     value: Any = None  # what the task returned (the sweeper's objective)
-    job_return: Optional[JobReturn] = None
+    job_return: JobReturn | None = None
     metrics: dict = field(default_factory=dict)
 
     @property
@@ -74,8 +75,12 @@ class Composer:
 
     def _structural(self, override: Override) -> bool:
         """Overrides that change which configs are combined (or Hydra's own), rather than a value."""
-        return (override.package is not None or override.is_delete() or override.is_hydra_override()
-                or self._is_group(override.key_or_group))
+        return (
+            override.package is not None
+            or override.is_delete()
+            or override.is_hydra_override()
+            or self._is_group(override.key_or_group)
+        )
 
     def compose(self, overrides: Sequence[str], index: int) -> DictConfig:
         """The config of job `index` with `overrides`, as Hydra's `load_sweep_config` would compose it."""
@@ -95,13 +100,14 @@ class Composer:
         with open_dict(config.hydra):
             config.hydra.overrides.task = [o.input_line for o in task_overrides]
             config.hydra.job.override_dirname = override_dirname(
-                task_overrides, dirname_settings.kv_sep, dirname_settings.item_sep, dirname_settings.exclude_keys)
+                task_overrides, dirname_settings.kv_sep, dirname_settings.item_sep, dirname_settings.exclude_keys
+            )
             config.hydra.job.id = f"{config.hydra.job.name}_{index}"
             config.hydra.job.num = index
         return config
 
 
-def _frozen(template: DictConfig) -> Optional[bytes]:
+def _frozen(template: DictConfig) -> bytes | None:
     """The template pickled: unpickling copies a whole Hydra config several times faster than deepcopy does.
     None when it cannot be pickled (a plugin's schema class re-imported by Hydra's plugin scan)."""
     try:

@@ -65,14 +65,18 @@ def check_settings(settings) -> None:
     if getattr(settings, "prune_min_epochs", 1) < 1:
         raise ConfigError(f"hydra.launcher.prune_min_epochs={settings.prune_min_epochs} is invalid: use an epoch >= 1")
     if getattr(settings, "prune_factor", 2) < 2:
-        raise ConfigError(f"hydra.launcher.prune_factor={settings.prune_factor} is invalid: use 2 or more (asha keeps "
-                          "the top 1/factor at each rung)")
+        raise ConfigError(
+            f"hydra.launcher.prune_factor={settings.prune_factor} is invalid: use 2 or more (asha keeps "
+            "the top 1/factor at each rung)"
+        )
     if str(getattr(settings, "resume", True)).lower() not in RESUME_CHOICES:
         raise ConfigError(f"hydra.launcher.resume={settings.resume!r} is unknown; use true, false or except_pruned")
     name = getattr(settings, "register_best", None)
     if name is not None and not MODEL_NAME.fullmatch(str(name)):
-        raise ConfigError(f"hydra.launcher.register_best={name!r} is not a usable model name: use letters, digits, "
-                          "'-', '_', '.' and spaces (no '/', ':', '@' or quotes), e.g. fashion-net")
+        raise ConfigError(
+            f"hydra.launcher.register_best={name!r} is not a usable model name: use letters, digits, "
+            "'-', '_', '.' and spaces (no '/', ':', '@' or quotes), e.g. fashion-net"
+        )
 
 
 class WorkerPool:
@@ -116,8 +120,12 @@ class WorkerPool:
                 ) from None
         else:
             self._cluster = LocalCluster(
-                n_workers=self.n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=logging.WARNING,
+                n_workers=self.n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.WARNING,
             )
             self._client = Client(self._cluster, set_as_default=False)
 

@@ -3,7 +3,7 @@ and every few seconds what is running. Counts run across batches: `[k/N configs 
 says how many configs there will be, `[k configs done]` when it does not."""
 
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from src.outcomes import Outcome
 from src.report.ranking import Entry, rank
@@ -14,14 +14,14 @@ class Progress:
     def __init__(self, label: str, interval_s: float, running: Callable[[], list]):
         """`running()` lists (name, detail) of the jobs in progress, for the heartbeat line."""
         self.label, self.interval_s, self.running = label, interval_s, running
-        self.total: Optional[int] = None
+        self.total: int | None = None
         self.done = 0
         self.entries: list[Entry] = []
         self.group_names: dict = {}
         self.seeds_per_group: dict = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def say(self, text: str) -> None:
         print(f"[{self.label}] {text}", flush=True)
@@ -44,8 +44,14 @@ class Progress:
 
     def _count(self, job: Job) -> None:
         self.done += 1
-        self.entries.append(Entry(job.group, job.outcome, job.metrics.get("best_val_acc", float("nan")),
-                                  job.metrics.get("best_val_ce", job.metrics.get("best_val_loss", float("nan")))))
+        self.entries.append(
+            Entry(
+                job.group,
+                job.outcome,
+                job.metrics.get("best_val_acc", float("nan")),
+                job.metrics.get("best_val_ce", job.metrics.get("best_val_loss", float("nan"))),
+            )
+        )
 
     def job_done(self, job: Job) -> None:
         with self._lock:

@@ -10,9 +10,9 @@ import hashlib
 import json
 import os
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 from src.errors import SweepBusy
 from src.outcomes import Outcome
@@ -40,8 +40,11 @@ def process_started(pid: int) -> str:
 
 
 def _owner() -> dict:
-    return {names.SWEEP_HOST: socket.gethostname(), names.SWEEP_PID: str(os.getpid()),
-            names.SWEEP_PROCESS_STARTED: process_started(os.getpid())}
+    return {
+        names.SWEEP_HOST: socket.gethostname(),
+        names.SWEEP_PID: str(os.getpid()),
+        names.SWEEP_PROCESS_STARTED: process_started(os.getpid()),
+    }
 
 
 def running_elsewhere(parent) -> str:
@@ -77,8 +80,16 @@ class SweepRecord:
     was_finished: bool = False  # ... and it had ended finished, its report built
 
     @classmethod
-    def open(cls, store, experiment: str, sweep_id: str, command: str, defaults: dict,
-             description: str = "", settings: Optional[dict] = None) -> "SweepRecord":
+    def open(
+        cls,
+        store,
+        experiment: str,
+        sweep_id: str,
+        command: str,
+        defaults: dict,
+        description: str = "",
+        settings: dict | None = None,
+    ) -> "SweepRecord":
         """Create (or, for the same sweep, reopen) the experiment and the parent run; `settings` (how the
         sweep runs: workers, pruning) are tagged on the parent."""
         experiment_id = store.experiment_id(experiment, description)
@@ -87,18 +98,35 @@ class SweepRecord:
         if found is not None:
             busy = running_elsewhere(found)
             if busy:
-                raise SweepBusy(f"sweep {sweep_id} is already running in {busy} (parent run {found.run_id}); "
-                                "wait for it to end or stop it, then rerun to resume it")
+                raise SweepBusy(
+                    f"sweep {sweep_id} is already running in {busy} (parent run {found.run_id}); "
+                    "wait for it to end or stop it, then rerun to resume it"
+                )
             store.run_log(found.run_id).reopen()
             store.run_log(found.run_id).set_tags({**(settings or {}), **_owner()})
             manifest = store.read_json(found.run_id, names.MANIFEST)
             entries = {e["config_hash"]: e for e in manifest.get("configs", [])}
-            return cls(store, experiment_id, sweep_id, found.run_id, entries, manifest.get("defaults") or defaults,
-                       was_finished=found.outcome == Outcome.FINISHED)
-        parent = store.create_run(experiment_id, f"sweep {sweep_id}", {
-            names.SWEEP_ID: sweep_id, names.ROLE: names.ROLE_SWEEP, names.OUTCOME: Outcome.RUNNING.value,
-            names.SWEEP_OVERRIDES: command, **(settings or {}), **_owner(),
-        })
+            return cls(
+                store,
+                experiment_id,
+                sweep_id,
+                found.run_id,
+                entries,
+                manifest.get("defaults") or defaults,
+                was_finished=found.outcome == Outcome.FINISHED,
+            )
+        parent = store.create_run(
+            experiment_id,
+            f"sweep {sweep_id}",
+            {
+                names.SWEEP_ID: sweep_id,
+                names.ROLE: names.ROLE_SWEEP,
+                names.OUTCOME: Outcome.RUNNING.value,
+                names.SWEEP_OVERRIDES: command,
+                **(settings or {}),
+                **_owner(),
+            },
+        )
         return cls(store, experiment_id, sweep_id, parent.run_id, {}, defaults)
 
     def results(self) -> dict:
@@ -120,15 +148,30 @@ class SweepRecord:
                 job.metrics = dict(previous.metrics)
                 self._link(job, previous)
             else:
-                child = self.store.create_run(self.experiment_id, job.name, {
-                    names.SWEEP_ID: self.sweep_id, names.CONFIG_HASH: job.key, names.GROUP_HASH: job.group,
-                    names.OUTCOME: Outcome.SCHEDULED.value, names.OVERRIDES: " ".join(job.overrides),
-                }, parent_run_id=self.parent_run_id, scheduled=True)
+                child = self.store.create_run(
+                    self.experiment_id,
+                    job.name,
+                    {
+                        names.SWEEP_ID: self.sweep_id,
+                        names.CONFIG_HASH: job.key,
+                        names.GROUP_HASH: job.group,
+                        names.OUTCOME: Outcome.SCHEDULED.value,
+                        names.OVERRIDES: " ".join(job.overrides),
+                    },
+                    parent_run_id=self.parent_run_id,
+                    scheduled=True,
+                )
                 job.run_id = child.run_id
                 child.log_params(params_of(job))
                 in_batch[job.key] = job
-            self.entries[job.key] = {**self.entries.get(job.key, {}), "config_hash": job.key, "name": job.name,
-                                     "overrides": job.overrides, "run_id": job.run_id, "reused": job.reused}
+            self.entries[job.key] = {
+                **self.entries.get(job.key, {}),
+                "config_hash": job.key,
+                "name": job.name,
+                "overrides": job.overrides,
+                "run_id": job.run_id,
+                "reused": job.reused,
+            }
         self.write_manifest()
 
     def _link(self, job: Job, previous) -> None:
@@ -139,11 +182,19 @@ class SweepRecord:
         if previous.parent_run_id == self.parent_run_id or entry.get("link_run_id"):
             return
         carried = {k: previous.tags[k] for k in (names.CURVE, names.COST_CURVE, names.GROUP_HASH) if k in previous.tags}
-        link = self.store.create_run(self.experiment_id, f"{job.name} (reused)", {
-            names.SWEEP_ID: self.sweep_id, names.REUSED_FROM: previous.run_id, names.OUTCOME: previous.outcome.value,
-            names.REUSED_CONFIG_HASH: job.key,
-            names.OVERRIDES: " ".join(job.overrides), **carried,  # a pruner compares new configs with it too
-        }, parent_run_id=self.parent_run_id)
+        link = self.store.create_run(
+            self.experiment_id,
+            f"{job.name} (reused)",
+            {
+                names.SWEEP_ID: self.sweep_id,
+                names.REUSED_FROM: previous.run_id,
+                names.OUTCOME: previous.outcome.value,
+                names.REUSED_CONFIG_HASH: job.key,
+                names.OVERRIDES: " ".join(job.overrides),
+                **carried,  # a pruner compares new configs with it too
+            },
+            parent_run_id=self.parent_run_id,
+        )
         link.log_params(previous.params)
         link.log_metrics({k: v for k, v in job.metrics.items() if k in REPORTABLE})
         link.close(previous.outcome, f"reused: trained in run {previous.run_id}")
@@ -172,10 +223,14 @@ class SweepRecord:
         waiting = [job for job in jobs if job.outcome == Outcome.SCHEDULED and job.run_id]
         if not waiting:
             return []
-        training = {run.run_id for run in self.store.runs([self.experiment_id], sweep_id=self.sweep_id)
-                    if run.outcome == Outcome.RUNNING}  # one search, however many configs wait
-        return [(job.name, f"epoch {self.store.epochs_logged(job.run_id)}") for job in waiting
-                if job.run_id in training]
+        training = {
+            run.run_id
+            for run in self.store.runs([self.experiment_id], sweep_id=self.sweep_id)
+            if run.outcome == Outcome.RUNNING
+        }  # one search, however many configs wait
+        return [
+            (job.name, f"epoch {self.store.epochs_logged(job.run_id)}") for job in waiting if job.run_id in training
+        ]
 
     # --- the end ------------------------------------------------------------------------------------
 

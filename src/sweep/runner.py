@@ -9,7 +9,7 @@ of configs the sweeper announced, or when Hydra's multirun ends, or when the com
 
 import logging
 import os
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf
@@ -28,31 +28,45 @@ log = logging.getLogger("netsweep.sweep")
 CHATTY_LOGGERS = ("optuna", "hydra_plugins.hydra_optuna_sweeper", "alembic", "mlflow", "distributed")
 
 
-def announced_total(config: DictConfig) -> Optional[int]:
+def announced_total(config: DictConfig) -> int | None:
     """How many configs the sweeper says it will run, when its config says (Optuna's n_trials)."""
     trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
     return int(trials) if isinstance(trials, int) else None
 
 
 class SweepRunner:
-    def __init__(self, hydra_context, task_function, config: DictConfig, settings: LauncherSettings, *,
-                 app: Optional[HydraApp] = None, pool_factory: Callable = WorkerPool):
+    def __init__(
+        self,
+        hydra_context,
+        task_function,
+        config: DictConfig,
+        settings: LauncherSettings,
+        *,
+        app: HydraApp | None = None,
+        pool_factory: Callable = WorkerPool,
+    ):
         self.hydra_context, self.task_function, self.config, self.settings = (
-            hydra_context, task_function, config, settings)
+            hydra_context,
+            task_function,
+            config,
+            settings,
+        )
         check_settings(settings)
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
         netsweep_app = is_netsweep_config(config)
         if settings.mlflow and not netsweep_app:
-            raise ConfigError("hydra.launcher.mlflow=true needs netsweep's own app (python -m src.run): another "
-                              "Hydra app's jobs do not record into MLflow runs; leave hydra.launcher.mlflow unset")
+            raise ConfigError(
+                "hydra.launcher.mlflow=true needs netsweep's own app (python -m src.run): another "
+                "Hydra app's jobs do not record into MLflow runs; leave hydra.launcher.mlflow unset"
+            )
         tracked = settings.mlflow if settings.mlflow is not None else netsweep_app
         self.app = app or (NetsweepApp(config, settings) if tracked else HydraApp(config, settings))
         self.pool_factory = pool_factory
         self.total = announced_total(config)
-        self.composer: Optional[Composer] = None
+        self.composer: Composer | None = None
         self.pool = None
-        self.progress: Optional[Progress] = None
+        self.progress: Progress | None = None
         self.done = 0
         self.finished = False
 
@@ -65,8 +79,10 @@ class SweepRunner:
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         os.makedirs(str(self.config.hydra.sweep.dir), exist_ok=True)
         self.composer = self.composer or Composer(self.hydra_context.config_loader, self.config)
-        jobs = [Job(initial_job_idx + i, list(o), self.composer.compose(o, initial_job_idx + i))
-                for i, o in enumerate(job_overrides)]
+        jobs = [
+            Job(initial_job_idx + i, list(o), self.composer.compose(o, initial_job_idx + i))
+            for i, o in enumerate(job_overrides)
+        ]
         self.app.plan(jobs)  # a bad value stops the sweep here, before any run exists
         if self.pool is None and self.settings.backend == "loky":
             self._open_pool(len(jobs))  # local workers start (and import) while the parent sets up the sweep
@@ -93,8 +109,9 @@ class SweepRunner:
         if self.settings.backend == "dask":  # connect first: a store the cluster cannot reach is refused early
             self._open_pool(len(jobs))
         self.app.start(jobs, self.composer)
-        self.progress = Progress(self.app.label, self.settings.progress_interval_s,
-                                 lambda: self.app.running(self.app.jobs))
+        self.progress = Progress(
+            self.app.label, self.settings.progress_interval_s, lambda: self.app.running(self.app.jobs)
+        )
         self.progress.total = self.total
 
     def _run(self, jobs: list[Job]) -> None:
@@ -107,8 +124,15 @@ class SweepRunner:
             self.app.read_result(job, result)
             self.progress.job_done(job)
 
-        dispatch(self.pool, jobs, self.hydra_context, self.task_function, context_of=self.app.context_of,
-                 untouched=self.app.untouched, on_result=on_result)
+        dispatch(
+            self.pool,
+            jobs,
+            self.hydra_context,
+            self.task_function,
+            context_of=self.app.context_of,
+            untouched=self.app.untouched,
+            on_result=on_result,
+        )
 
     def _open_pool(self, n_jobs: int) -> None:
         self.pool = self.pool_factory(self.settings, self.total or n_jobs).open()

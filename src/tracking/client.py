@@ -14,8 +14,8 @@ import sqlite3
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 from urllib.parse import urlparse
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars on netsweep's console
@@ -46,8 +46,13 @@ STATUS = {  # the MLflow status each outcome is shown with
     Outcome.ERROR: "FAILED",
     Outcome.KILLED: "KILLED",
 }
-PHASE = {"SCHEDULED": Outcome.SCHEDULED, "RUNNING": Outcome.RUNNING, "FINISHED": Outcome.FINISHED,
-         "FAILED": Outcome.ERROR, "KILLED": Outcome.KILLED}
+PHASE = {
+    "SCHEDULED": Outcome.SCHEDULED,
+    "RUNNING": Outcome.RUNNING,
+    "FINISHED": Outcome.FINISHED,
+    "FAILED": Outcome.ERROR,
+    "KILLED": Outcome.KILLED,
+}
 OPEN = ("SCHEDULED", "RUNNING")
 NOTE = "mlflow.note.content"  # the description the UI shows on an experiment
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params (and 1000 metrics) per log_batch call
@@ -91,7 +96,7 @@ def _record(run) -> RunRecord:
 
 
 @functools.lru_cache(maxsize=1)
-def _latest_schema() -> Optional[str]:
+def _latest_schema() -> str | None:
     """The schema revision this MLflow migrates stores to (its Alembic scripts' head), if it can be read."""
     try:
         return ScriptDirectory(str(Path(mlflow.store.__file__).parent / "db_migrations")).get_current_head()
@@ -122,8 +127,10 @@ def _check_reachable(uri: str) -> None:
     try:
         socket.create_connection((parsed.hostname, port), timeout=REACH_TIMEOUT_S).close()
     except OSError as exc:
-        raise ConfigError(f"cannot reach the tracking server {uri} ({exc.strerror or exc}): start it, or point "
-                          "tracking.uri or MLFLOW_TRACKING_URI at one that runs") from None
+        raise ConfigError(
+            f"cannot reach the tracking server {uri} ({exc.strerror or exc}): start it, or point "
+            "tracking.uri or MLFLOW_TRACKING_URI at one that runs"
+        ) from None
 
 
 class Store:
@@ -133,8 +140,11 @@ class Store:
         self.uri = uri
         if uri.startswith(("http://", "https://")):
             _check_reachable(uri)
-        self._client = self._open_sqlite(Path(uri[len(SQLITE_PREFIX) :])) if uri.startswith(SQLITE_PREFIX) else (
-            _RetryingClient(MlflowClient(tracking_uri=uri)))
+        self._client = (
+            self._open_sqlite(Path(uri[len(SQLITE_PREFIX) :]))
+            if uri.startswith(SQLITE_PREFIX)
+            else (_RetryingClient(MlflowClient(tracking_uri=uri)))
+        )
         self._client.search_experiments(max_results=1)  # a server: is it there? SQLite: the store is ready
 
     @staticmethod
@@ -185,8 +195,9 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------------
 
-    def create_run(self, experiment_id: str, name: str, tags: dict, parent_run_id: Optional[str] = None,
-                   scheduled: bool = False) -> "RunLog":
+    def create_run(
+        self, experiment_id: str, name: str, tags: dict, parent_run_id: str | None = None, scheduled: bool = False
+    ) -> "RunLog":
         """A new run, RUNNING (or SCHEDULED: created for a worker that has not started yet)."""
         tags = {k: str(v) for k, v in tags.items()}
         if parent_run_id:
@@ -215,14 +226,29 @@ class Store:
     def phase(self, run_id: str) -> Outcome:
         return _phase(self._client.get_run(run_id))
 
-    def runs(self, experiment_ids: Iterable[str], *, sweep_id: Optional[str] = None, sweeps_only: bool = False,
-             config_hash: Optional[str] = None, outcomes: Iterable[Outcome] = ()) -> list[RunRecord]:
+    def runs(
+        self,
+        experiment_ids: Iterable[str],
+        *,
+        sweep_id: str | None = None,
+        sweeps_only: bool = False,
+        config_hash: str | None = None,
+        outcomes: Iterable[Outcome] = (),
+    ) -> list[RunRecord]:
         """Runs of the experiments matching every criterion given (any of `outcomes`), across result pages."""
         outcomes = [Outcome(o).value for o in outcomes]
         if len(outcomes) > 1:  # MLflow's filter has no IN for tags: one search per outcome
-            return [run for outcome in outcomes for run in self.runs(
-                experiment_ids, sweep_id=sweep_id, sweeps_only=sweeps_only, config_hash=config_hash,
-                outcomes=[outcome])]
+            return [
+                run
+                for outcome in outcomes
+                for run in self.runs(
+                    experiment_ids,
+                    sweep_id=sweep_id,
+                    sweeps_only=sweeps_only,
+                    config_hash=config_hash,
+                    outcomes=[outcome],
+                )
+            ]
         clauses = []
         if sweep_id:
             clauses.append(f"tags.{names.SWEEP_ID} = {quoted(sweep_id)}")
@@ -234,8 +260,9 @@ class Store:
             clauses.append(f"tags.{names.OUTCOME} = {quoted(outcomes[0])}")
         found, token = [], None
         while True:
-            page = self._client.search_runs(list(experiment_ids), " and ".join(clauses), max_results=PAGE,
-                                            page_token=token)
+            page = self._client.search_runs(
+                list(experiment_ids), " and ".join(clauses), max_results=PAGE, page_token=token
+            )
             found.extend(_record(run) for run in page)
             token = page.token
             if not token:
@@ -245,11 +272,11 @@ class Store:
         """{config_hash: run} of every run of the experiment that ended with a result (finished preferred)."""
         return result_per_config(self.runs([experiment_id], outcomes=RESULTS))
 
-    def find_sweep(self, sweep_id: str, experiment_id: Optional[str] = None) -> Optional[RunRecord]:
+    def find_sweep(self, sweep_id: str, experiment_id: str | None = None) -> RunRecord | None:
         """The parent run of sweep `sweep_id`, in one experiment or searched across all of them."""
-        experiment_ids = [experiment_id] if experiment_id else [
-            e.experiment_id for e in self._client.search_experiments()
-        ]
+        experiment_ids = (
+            [experiment_id] if experiment_id else [e.experiment_id for e in self._client.search_experiments()]
+        )
         for chunk_start in range(0, len(experiment_ids), 100):
             found = self.runs(experiment_ids[chunk_start : chunk_start + 100], sweep_id=sweep_id, sweeps_only=True)
             if found:
@@ -313,16 +340,19 @@ class RunLog:
         for start in range(0, len(items), BATCH_LIMIT):
             self._client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
 
-    def log_metrics(self, metrics: dict, step: int = 0, tags: Optional[dict] = None) -> None:
+    def log_metrics(self, metrics: dict, step: int = 0, tags: dict | None = None) -> None:
         """Metrics at `step` (and tags, in the same write)."""
         now = int(time.time() * 1000)
-        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
-                               tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+        self._client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )
 
     def log_text(self, text: str, name: str) -> None:
         self._client.log_text(self.run_id, text, name)
 
-    def log_file(self, path: Path, folder: Optional[str] = None) -> None:
+    def log_file(self, path: Path, folder: str | None = None) -> None:
         self._client.log_artifact(self.run_id, str(path), folder)
 
     def log_folder(self, folder: Path, name: str) -> None:
@@ -353,7 +383,7 @@ class RunLog:
         self._client.update_run(self.run_id, status=STATUS[Outcome.RUNNING])
         self.set_tags({names.OUTCOME: Outcome.RUNNING.value})
 
-    def close(self, outcome: Outcome, reason: Optional[str] = None) -> None:
+    def close(self, outcome: Outcome, reason: str | None = None) -> None:
         """End the run with the status its outcome maps to, tagging `outcome` (and `failure_reason`)."""
         tags = {names.OUTCOME: Outcome(outcome).value}
         if reason:

@@ -7,7 +7,6 @@ import logging
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import mlflow
 import numpy as np
@@ -31,8 +30,12 @@ def signature(layout: dict) -> ModelSignature:
 
 
 def requirements() -> list[str]:
-    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
-            f"threadpoolctl=={THREADPOOLCTL_VERSION}"]
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"threadpoolctl=={THREADPOOLCTL_VERSION}",
+    ]
 
 
 def save_model(run, params: dict, layout: dict, example: np.ndarray) -> None:
@@ -44,19 +47,33 @@ def save_model(run, params: dict, layout: dict, example: np.ndarray) -> None:
         with warnings.catch_warnings():  # about type hints: the signature is given explicitly
             warnings.simplefilter("ignore", UserWarning)
             mlflow.pyfunc.save_model(
-                path=folder / names.MODEL, python_model=str(MODEL_CODE),
+                path=folder / names.MODEL,
+                python_model=str(MODEL_CODE),
                 artifacts={"weights": str(folder / names.WEIGHTS), "input_format": str(folder / "input_format.json")},
-                signature=signature(layout), input_example=example[:EXAMPLE_ROWS], pip_requirements=requirements(),
+                signature=signature(layout),
+                input_example=example[:EXAMPLE_ROWS],
+                pip_requirements=requirements(),
             )
         run.log_folder(folder / names.MODEL, names.MODEL)
 
 
 def log_dataset(run, name: str, digest: str, source: str, layout: dict, rows: int, classes: int) -> None:
     """The run's training data as an MLflow dataset input (the UI's Dataset column and lineage)."""
-    schema = {"mlflow_tensorspec": {"features": json.dumps([{"type": "tensor", "tensor-spec": {
-        "dtype": layout["dtype"], "shape": [-1, *layout["image_shape"]]}}])}}
-    dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"uri": source}),
-                      schema=json.dumps(schema), profile=json.dumps({"num_rows": rows, "num_classes": classes}))
+    schema = {
+        "mlflow_tensorspec": {
+            "features": json.dumps(
+                [{"type": "tensor", "tensor-spec": {"dtype": layout["dtype"], "shape": [-1, *layout["image_shape"]]}}]
+            )
+        }
+    }
+    dataset = Dataset(
+        name=name,
+        digest=digest,
+        source_type="local",
+        source=json.dumps({"uri": source}),
+        schema=json.dumps(schema),
+        profile=json.dumps({"num_rows": rows, "num_classes": classes}),
+    )
     run.log_inputs([DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
 
 
@@ -77,7 +94,7 @@ def load(store, uri: str):
         return mlflow.pyfunc.load_model(uri)
 
 
-def register(store, name: str, run_id: str, alias: str, tags: dict) -> tuple[Optional[str], bool]:
+def register(store, name: str, run_id: str, alias: str, tags: dict) -> tuple[str | None, bool]:
     """Point `alias` of the registered model `name` at the model of `run_id`: the version registered for that
     run already, or a new one. Returns (version, moved); moved is False when the alias pointed there."""
     client = store._client
@@ -90,8 +107,11 @@ def register(store, name: str, run_id: str, alias: str, tags: dict) -> tuple[Opt
     if not client.search_registered_models(f"name = {quoted(name)}"):
         client.create_registered_model(name)
     earlier = client.search_model_versions(f"name = {quoted(name)} and run_id = {quoted(run_id)}")
-    version = (min(earlier, key=lambda v: int(v.version)) if earlier
-               else client.create_model_version(name, model_uri(run_id), run_id=run_id, tags=tags))
+    version = (
+        min(earlier, key=lambda v: int(v.version))
+        if earlier
+        else client.create_model_version(name, model_uri(run_id), run_id=run_id, tags=tags)
+    )
     client.set_registered_model_alias(name, alias, version.version)
     return version.version, True
 
@@ -115,9 +135,14 @@ def evaluate(store, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict
     try:
         with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            result = mlflow.models.evaluate(predict, images.reshape(len(images), -1), targets=labels,
-                                            model_type="classifier", evaluators=["default"],
-                                            evaluator_config={"default": {"log_model_explainability": False}})
+            result = mlflow.models.evaluate(
+                predict,
+                images.reshape(len(images), -1),
+                targets=labels,
+                model_type="classifier",
+                evaluators=["default"],
+                evaluator_config={"default": {"log_model_explainability": False}},
+            )
     finally:  # the run had ended: evaluating it (or failing to) must not change its status or end time
         evaluator_log.setLevel(level)
         store._client.set_terminated(run_id, ended.status, ended.end_time)

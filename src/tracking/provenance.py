@@ -2,18 +2,15 @@
 
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 from src.tracking import names
 
 CODE_DIR = Path(__file__).resolve().parents[2]
 
 
-def _git(*args: str) -> Optional[str]:
+def _git(*args: str) -> str | None:
     try:
-        result = subprocess.run(
-            ["git", *args], cwd=CODE_DIR, capture_output=True, text=True, timeout=5, check=True
-        )
+        result = subprocess.run(["git", *args], cwd=CODE_DIR, capture_output=True, text=True, timeout=5, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip()

@@ -33,12 +33,15 @@ class NetsweepNet(mlflow.pyfunc.PythonModel):
         X = X.reshape(len(X), -1)
         if X.shape[1] != len(self.params["W1"]):
             shape = "x".join(map(str, self.format["image_shape"]))
-            raise ValueError(f"images of {X.shape[1]} pixels each, but this net takes {len(self.params['W1'])} "
-                             f"({shape} images, as it was trained on)")
+            raise ValueError(
+                f"images of {X.shape[1]} pixels each, but this net takes {len(self.params['W1'])} "
+                f"({shape} images, as it was trained on)"
+            )
         top = self.format["pixel_max"]
         if X.size and (X.min() < 0 or X.max() > top):
-            raise ValueError(f"pixel values from {X.min()} to {X.max()}, but this net was trained on 0..{top} "
-                             "(or floats in [0, 1])")
+            raise ValueError(
+                f"pixel values from {X.min()} to {X.max()}, but this net was trained on 0..{top} (or floats in [0, 1])"
+            )
         if np.issubdtype(X.dtype, np.integer):
             X = np.multiply(X, np.float32(1 / self.format["pixel_max"]), dtype=np.float32)
         else:

@@ -11,7 +11,6 @@ import re
 import sqlite3
 import time
 from pathlib import Path
-from typing import Optional
 
 from src.interrupts import shielded
 
@@ -52,7 +51,7 @@ def exclusive(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def schema_version(db: Path) -> Optional[str]:
+def schema_version(db: Path) -> str | None:
     """The Alembic revision a SQLite store's schema is at (None: no store, or no schema yet)."""
     if not db.is_file():
         return None
@@ -64,8 +63,9 @@ def schema_version(db: Path) -> Optional[str]:
     return row[0] if row else None
 
 
-def wait_for_migrations(db: Path, head: Optional[str], settled_s: float = MIGRATION_SETTLED_S,
-                        wait_s: float = MIGRATION_WAIT_S) -> None:
+def wait_for_migrations(
+    db: Path, head: str | None, settled_s: float = MIGRATION_SETTLED_S, wait_s: float = MIGRATION_WAIT_S
+) -> None:
     """Return once the store's schema is at `head` (the latest), or has stopped changing short of it: a
     process other than netsweep's (an `mlflow ui` started at the same moment) may be creating or migrating
     it, and two migrations at once break a store for good."""

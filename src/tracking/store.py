@@ -9,7 +9,6 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 from urllib.parse import urlparse
 
 from src.errors import ConfigError
@@ -22,7 +21,7 @@ CLIENT_MODULE = "src.tracking.client"  # the module that imports mlflow
 URI_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 
 
-def resolve_uri(configured: Optional[str]) -> str:
+def resolve_uri(configured: str | None) -> str:
     """The config's URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory.
 
     A relative SQLite path is made absolute so that workers in other directories write to the same store.
@@ -32,8 +31,10 @@ def resolve_uri(configured: Optional[str]) -> str:
     parsed = urlparse(uri)
     if parsed.password:
         shown = parsed._replace(netloc=parsed.hostname or "").geturl()
-        raise ConfigError(f"the tracking URI {shown}{_origin(uri)} holds a password: take it out and set "
-                          "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead")
+        raise ConfigError(
+            f"the tracking URI {shown}{_origin(uri)} holds a password: take it out and set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead"
+        )
     if uri.startswith(SQLITE_PREFIX):
         path = Path(uri[len(SQLITE_PREFIX) :]).expanduser()
         uri = SQLITE_PREFIX + str(path if path.is_absolute() else path.resolve())
@@ -51,16 +52,23 @@ def check_uri(uri: str) -> None:
     scheme = parsed.scheme.split("+")[0].lower()
     if not scheme:
         path = Path(uri).expanduser().resolve()
-        advice = (f"for the folder store there write file://{path}" if path.is_dir()
-                  else f"for a SQLite store write sqlite:///{path}")
+        advice = (
+            f"for the folder store there write file://{path}"
+            if path.is_dir()
+            else f"for a SQLite store write sqlite:///{path}"
+        )
         raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} is a path, not a URI: {advice}")
     if scheme not in URI_SCHEMES:
-        raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} has an unknown scheme {parsed.scheme!r}: use "
-                          "sqlite:///path/to/mlflow.db or http(s)://host:port of a tracking server")
+        raise ConfigError(
+            f"the tracking URI {uri!r}{_origin(uri)} has an unknown scheme {parsed.scheme!r}: use "
+            "sqlite:///path/to/mlflow.db or http(s)://host:port of a tracking server"
+        )
     folder = Path(uri[len(SQLITE_PREFIX) :]).parent if uri.startswith(SQLITE_PREFIX) else None
     if folder is not None and not folder.is_dir():
-        raise ConfigError(f"the tracking URI {uri!r}{_origin(uri)} names a file in {folder}, which does not exist: "
-                          "create the folder or choose another path")
+        raise ConfigError(
+            f"the tracking URI {uri!r}{_origin(uri)} names a file in {folder}, which does not exist: "
+            "create the folder or choose another path"
+        )
 
 
 def is_local_file(uri: str) -> bool:
@@ -93,8 +101,10 @@ def open_existing_store(uri: str):
     new empty store."""
     path = Path(uri.removeprefix(SQLITE_PREFIX))
     if uri.startswith(SQLITE_PREFIX) and not path.is_file():
-        raise LookupError(f"no tracking store at {path}: run this where mlflow.db is, or pass --tracking-uri "
-                          "(or set MLFLOW_TRACKING_URI)")
+        raise LookupError(
+            f"no tracking store at {path}: run this where mlflow.db is, or pass --tracking-uri "
+            "(or set MLFLOW_TRACKING_URI)"
+        )
     return open_store(uri)
 
 
@@ -119,5 +129,5 @@ class RunRecord:
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # the last value of each metric
     tags: dict = field(default_factory=dict)  # netsweep's tags (MLflow's own are left out)
-    parent_run_id: Optional[str] = None
+    parent_run_id: str | None = None
     start_time_ms: int = 0

@@ -54,8 +54,10 @@ def test_patience_stops_a_long_run_early(cli):
     assert "stopped early at epoch" in result.stdout
     (run,) = read_store(cli.uri).runs
     assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "finished"
-    assert run.data.metrics["epochs_trained"] < 100 and "no lower validation loss for 5 epochs" in run.data.tags[
-        "stopped_early"]
+    assert (
+        run.data.metrics["epochs_trained"] < 100
+        and "no lower validation loss for 5 epochs" in run.data.tags["stopped_early"]
+    )
 
 
 def test_bad_inputs_exit_2_with_one_line_and_no_run(cli):

@@ -70,16 +70,37 @@ def mlflow_server(tmp_path_factory):
     port = _free_port()
     (folder / "auth.ini").write_text(
         f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{folder}/auth.db\nadmin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\nauth_cache_ttl_seconds = 60\n")
-    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(folder / "auth.ini"),
-           "MLFLOW_AUTH_ADMIN_PASSWORD": CREDENTIALS["MLFLOW_TRACKING_PASSWORD"],
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\nauth_cache_ttl_seconds = 60\n"
+    )
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(folder / "auth.ini"),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": CREDENTIALS["MLFLOW_TRACKING_PASSWORD"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
     with open(folder / "server.log", "w") as log:
         server = subprocess.Popen(
-            ["mlflow", "server", "--app-name", "basic-auth", "--backend-store-uri", f"sqlite:///{folder}/server.db",
-             "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+            [
+                "mlflow",
+                "server",
+                "--app-name",
+                "basic-auth",
+                "--backend-store-uri",
+                f"sqlite:///{folder}/server.db",
+                "--artifacts-destination",
+                str(folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
         )
     uri = f"http://127.0.0.1:{port}"
     saved = {key: os.environ.get(key) for key in CREDENTIALS}
@@ -99,20 +120,32 @@ def dask_cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dask")
     address = f"tcp://127.0.0.1:{_free_port()}"
     log = open(folder / "dask.log", "w")
-    processes = [_start(["dask", "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                         "--no-dashboard"], folder, log)]
+    processes = [
+        _start(
+            ["dask", "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+            folder,
+            log,
+        )
+    ]
     processes += [
-        subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-                          "--host", "127.0.0.1"], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-                         start_new_session=True, env={**os.environ, **CREDENTIALS})
+        subprocess.Popen(
+            ["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **CREDENTIALS},
+        )
         for _ in range(2)
     ]
     client = None
     try:
+
         def two_workers():
             nonlocal client
             client = client or distributed.Client(address, timeout=5, set_as_default=False)
             return len(client.scheduler_info()["workers"]) == 2
+
         _wait_until(two_workers, "dask scheduler and workers")
         yield SimpleNamespace(address=address, client=client)
     finally:
@@ -133,9 +166,16 @@ def _experiment_runs(uri, experiment):
 
 
 def test_sweep_on_dask_workers_logs_everything_through_the_server(tmp_path, mlflow_server, dask_cluster):
-    sweep = _sweep(tmp_path, mlflow_server, "optimizer.lr=0.05,0.1", "model.decay=0,1e-4", "epochs=3",
-                   "hydra.launcher.backend=dask", f"hydra.launcher.address={dask_cluster.address}",
-                   "tracking.experiment=on-dask")
+    sweep = _sweep(
+        tmp_path,
+        mlflow_server,
+        "optimizer.lr=0.05,0.1",
+        "model.decay=0,1e-4",
+        "epochs=3",
+        "hydra.launcher.backend=dask",
+        f"hydra.launcher.address={dask_cluster.address}",
+        "tracking.experiment=on-dask",
+    )
     stdout, stderr = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, stderr
     client, runs = _experiment_runs(mlflow_server, "on-dask")
@@ -168,17 +208,25 @@ def test_the_tracking_server_refuses_requests_without_credentials(mlflow_server)
         urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1", timeout=5)
     assert refused.value.code == 401
     wrong = base64.b64encode(b"admin:not-the-password").decode()
-    request = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1",
-                                     headers={"Authorization": f"Basic {wrong}"})
+    request = urllib.request.Request(
+        f"{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Authorization": f"Basic {wrong}"}
+    )
     with pytest.raises(urllib.error.HTTPError) as rejected:
         urllib.request.urlopen(request, timeout=5)
     assert rejected.value.code == 401
 
 
 def test_pruning_decisions_reach_dask_workers_through_the_server(tmp_path, mlflow_server, dask_cluster):
-    sweep = _sweep(tmp_path, mlflow_server, "optimizer.lr=0.3,0.1,0.01,0.003", "epochs=6",
-                   "hydra.launcher.prune=asha", "hydra.launcher.backend=dask",
-                   f"hydra.launcher.address={dask_cluster.address}", "tracking.experiment=pruned-on-dask")
+    sweep = _sweep(
+        tmp_path,
+        mlflow_server,
+        "optimizer.lr=0.3,0.1,0.01,0.003",
+        "epochs=6",
+        "hydra.launcher.prune=asha",
+        "hydra.launcher.backend=dask",
+        f"hydra.launcher.address={dask_cluster.address}",
+        "tracking.experiment=pruned-on-dask",
+    )
     _, stderr = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, stderr
     _, runs = _experiment_runs(mlflow_server, "pruned-on-dask")
@@ -192,9 +240,15 @@ def test_pruning_decisions_reach_dask_workers_through_the_server(tmp_path, mlflo
 
 
 def test_a_lost_dask_worker_ends_its_config_killed(tmp_path, mlflow_server, dask_cluster):
-    sweep = _sweep(tmp_path, mlflow_server, "epochs=2,100000", "hydra.launcher.backend=dask",
-                   f"hydra.launcher.address={dask_cluster.address}", "tracking.experiment=lost-worker",
-                   "hydra.launcher.progress_interval_s=1")
+    sweep = _sweep(
+        tmp_path,
+        mlflow_server,
+        "epochs=2,100000",
+        "hydra.launcher.backend=dask",
+        f"hydra.launcher.address={dask_cluster.address}",
+        "tracking.experiment=lost-worker",
+        "hydra.launcher.progress_interval_s=1",
+    )
 
     def long_config_pid():
         for run in _experiment_runs(mlflow_server, "lost-worker")[1]:
@@ -203,8 +257,12 @@ def test_a_lost_dask_worker_ends_its_config_killed(tmp_path, mlflow_server, dask
         return None
 
     _wait_until(long_config_pid, "the long config")
-    _wait_until(lambda: any(r.data.tags.get("outcome") == "finished"
-                            for r in _experiment_runs(mlflow_server, "lost-worker")[1]), "the short config")
+    _wait_until(
+        lambda: any(
+            r.data.tags.get("outcome") == "finished" for r in _experiment_runs(mlflow_server, "lost-worker")[1]
+        ),
+        "the short config",
+    )
     os.kill(long_config_pid(), signal.SIGKILL)
     _, stderr = sweep.communicate(timeout=300)
     assert sweep.returncode == 1, stderr

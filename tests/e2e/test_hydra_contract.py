@@ -37,17 +37,30 @@ class TestNetsweepLauncher(LauncherTestSuite):
     """Hydra's launcher suite, on an app that is not netsweep's (no MLflow grouping)."""
 
 
-@pytest.mark.parametrize("launcher_name, overrides", [
-    ("netsweep", [*QUIET, "hydra/sweeper=netsweep", "hydra.sweeper.max_batch_size=2"]),
-])
+@pytest.mark.parametrize(
+    "launcher_name, overrides",
+    [
+        ("netsweep", [*QUIET, "hydra/sweeper=netsweep", "hydra.sweeper.max_batch_size=2"]),
+    ],
+)
 class TestNetsweepSweeperBatches(BatchedSweeperTestSuite):
     """Hydra's batched-sweeper suite, on netsweep's grid sweeper with batches of two."""
 
 
-@pytest.mark.parametrize("task_launcher_cfg, extra_flags", [(
-    {"defaults": [{"override hydra/launcher": "netsweep"}, {"override hydra/hydra_logging": "hydra_debug"},
-                  {"override hydra/job_logging": "disabled"}]},
-    ["-m", *QUIET],
-)])
+@pytest.mark.parametrize(
+    "task_launcher_cfg, extra_flags",
+    [
+        (
+            {
+                "defaults": [
+                    {"override hydra/launcher": "netsweep"},
+                    {"override hydra/hydra_logging": "hydra_debug"},
+                    {"override hydra/job_logging": "disabled"},
+                ]
+            },
+            ["-m", *QUIET],
+        )
+    ],
+)
 class TestNetsweepLauncherIntegration(IntegrationTestSuite):
     """Hydra's integration suite: real apps in subprocesses, job names, sweep dirs, original cwd."""

@@ -48,8 +48,13 @@ def _free_port() -> int:
 
 
 def test_a_registered_winner_is_served(cli):
-    result = cli("-m", "optimizer.lr=0.03,0.3", "epochs=3", "hydra.launcher.register_best=digits-net",
-                 "hydra.launcher.progress_interval_s=0")
+    result = cli(
+        "-m",
+        "optimizer.lr=0.03,0.3",
+        "epochs=3",
+        "hydra.launcher.register_best=digits-net",
+        "hydra.launcher.progress_interval_s=0",
+    )
     assert result.returncode == 0, result.stderr
     assert "registered: models:/digits-net@best is version 1" in result.stdout
     assert "winner run" in result.stdout and "evaluated with mlflow.models.evaluate" in result.stdout
@@ -61,10 +66,26 @@ def test_a_registered_winner_is_served(cli):
     local = mlflow.pyfunc.load_model("models:/digits-net@best")
     test = np.random.default_rng(0).integers(0, 17, size=(5, 8, 8)).astype(np.uint8)  # digits: 8x8, 0..16
     port = _free_port()
-    server = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/digits-net@best", "--env-manager",
-                               "local", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=cli.cwd, env=cli_env(cli.uri), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/digits-net@best",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=cli.cwd,
+        env=cli_env(cli.uri),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         answer = _post(f"http://127.0.0.1:{port}/invocations", {"inputs": test.tolist()})
         assert answer["predictions"] == local.predict(test).tolist()

@@ -110,11 +110,13 @@ def _wait_for(predicate, timeout=120):
 
 def _running_long_config(cli):
     """The worker pid of the long config, once it is training."""
+
     def find():
         for run in _runs(cli.uri)[1]:
             if run.info.status == "RUNNING" and run.data.params.get("epochs") == "100000":
                 return int(run.data.tags["worker_pid"])
         return None
+
     return _wait_for(find)
 
 
@@ -132,8 +134,14 @@ def test_ctrl_c_stops_a_sweep_keeps_finished_configs_and_kills_running_ones(cli)
 
 
 def test_a_killed_worker_costs_only_its_config_and_the_rerun_trains_just_that(cli):
-    grid = ["-m", "optimizer.lr=0.05,0.1", "model.decay=0,1e-4", "epochs=400", "hydra.launcher.n_jobs=2",
-            "hydra.launcher.progress_interval_s=1"]
+    grid = [
+        "-m",
+        "optimizer.lr=0.05,0.1",
+        "model.decay=0,1e-4",
+        "epochs=400",
+        "hydra.launcher.n_jobs=2",
+        "hydra.launcher.progress_interval_s=1",
+    ]
     sweep = _start(cli, *grid)
 
     def two_training():
@@ -182,8 +190,14 @@ def test_a_run_survives_its_store_being_locked_longer_than_sqlite_waits(cli):
 
 
 def test_sixteen_configs_on_eight_workers_against_a_fresh_store(cli):
-    result = cli("-m", "optimizer.lr=0.02,0.05,0.1,0.2", "model.decay=0,1e-5,1e-4,1e-3", "epochs=3",
-                 "hydra.launcher.n_jobs=8", timeout=900)
+    result = cli(
+        "-m",
+        "optimizer.lr=0.02,0.05,0.1,0.2",
+        "model.decay=0,1e-5,1e-4,1e-3",
+        "epochs=3",
+        "hydra.launcher.n_jobs=8",
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     client, runs = _runs(cli.uri)
     children = [r for r in runs if r.data.tags.get("netsweep.role") != "sweep"]

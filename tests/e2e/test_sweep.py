@@ -44,8 +44,13 @@ def test_grid_with_divergence_is_grouped_reported_and_resumed(cli):
         assert child.data.tags["blas_threads_policy"] == "fixed at 1"
     assert parent.info.status == "FINISHED"
     report = set(_artifacts(client, parent.info.run_id))
-    assert {"report/curves.png", "report/heatmap.png", "report/leaderboard.csv", "report/leaderboard.md",
-            "sweep.json"} <= report
+    assert {
+        "report/curves.png",
+        "report/heatmap.png",
+        "report/leaderboard.csv",
+        "report/leaderboard.md",
+        "sweep.json",
+    } <= report
     assert "6 configs" in result.stdout and "best config: lr=" in result.stdout
     assert "reproduce it: python -m src.run optimizer.lr=" in result.stdout
 
@@ -109,9 +114,16 @@ def test_named_sweep_file_runs_its_grid(cli):
     assert "+sweep" not in result.stdout.split("reproduce its best seed:")[1]
 
 
-OPTUNA = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
-          "hydra.sweeper.sampler.seed=7", "optimizer.lr=interval(0.01,0.5)", "epochs=2",
-          "hydra.launcher.progress_interval_s=0"]
+OPTUNA = [
+    "-m",
+    "hydra/sweeper=optuna",
+    "hydra.sweeper.n_trials=6",
+    "hydra.sweeper.n_jobs=2",
+    "hydra.sweeper.sampler.seed=7",
+    "optimizer.lr=interval(0.01,0.5)",
+    "epochs=2",
+    "hydra.launcher.progress_interval_s=0",
+]
 
 
 def test_an_optuna_study_in_batches_is_one_sweep_and_resumes_across_batches(cli):

@@ -23,8 +23,15 @@ except ImportError:  # the test extra installs it
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = REPO / "test-artifacts" / "ui"
-BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+BROWSER_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 
 def _needs(ok: bool, what: str) -> None:
@@ -42,15 +49,26 @@ def _free_port() -> int:
 def mlflow_ui(cli):
     """A sweep of four configs in a fresh store, and `mlflow ui` on it; yields the link the sweep printed."""
     port = _free_port()
-    result = cli("-m", "optimizer.lr=0.05,0.3", "model.decay=0,1e-4", "epochs=2", f"tracking.ui_port={port}",
-                 "hydra.launcher.progress_interval_s=0")
+    result = cli(
+        "-m",
+        "optimizer.lr=0.05,0.3",
+        "model.decay=0,1e-4",
+        "epochs=2",
+        f"tracking.ui_port={port}",
+        "hydra.launcher.progress_interval_s=0",
+    )
     assert result.returncode == 0, result.stderr
     link = re.search(r"runs table: (\S+)", result.stdout).group(1)
     assert link.startswith(f"http://127.0.0.1:{port}/#/experiments/") and "workflowType=machine_learning" in link
     assert f"mlflow ui --backend-store-uri {cli.uri} --port {port}" in result.stdout
-    server = subprocess.Popen(["mlflow", "ui", "--backend-store-uri", cli.uri, "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=cli.cwd, env=cli_env(cli.uri),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        ["mlflow", "ui", "--backend-store-uri", cli.uri, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cli.cwd,
+        env=cli_env(cli.uri),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 90
         while True:
@@ -87,11 +105,14 @@ def test_the_printed_link_opens_the_runs_table_with_the_whole_sweep(mlflow_ui, c
             page.get_by_text(child.info.run_name, exact=True).first.wait_for(timeout=30000)
         page.screenshot(path=SCREENSHOTS / "runs-table-expanded.png")
         experiment = parent.info.experiment_id
-        page.goto(mlflow_ui.split("#")[0] + f"#/experiments/{experiment}/runs/{parent.info.run_id}"
-                  "/artifacts/report/heatmap.png")
+        page.goto(
+            mlflow_ui.split("#")[0] + f"#/experiments/{experiment}/runs/{parent.info.run_id}"
+            "/artifacts/report/heatmap.png"
+        )
         image = page.locator("img[src^='blob:']").first
         image.wait_for(timeout=60000)
-        page.wait_for_function("image => image.complete && image.naturalWidth > 300", arg=image.element_handle(),
-                               timeout=30000)
+        page.wait_for_function(
+            "image => image.complete && image.naturalWidth > 300", arg=image.element_handle(), timeout=30000
+        )
         page.screenshot(path=SCREENSHOTS / "report-heatmap.png")
         browser.close()

@@ -20,11 +20,28 @@ ALLOWED = {
     "src.config": {"src.errors", "src.nn"},
     "src.data": {"src.errors"},
     "src.tracking": {"src.errors", "src.outcomes", "src.interrupts"},
-    "src.experiment": {"src.config", "src.data", "src.nn", "src.plots", "src.pruning", "src.tracking", "src.errors",
-                       "src.outcomes"},
+    "src.experiment": {
+        "src.config",
+        "src.data",
+        "src.nn",
+        "src.plots",
+        "src.pruning",
+        "src.tracking",
+        "src.errors",
+        "src.outcomes",
+    },
     "src.report": {"src.tracking", "src.config", "src.plots", "src.errors", "src.outcomes"},
-    "src.sweep": {"src.experiment", "src.report", "src.tracking", "src.config", "src.data", "src.errors",
-                  "src.outcomes", "src.interrupts", "src.pruning"},
+    "src.sweep": {
+        "src.experiment",
+        "src.report",
+        "src.tracking",
+        "src.config",
+        "src.data",
+        "src.errors",
+        "src.outcomes",
+        "src.interrupts",
+        "src.pruning",
+    },
     "src.cli": {"src.config", "src.errors", "src.nn"},
     "src.predict": {"src.tracking", "src.errors"},
     "src.run": {"src.cli", "src.config", "src.experiment", "src.sweep", "src.tracking", "src.interrupts", "src.errors"},
@@ -89,10 +106,16 @@ for _module, _path in _modules():
             PROBLEMS.append(f"{_path.name}:{_line}: imports mlflow outside src/tracking")
         if _module.startswith("src.nn") and _top not in ("numpy", "src") and _top not in STDLIB:
             PROBLEMS.append(f"{_path.name}:{_line}: src/nn imports {_name}; it uses NumPy only")
-        if _inside and "deferred" not in _lines[_line - 1] and "deferred" not in _lines[_line - 2] \
-                and "noqa: F401" not in _lines[_line - 1]:
-            PROBLEMS.append(f"{_path.name}:{_line}: imports {_name} inside a function without saying why "
-                            "(a comment with 'deferred: ...')")
+        if (
+            _inside
+            and "deferred" not in _lines[_line - 1]
+            and "deferred" not in _lines[_line - 2]
+            and "noqa: F401" not in _lines[_line - 1]
+        ):
+            PROBLEMS.append(
+                f"{_path.name}:{_line}: imports {_name} inside a function without saying why "
+                "(a comment with 'deferred: ...')"
+            )
 
 
 def test_layers_import_downwards_only_and_mlflow_stays_in_tracking():
@@ -109,7 +132,7 @@ def test_there_are_no_import_circles():
             if target not in GRAPH:
                 continue
             if state.get(target) == "open":
-                cycles.append(" -> ".join(stack[stack.index(target):] + [target]))
+                cycles.append(" -> ".join(stack[stack.index(target) :] + [target]))
             elif target not in state:
                 visit(target, stack + [target])
         state[node] = "done"
@@ -138,6 +161,9 @@ def _body_lines(function: ast.AST) -> int:
 @pytest.mark.parametrize("module,path", list(_modules()))
 def test_functions_fit_on_a_screen(module, path):
     tree = ast.parse(path.read_text())
-    long = [f"{node.name} ({_body_lines(node)} lines)" for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > 40]
+    long = [
+        f"{node.name} ({_body_lines(node)} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > 40
+    ]
     assert long == []

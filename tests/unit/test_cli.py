@@ -22,30 +22,37 @@ def _composition_error(message, cause):
         return exc
 
 
-@pytest.mark.parametrize("exc,code,needle", [
-    (KeyboardInterrupt(), 130, "interrupted"),
-    (RunDiverged("run x diverged at epoch 1"), 3, "diverged at epoch 1"),
-    (ConfigError("optimizer.lr=-1 is invalid"), 2, "optimizer.lr=-1"),
-    (DataError("x.npz: no such file"), 2, "x.npz"),
-    (SweepIncomplete("1 of 2 configs did not finish"), 1, "1 of 2"),
-    (MemoryError("boom"), 1, "MemoryError: boom"),
-])
+@pytest.mark.parametrize(
+    "exc,code,needle",
+    [
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (RunDiverged("run x diverged at epoch 1"), 3, "diverged at epoch 1"),
+        (ConfigError("optimizer.lr=-1 is invalid"), 2, "optimizer.lr=-1"),
+        (DataError("x.npz: no such file"), 2, "x.npz"),
+        (SweepIncomplete("1 of 2 configs did not finish"), 1, "1 of 2"),
+        (MemoryError("boom"), 1, "MemoryError: boom"),
+    ],
+)
 def test_each_kind_of_failure_has_its_exit_code_and_one_line(exc, code, needle):
     got_code, message = exit_code_and_message(exc)
     assert got_code == code and needle in message and "\n" not in message
 
 
 def test_a_typo_is_named_with_a_suggestion_and_no_plus_advice():
-    exc = _composition_error("Could not override 'optimizer.l'.\nTo append to your config use +optimizer.l=0.1",
-                             ConfigAttributeError("Key 'l' not in 'SgdConfig'"))
+    exc = _composition_error(
+        "Could not override 'optimizer.l'.\nTo append to your config use +optimizer.l=0.1",
+        ConfigAttributeError("Key 'l' not in 'SgdConfig'"),
+    )
     code, message = exit_code_and_message(exc)
     assert code == 2 and "'optimizer.l'" in message and "did you mean optimizer.lr?" in message
     assert "+" not in message and "SgdConfig" not in message
 
 
 def test_a_wrong_type_names_the_key_and_value():
-    exc = _composition_error("Error merging override model.hidden_size=abc",
-                             ValidationError("Value 'abc' of type 'str' could not be converted to Integer"))
+    exc = _composition_error(
+        "Error merging override model.hidden_size=abc",
+        ValidationError("Value 'abc' of type 'str' could not be converted to Integer"),
+    )
     code, message = exit_code_and_message(exc)
     assert code == 2 and message.startswith("model.hidden_size=abc is invalid: Value 'abc'")
 
@@ -54,9 +61,14 @@ def test_missing_values_and_options_are_explained():
     missing = MissingMandatoryValue("Missing mandatory value: data.path")
     missing.full_key = "data.path"
     assert exit_code_and_message(missing) == (
-        2, "data.path is required: set it on the command line, e.g. data.path=...")
-    options = MissingConfigException("In 'config': Could not find 'optimizer/rmsprop'",
-                                     missing_cfg_file="optimizer/rmsprop", options=["sgd", "adam", "momentum"])
+        2,
+        "data.path is required: set it on the command line, e.g. data.path=...",
+    )
+    options = MissingConfigException(
+        "In 'config': Could not find 'optimizer/rmsprop'",
+        missing_cfg_file="optimizer/rmsprop",
+        options=["sgd", "adam", "momentum"],
+    )
     code, message = exit_code_and_message(options)
     assert code == 2 and "optimizer/rmsprop" in message and message.endswith("available options: adam, momentum, sgd")
 
@@ -100,13 +112,18 @@ def test_a_named_sweep_without_multirun_is_refused_rather_than_run_once(main_in,
     assert main_in("+sweep=decay_lr", "epochs=1") == 2
     assert capsys.readouterr().err.strip() == (
         "netsweep: +sweep=decay_lr defines a sweep over optimizer.lr, model.decay: run it with -m, "
-        "e.g. python -m src.run -m +sweep=decay_lr epochs=1")
+        "e.g. python -m src.run -m +sweep=decay_lr epochs=1"
+    )
     assert read_store(store_uri).runs == [] and not (tmp_path / "outputs").exists()
 
 
 def test_a_sweep_in_process(main_in, store_uri, capsys):
-    assert main_in("-m", "optimizer.lr=0.05,0.1", "epochs=1", "hydra.launcher.n_jobs=1",
-                   "hydra.launcher.progress_interval_s=0") == 0
+    assert (
+        main_in(
+            "-m", "optimizer.lr=0.05,0.1", "epochs=1", "hydra.launcher.n_jobs=1", "hydra.launcher.progress_interval_s=0"
+        )
+        == 0
+    )
     view = read_store(store_uri)
     assert len(view.parents) == 1 and len(view.children) == 2
     out = capsys.readouterr().out
@@ -114,8 +131,18 @@ def test_a_sweep_in_process(main_in, store_uri, capsys):
 
 
 def test_asha_prunes_losing_configs_and_their_seeds_together(main_in, store_uri, capsys):
-    assert main_in("-m", "optimizer.lr=0.3,0.01", "seed=0,1", "epochs=4", "hydra.launcher.n_jobs=1",
-                   "hydra.launcher.prune=asha", "hydra.launcher.progress_interval_s=0") == 0
+    assert (
+        main_in(
+            "-m",
+            "optimizer.lr=0.3,0.01",
+            "seed=0,1",
+            "epochs=4",
+            "hydra.launcher.n_jobs=1",
+            "hydra.launcher.prune=asha",
+            "hydra.launcher.progress_interval_s=0",
+        )
+        == 0
+    )
     view = read_store(store_uri)
     by_lr = {}
     for child in view.children:

@@ -87,11 +87,14 @@ def test_out_of_range_values_and_added_keys_are_named(composer, override, key):
         validate(composer(override))
 
 
-@pytest.mark.parametrize("optimizer,override,key", [
-    ("momentum", "optimizer.momentum=1.0", "optimizer.momentum"),
-    ("adam", "optimizer.beta2=1.5", "optimizer.beta2"),
-    ("adam", "optimizer.eps=0", "optimizer.eps"),
-])
+@pytest.mark.parametrize(
+    "optimizer,override,key",
+    [
+        ("momentum", "optimizer.momentum=1.0", "optimizer.momentum"),
+        ("adam", "optimizer.beta2=1.5", "optimizer.beta2"),
+        ("adam", "optimizer.eps=0", "optimizer.eps"),
+    ],
+)
 def test_an_optimizers_own_knobs_are_checked_by_its_class(composer, optimizer, override, key):
     with pytest.raises(ConfigError, match=key):
         validate(composer(f"optimizer={optimizer}", override))
@@ -110,10 +113,12 @@ def test_typos_get_a_suggestion_and_never_plus_advice(composer):
 
 def test_a_key_of_another_option_names_the_option_and_a_group_that_is_added_says_so():
     assert unknown_key_message("optimizer.momentum").startswith(
-        "optimizer.momentum is not a key of the optimizer you chose: it belongs to optimizer=momentum; choose one")
+        "optimizer.momentum is not a key of the optimizer you chose: it belongs to optimizer=momentum; choose one"
+    )
     assert "it belongs to data=fashion_mnist, data=mnist;" in unknown_key_message("data.root")
     assert unknown_key_message("sweep") == (
-        "sweep is a config group that is added: write +sweep=<name> (a sweep runs with -m)")
+        "sweep is a config group that is added: write +sweep=<name> (a sweep runs with -m)"
+    )
     assert group_options("optimizer") == {"adam": "adam", "momentum": "momentum", "sgd": "sgd"}
 
 
@@ -127,11 +132,29 @@ def test_config_hash_ignores_tracking_but_not_settings(composer):
 
 
 def test_numbers_are_written_one_way_everywhere():
-    cases = [(0, "0"), (0.0, "0"), (1e-4, "1e-4"), (0.001, "1e-3"), (0.03, "0.03"), (0.1, "0.1"), (1.0, "1"),
-             (256, "256"), (1e4, "1e4"), (3.3e-05, "3.3e-5"), (0.123456789, "0.123456789"), (100.0, "100")]
+    cases = [
+        (0, "0"),
+        (0.0, "0"),
+        (1e-4, "1e-4"),
+        (0.001, "1e-3"),
+        (0.03, "0.03"),
+        (0.1, "0.1"),
+        (1.0, "1"),
+        (256, "256"),
+        (1e4, "1e4"),
+        (3.3e-05, "3.3e-5"),
+        (0.123456789, "0.123456789"),
+        (100.0, "100"),
+    ]
     assert [(value, format_number(value)) for value, _ in cases] == cases
     assert [format_value(v) for v in ("0.0001", "1.0", "True", "None", "adam", True)] == [
-        "1e-4", "1", "true", "null", "adam", "true"]
+        "1e-4",
+        "1",
+        "true",
+        "null",
+        "adam",
+        "true",
+    ]
     assert float(format_number(0.123456789)) == 0.123456789  # exact enough to reproduce
     assert format_override("optimizer.lr=1.0") == "optimizer.lr=1"
     assert format_override("+model.decay=0.0001") == "+model.decay=1e-4"

@@ -29,7 +29,7 @@ def test_idx_folder_loads_scaled_and_split(tmp_path, gz):
     ds = load_dataset(idx_cfg(tmp_path), seed=0)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (30, 10, 10)
     assert ds.X_train.dtype == np.float32 and ds.X_train.shape[1] == 36
-    assert 0 <= ds.X_train.min() and ds.X_train.max() <= 1
+    assert ds.X_train.min() >= 0 and ds.X_train.max() <= 1
     np.testing.assert_allclose(ds.X_test * 255, arrays["X_test"].reshape(10, 36), atol=1e-3)
     assert ds.num_classes == 10
     seen = np.concatenate([ds.X_train, ds.X_val]) * 255
@@ -147,7 +147,7 @@ def test_digits_default_has_a_fixed_test_set():
     assert (len(a.y_train) + len(a.y_val), len(a.y_test)) == (1438, 359)
     np.testing.assert_array_equal(a.X_test, b.X_test)
     assert a.fingerprint != b.fingerprint
-    assert 0 <= a.X_train.min() and a.X_train.max() <= 1
+    assert a.X_train.min() >= 0 and a.X_train.max() <= 1
 
 
 def test_mnist_offline_without_files_says_where_to_put_them(tmp_path):
@@ -158,8 +158,9 @@ def test_mnist_offline_without_files_says_where_to_put_them(tmp_path):
         load_idx_dataset("mnist", str(tmp_path / "mnist"), True, str(tmp_path), fetch=offline)
     with pytest.raises(DataError, match="mnist files not found"):
         load_idx_dataset("mnist", str(tmp_path / "mnist"), False, str(tmp_path), fetch=offline)
-    fetched = load_idx_dataset("mnist", str(tmp_path / "mnist"), True, str(tmp_path),
-                               fetch=lambda cache: {"X_train": np.zeros((2, 2, 2))})
+    fetched = load_idx_dataset(
+        "mnist", str(tmp_path / "mnist"), True, str(tmp_path), fetch=lambda cache: {"X_train": np.zeros((2, 2, 2))}
+    )
     assert fetched["X_train"].shape == (2, 2, 2)
 
 

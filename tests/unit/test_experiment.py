@@ -117,8 +117,13 @@ def test_a_retried_job_ends_its_lost_attempt_killed(cfg_for, store_uri):
 
 def test_a_sweep_job_whose_data_fails_closes_its_scheduled_run(cfg_for, store_uri, tmp_path):
     store, run_id = _scheduled_run(store_uri)
-    np.savez(tmp_path / "bad.npz", X_train=np.zeros((20, 2)), y_train=np.arange(20) % 2,
-             X_test=np.zeros((1, 2)), y_test=np.array([5]))
+    np.savez(
+        tmp_path / "bad.npz",
+        X_train=np.zeros((20, 2)),
+        y_train=np.arange(20) % 2,
+        X_test=np.zeros((1, 2)),
+        y_test=np.array([5]),
+    )
     with pytest.raises(Exception, match="labels"):
         run_config(cfg_for("data=npz", f"data.path={tmp_path / 'bad.npz'}"), sweep_job=SweepJob(run_id, store_uri))
     record = store.run(run_id)

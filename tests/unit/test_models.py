@@ -96,8 +96,19 @@ def test_the_predict_command_scores_an_npz(trained, compose_cfg, store_uri, tmp_
     cfg, summary = trained
     dataset = load_dataset(cfg.data, cfg.seed)
     np.savez(tmp_path / "images.npz", X_test=dataset.X_test_raw, y_test=dataset.y_test)
-    assert predict_main([summary.run_id, str(tmp_path / "images.npz"), "--tracking-uri", store_uri,
-                         "--out", str(tmp_path / "p.csv")]) == 0
+    assert (
+        predict_main(
+            [
+                summary.run_id,
+                str(tmp_path / "images.npz"),
+                "--tracking-uri",
+                store_uri,
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"accuracy {summary.test_acc:.4f}" in out and (tmp_path / "p.csv").read_text().startswith("image,label")
     np.savez(tmp_path / "bad.npz", weights=np.zeros(3))
@@ -112,8 +123,10 @@ def test_the_predict_command_scores_an_npz(trained, compose_cfg, store_uri, tmp_
     np.savez(tmp_path / "labels.npz", X=dataset.X_test_raw[:2], y=np.array([3, 20]))
     assert predict_main([summary.run_id, str(tmp_path / "labels.npz"), "--tracking-uri", store_uri]) == 2
     assert "labels from 3 to 20, but this net has 10 classes (0..9)" in capsys.readouterr().err
-    assert predict_main([summary.run_id, str(tmp_path / "big.npz"), "--tracking-uri",
-                         f"sqlite:///{tmp_path}/nowhere.db"]) == 2
+    assert (
+        predict_main([summary.run_id, str(tmp_path / "big.npz"), "--tracking-uri", f"sqlite:///{tmp_path}/nowhere.db"])
+        == 2
+    )
     assert "no tracking store at" in capsys.readouterr().err and not (tmp_path / "nowhere.db").exists()
     assert predict_main(["0123abc", str(tmp_path / "images.npz"), "--tracking-uri", store_uri]) == 2
     assert f"no run '0123abc' in {store_uri}" in capsys.readouterr().err

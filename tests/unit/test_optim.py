@@ -19,9 +19,7 @@ def _copy(tree):
 def test_sgd_is_a_step_on_the_full_cost_with_decay_on_weights_only():
     params, grads = _setup()
     lr, decay = 0.1, 0.01
-    expected = {
-        k: params[k] - lr * (grads[k] + (2 * decay * params[k] if k.startswith("W") else 0)) for k in params
-    }
+    expected = {k: params[k] - lr * (grads[k] + (2 * decay * params[k] if k.startswith("W") else 0)) for k in params}
     optimizer = build_optimizer({"name": "sgd", "lr": lr, "batch_size": 32}, params, decay)
     scaled = {k: optimizer.grad_scale * g for k, g in grads.items()}  # what the backward pass hands SGD
     optimizer.step(params, scaled)

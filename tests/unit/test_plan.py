@@ -31,8 +31,14 @@ def test_a_job_composes_as_hydra_composes_it(loaded, index, overrides):
     ours = Composer(config_loader, master).compose(overrides, index)
     theirs = config_loader.load_sweep_config(master, list(overrides))
     assert Job(index, overrides, ours).task_config == Job(index, overrides, theirs).task_config
-    for key in ("overrides.task", "overrides.hydra", "job.override_dirname", "runtime.choices", "job.name",
-                "sweep.dir"):
+    for key in (
+        "overrides.task",
+        "overrides.hydra",
+        "job.override_dirname",
+        "runtime.choices",
+        "job.name",
+        "sweep.dir",
+    ):
         assert OmegaConf.select(ours.hydra, key) == OmegaConf.select(theirs.hydra, key), key
     assert (ours.hydra.job.num, ours.hydra.job.id) == (index, f"{ours.hydra.job.name}_{index}")
 
@@ -57,12 +63,15 @@ def test_each_defaults_tree_is_composed_once(loaded):
     assert calls == [(), ("optimizer=adam",)]
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["optimizer.l=0.1"], "Could not override 'optimizer.l'"),
-    (["+epochs=3"], "Could not append to config. An item is already at 'epochs'"),
-    (["model.hidden_size=abc"], "Error merging override model.hidden_size=abc"),
-    (["optimizer=rmsprop"], "optimizer"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optimizer.l=0.1"], "Could not override 'optimizer.l'"),
+        (["+epochs=3"], "Could not append to config. An item is already at 'epochs'"),
+        (["model.hidden_size=abc"], "Error merging override model.hidden_size=abc"),
+        (["optimizer=rmsprop"], "optimizer"),
+    ],
+)
 def test_errors_are_hydras(loaded, overrides, message):
     config_loader, master = loaded
     with pytest.raises(Exception, match=message.replace("(", r"\(")) as caught:

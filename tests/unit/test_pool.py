@@ -21,11 +21,14 @@ def test_workers_are_capped_by_tasks_and_share_the_cores(monkeypatch):
     assert WorkerPool(_settings(backend="dask"), n_tasks=5).threads is None  # Dask's nanny sets them
 
 
-@pytest.mark.parametrize("changes,needle", [
-    ({"backend": "ray"}, "hydra.launcher.backend='ray' is unknown"),
-    ({"address": "tcp://h:1"}, "only used with hydra.launcher.backend=dask"),
-    ({"n_jobs": 0}, "hydra.launcher.n_jobs=0"),
-])
+@pytest.mark.parametrize(
+    "changes,needle",
+    [
+        ({"backend": "ray"}, "hydra.launcher.backend='ray' is unknown"),
+        ({"address": "tcp://h:1"}, "only used with hydra.launcher.backend=dask"),
+        ({"n_jobs": 0}, "hydra.launcher.n_jobs=0"),
+    ],
+)
 def test_unusable_settings_are_named(changes, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
         check_settings(_settings(**changes))

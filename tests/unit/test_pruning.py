@@ -50,8 +50,11 @@ def test_no_rule_no_pruning_and_unknown_rules_are_refused():
 
 
 def _publish(store, experiment, key, group, curve, pruned=None):
-    run = store.create_run(experiment, key, {names.SWEEP_ID: "s1", names.CONFIG_HASH: key, names.GROUP_HASH: group,
-                                             names.CURVE: encode_curve(curve)})
+    run = store.create_run(
+        experiment,
+        key,
+        {names.SWEEP_ID: "s1", names.CONFIG_HASH: key, names.GROUP_HASH: group, names.CURVE: encode_curve(curve)},
+    )
     if pruned:
         run.set_tags({names.PRUNED: pruned})
     return run
@@ -79,8 +82,16 @@ def test_a_link_to_a_reused_result_is_its_config_not_another_peer():
     store = FakeStore()
     experiment = store.experiment_id("e")
     for key in ("mine", "a"):  # links standing for results an earlier sweep trained
-        store.create_run(experiment, f"{key} (reused)", {names.SWEEP_ID: "s1", names.REUSED_CONFIG_HASH: key,
-                                                         names.GROUP_HASH: key, names.CURVE: encode_curve([0.5, 0.4])})
+        store.create_run(
+            experiment,
+            f"{key} (reused)",
+            {
+                names.SWEEP_ID: "s1",
+                names.REUSED_CONFIG_HASH: key,
+                names.GROUP_HASH: key,
+                names.CURVE: encode_curve([0.5, 0.4]),
+            },
+        )
     _publish(store, experiment, "a", "a", [0.5, 0.4])  # config a trained again in this sweep
     median = _pruner(store, experiment, "mine", "mine", MEDIAN)
     assert median(2, [0.9, 0.9]) is None  # one peer (a), not three: the median rule waits
@@ -104,8 +115,11 @@ def test_runs_recorded_before_val_ce_are_peers_with_their_cost_curve():
     store = FakeStore()
     experiment = store.experiment_id("e")
     for key, cost in (("a", [0.5, 0.4]), ("b", [0.6, 0.5])):
-        store.create_run(experiment, key, {names.SWEEP_ID: "s1", names.CONFIG_HASH: key, names.GROUP_HASH: key,
-                                           names.COST_CURVE: encode_curve(cost)})
+        store.create_run(
+            experiment,
+            key,
+            {names.SWEEP_ID: "s1", names.CONFIG_HASH: key, names.GROUP_HASH: key, names.COST_CURVE: encode_curve(cost)},
+        )
     assert "of 2 other configs" in _pruner(store, experiment, "mine", "mine", MEDIAN)(2, [0.9, 0.9])
 
 
@@ -120,6 +134,7 @@ def test_between_asha_rungs_a_config_without_seeds_does_not_read_the_store():
     alone = SweepPruner(store, job, "mine", "mine", 9)  # rungs at epochs 1 and 3
     assert alone(2, [0.9, 0.9]) is None and not searches
     assert alone(3, [0.9, 0.9, 0.9]) is not None and len(searches) == 1  # at a rung it reads, and is pruned
-    seeded = SweepPruner(store, SweepJob("me", store.uri, sweep_id="s1", experiment_id=experiment, prune=ASHA), "mine",
-                         "g", 9)
+    seeded = SweepPruner(
+        store, SweepJob("me", store.uri, sweep_id="s1", experiment_id=experiment, prune=ASHA), "mine", "g", 9
+    )
     assert seeded(2, [0.9, 0.9]) is None and len(searches) == 2  # a seed reads every epoch: its siblings may stop

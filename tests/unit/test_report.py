@@ -19,13 +19,25 @@ from ..fakes import FakeStore
 
 
 def _member(lr, decay, seed, accs, outcome=Outcome.FINISHED, test_acc=0.9, losses=None):
-    params = {"optimizer.lr": lr, "model.decay": decay, "seed": seed, "tracking.run_id": f"r{lr}{decay}{seed}",
-              "model.hidden_size": "256"}
+    params = {
+        "optimizer.lr": lr,
+        "model.decay": decay,
+        "seed": seed,
+        "tracking.run_id": f"r{lr}{decay}{seed}",
+        "model.hidden_size": "256",
+    }
     losses = losses or [1 - a for a in accs]
     history = {"val_acc": accs, "val_loss": losses, "train_loss": [], "train_acc": []}
     metrics = {"test_acc": test_acc} if outcome == Outcome.FINISHED else {}
-    return Member(f"id-{lr}-{decay}-{seed}", f"lr={lr}", outcome, params, metrics,
-                  f"+sweep=decay_lr optimizer.lr={lr} model.decay={decay} seed={seed}", history)
+    return Member(
+        f"id-{lr}-{decay}-{seed}",
+        f"lr={lr}",
+        outcome,
+        params,
+        metrics,
+        f"+sweep=decay_lr optimizer.lr={lr} model.decay={decay} seed={seed}",
+        history,
+    )
 
 
 def _data(members, defaults=None):
@@ -35,14 +47,19 @@ def _data(members, defaults=None):
 
 @pytest.fixture
 def data():
-    return _data([
-        _member("0.1", "0.0", "0", [0.8, 0.95]), _member("0.1", "0.0", "1", [0.85, 0.93]),
-        _member("0.1", "0.0001", "0", [0.7, 0.97]), _member("0.1", "0.0001", "1", [0.9, 0.95]),
-        _member("10000.0", "0.0", "0", [], outcome=Outcome.DIVERGED),
-        _member("10000.0", "0.0", "1", [], outcome=Outcome.DIVERGED),
-        _member("10000.0", "0.0001", "0", [0.1], outcome=Outcome.DIVERGED),
-        _member("10000.0", "0.0001", "1", [0.1], outcome=Outcome.DIVERGED),
-    ], defaults={"optimizer.lr": "0.1", "model.decay": "0.0001", "model.hidden_size": "256", "seed": "0"})
+    return _data(
+        [
+            _member("0.1", "0.0", "0", [0.8, 0.95]),
+            _member("0.1", "0.0", "1", [0.85, 0.93]),
+            _member("0.1", "0.0001", "0", [0.7, 0.97]),
+            _member("0.1", "0.0001", "1", [0.9, 0.95]),
+            _member("10000.0", "0.0", "0", [], outcome=Outcome.DIVERGED),
+            _member("10000.0", "0.0", "1", [], outcome=Outcome.DIVERGED),
+            _member("10000.0", "0.0001", "0", [0.1], outcome=Outcome.DIVERGED),
+            _member("10000.0", "0.0001", "1", [0.1], outcome=Outcome.DIVERGED),
+        ],
+        defaults={"optimizer.lr": "0.1", "model.decay": "0.0001", "model.hidden_size": "256", "seed": "0"},
+    )
 
 
 def test_swept_keys_prefer_lr_and_decay_and_skip_seed_and_tracking(data):
@@ -80,19 +97,36 @@ def test_groups_average_over_seeds_and_rank_by_best_val_acc(data):
 
 
 def test_ties_are_broken_by_loss_then_shown_as_ties():
-    scores = rank([Entry("a", Outcome.FINISHED, 0.9, 0.30), Entry("b", Outcome.FINISHED, 0.9, 0.20),
-                   Entry("c", Outcome.FINISHED, 0.8, 0.10), Entry("d", Outcome.FINISHED, 0.9, 0.20),
-                   Entry("e", Outcome.ERROR)])
+    scores = rank(
+        [
+            Entry("a", Outcome.FINISHED, 0.9, 0.30),
+            Entry("b", Outcome.FINISHED, 0.9, 0.20),
+            Entry("c", Outcome.FINISHED, 0.8, 0.10),
+            Entry("d", Outcome.FINISHED, 0.9, 0.20),
+            Entry("e", Outcome.ERROR),
+        ]
+    )
     assert [(s.group, s.rank, s.tied) for s in scores] == [
-        ("b", 1, True), ("d", 1, True), ("a", 3, False), ("c", 4, False), ("e", 5, False)]
+        ("b", 1, True),
+        ("d", 1, True),
+        ("a", 3, False),
+        ("c", 4, False),
+        ("e", 5, False),
+    ]
     assert [s.group for s in winners(scores)] == ["b", "d"]
     assert winners(rank([Entry("x", Outcome.KILLED)])) == []
 
 
 def test_with_seeds_the_mean_ranks_and_missing_seeds_are_counted():
-    scores = rank([Entry("lucky", Outcome.FINISHED, 0.99, 0.1), Entry("lucky", Outcome.FINISHED, 0.80, 0.4),
-                   Entry("steady", Outcome.FINISHED, 0.93, 0.2), Entry("steady", Outcome.FINISHED, 0.92, 0.2),
-                   Entry("steady", Outcome.RUNNING)])
+    scores = rank(
+        [
+            Entry("lucky", Outcome.FINISHED, 0.99, 0.1),
+            Entry("lucky", Outcome.FINISHED, 0.80, 0.4),
+            Entry("steady", Outcome.FINISHED, 0.93, 0.2),
+            Entry("steady", Outcome.FINISHED, 0.92, 0.2),
+            Entry("steady", Outcome.RUNNING),
+        ]
+    )
     assert scores[0].group == "steady" and scores[0].acc == pytest.approx(0.925)
     assert scores[0].seeds_text(3) == "2 of 3 seeds done" and scores[1].seeds_text(2) == ""
 
@@ -149,8 +183,14 @@ def test_heatmap_frames_the_ranked_winner_and_names_failures(data):
 
 
 def test_a_tie_frames_every_winner_and_is_said_everywhere():
-    data = _data([_member("0.1", "0", "0", [0.9], losses=[0.2]), _member("0.3", "0", "0", [0.9], losses=[0.2]),
-                  _member("0.1", "1e-4", "0", [0.8]), _member("0.3", "1e-4", "0", [0.8], losses=[0.1])])
+    data = _data(
+        [
+            _member("0.1", "0", "0", [0.9], losses=[0.2]),
+            _member("0.3", "0", "0", [0.9], losses=[0.2]),
+            _member("0.1", "1e-4", "0", [0.8]),
+            _member("0.3", "1e-4", "0", [0.8], losses=[0.1]),
+        ]
+    )
     heatmap = figures.sweep_heatmap(data, "t")
     assert len(heatmap.axes[0].patches) == 2
     assert sum(t.get_text().startswith("= ") for t in heatmap.axes[0].texts) == 2
@@ -176,16 +216,21 @@ def _stored_sweep(store_uri):
     parent = store.create_run(experiment, "sweep s1", {names.SWEEP_ID: "s1", names.ROLE: names.ROLE_SWEEP})
     configs = []
     for lr, accs in (("0.1", [0.5, 0.9]), ("0.3", [0.6, 0.8])):
-        run = store.create_run(experiment, f"lr={lr}", {names.SWEEP_ID: "s1", names.OVERRIDES: f"optimizer.lr={lr}"},
-                               parent_run_id=parent.run_id)
+        run = store.create_run(
+            experiment,
+            f"lr={lr}",
+            {names.SWEEP_ID: "s1", names.OVERRIDES: f"optimizer.lr={lr}"},
+            parent_run_id=parent.run_id,
+        )
         run.log_params({"optimizer.lr": lr, "model.decay": "0.0001", "seed": "0"})
         for epoch, acc in enumerate(accs, start=1):
             run.log_metrics({"val_acc": acc, "val_loss": 1 - acc, "train_acc": acc, "train_loss": 1 - acc}, epoch)
         run.log_metrics({"best_val_acc": max(accs), "best_val_loss": 1 - max(accs), "test_acc": max(accs)}, 2)
         run.close(Outcome.FINISHED)
         configs.append({"config_hash": lr, "run_id": run.run_id})
-    parent.log_text('{"configs": %s, "defaults": {"optimizer.lr": "0.1"}}' % str(configs).replace("'", '"'),
-                    names.MANIFEST)
+    parent.log_text(
+        '{"configs": %s, "defaults": {"optimizer.lr": "0.1"}}' % str(configs).replace("'", '"'), names.MANIFEST
+    )
     return store, parent
 
 
@@ -193,7 +238,11 @@ def test_a_stored_sweep_is_reported_on_its_parent_and_into_a_folder(store_uri, t
     store, parent = _stored_sweep(store_uri)
     report = build_report(store, "s1", out_dir=tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "curves.png", "heatmap.png", "leaderboard.csv", "leaderboard.md"]
+        "curves.png",
+        "heatmap.png",
+        "leaderboard.csv",
+        "leaderboard.md",
+    ]
     logged = set(store.artifacts(parent.run_id))
     assert {f"report/{n}" for n in ("curves.png", "heatmap.png", "leaderboard.csv")} <= logged
     tags = store.run(parent.run_id).tags

@@ -40,16 +40,25 @@ def fake_task(cfg):
     if cfg.data.name == "npz":
         run.close(Outcome.ERROR, "ValueError: bad data")
         raise ValueError("bad data")
-    accs = [min(0.99, 0.5 + cfg.optimizer.lr * epoch + cfg.seed / 100 - cfg.model.decay * 100)
-            for epoch in range(1, cfg.epochs + 1)]
+    accs = [
+        min(0.99, 0.5 + cfg.optimizer.lr * epoch + cfg.seed / 100 - cfg.model.decay * 100)
+        for epoch in range(1, cfg.epochs + 1)
+    ]
     for epoch, acc in enumerate(accs, start=1):
         loss = 1 - acc
         run.log_metrics({"val_acc": acc, "val_loss": loss, "val_ce": loss, "train_acc": acc, "train_loss": loss}, epoch)
     if cfg.optimizer.lr > 100:
         run.close(Outcome.DIVERGED, "diverged at epoch 1")
         raise RunDiverged("diverged at epoch 1")
-    run.log_metrics({"best_val_acc": max(accs), "best_val_loss": 1 - max(accs), "best_val_ce": 1 - max(accs),
-                     "test_acc": max(accs)}, cfg.epochs)
+    run.log_metrics(
+        {
+            "best_val_acc": max(accs),
+            "best_val_loss": 1 - max(accs),
+            "best_val_ce": 1 - max(accs),
+            "test_acc": max(accs),
+        },
+        cfg.epochs,
+    )
     run.close(Outcome.FINISHED)
     return 1 - max(accs)
 
@@ -69,14 +78,16 @@ def make(loader, tmp_path):
     def build(store=None, pool=None, hydra_overrides=(), **settings):
         store = store or FakeStore(f"fake://{tmp_path}")
         STORES[store.uri] = store
-        master = loader.load_configuration("config", [f"hydra.sweep.dir={tmp_path}/multirun", *hydra_overrides],
-                                           RunMode.MULTIRUN)
+        master = loader.load_configuration(
+            "config", [f"hydra.sweep.dir={tmp_path}/multirun", *hydra_overrides], RunMode.MULTIRUN
+        )
         master.tracking.uri = store.uri
         settings = LauncherSettings(progress_interval_s=0, **settings)
         pool = pool or InlinePool()
         app = NetsweepApp(master, settings, store_opener=lambda uri: store)
-        runner = SweepRunner(HydraContext(loader, NoCallbacks()), fake_task, master, settings, app=app,
-                             pool_factory=pool)
+        runner = SweepRunner(
+            HydraContext(loader, NoCallbacks()), fake_task, master, settings, app=app, pool_factory=pool
+        )
         return runner, store, pool
 
     return build
@@ -307,5 +318,6 @@ def test_mlflow_grouping_is_refused_for_another_hydra_apps_config(loader):
     other_app = OmegaConf.create({"lr": 0.1})
     with pytest.raises(ConfigError, match="hydra.launcher.mlflow=true needs netsweep's own app"):
         SweepRunner(HydraContext(loader, NoCallbacks()), fake_task, other_app, LauncherSettings(mlflow=True))
-    assert isinstance(SweepRunner(HydraContext(loader, NoCallbacks()), fake_task, other_app, LauncherSettings()).app,
-                      HydraApp)
+    assert isinstance(
+        SweepRunner(HydraContext(loader, NoCallbacks()), fake_task, other_app, LauncherSettings()).app, HydraApp
+    )

@@ -45,9 +45,12 @@ def test_retries_outlast_a_locked_store_and_nothing_else(monkeypatch):
     with pytest.raises(ValueError):
         retry.with_retries(broken)()
     assert len(calls) == 1  # other errors are not retried
-    for transient in ("Online migration expected to match one row when updating", "table experiments already exists",
-                      "duplicate column name: storage_location",
-                      "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id"):
+    for transient in (
+        "Online migration expected to match one row when updating",
+        "table experiments already exists",
+        "duplicate column name: storage_location",
+        "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id",
+    ):
         assert retry.is_transient(RuntimeError(transient))
     assert not retry.is_transient(RuntimeError("Experiment 'x' already exists"))
     assert not retry.is_transient(RuntimeError("UNIQUE constraint failed: experiments.name"))
@@ -72,12 +75,15 @@ def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch):
     assert is_local_file("sqlite:////abs/m.db") and not is_local_file("http://h:5000")
 
 
-@pytest.mark.parametrize("uri, advice", [
-    ("mlflow.db", "is a path, not a URI: for a SQLite store write sqlite:///"),
-    ("/tmp", "is a path, not a URI: for the folder store there write file:///tmp"),
-    ("htp://tracking:5000", "unknown scheme 'htp': use sqlite:///path/to/mlflow.db or http(s)://host:port"),
-    ("sqlite:////nonexistent/dir/x.db", "names a file in /nonexistent/dir, which does not exist"),
-])
+@pytest.mark.parametrize(
+    "uri, advice",
+    [
+        ("mlflow.db", "is a path, not a URI: for a SQLite store write sqlite:///"),
+        ("/tmp", "is a path, not a URI: for the folder store there write file:///tmp"),
+        ("htp://tracking:5000", "unknown scheme 'htp': use sqlite:///path/to/mlflow.db or http(s)://host:port"),
+        ("sqlite:////nonexistent/dir/x.db", "names a file in /nonexistent/dir, which does not exist"),
+    ],
+)
 def test_tracking_uris_mlflow_would_misread_are_refused_with_what_to_write(uri, advice, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with pytest.raises(ConfigError, match=re.escape(advice)) as refused:
@@ -115,10 +121,16 @@ def test_an_interrupt_waits_for_the_tracking_write_in_progress():
     assert finished == ["write"]  # the write completed before the interrupt was raised
 
 
-@pytest.mark.parametrize("outcome,status", [
-    (Outcome.FINISHED, "FINISHED"), (Outcome.PRUNED, "FINISHED"), (Outcome.DIVERGED, "FAILED"),
-    (Outcome.ERROR, "FAILED"), (Outcome.KILLED, "KILLED"),
-])
+@pytest.mark.parametrize(
+    "outcome,status",
+    [
+        (Outcome.FINISHED, "FINISHED"),
+        (Outcome.PRUNED, "FINISHED"),
+        (Outcome.DIVERGED, "FAILED"),
+        (Outcome.ERROR, "FAILED"),
+        (Outcome.KILLED, "KILLED"),
+    ],
+)
 def test_each_outcome_ends_a_run_with_its_status_and_reads_back(store_uri, outcome, status):
     store = open_store(store_uri)
     experiment = store.experiment_id("e")
@@ -136,8 +148,9 @@ def test_scheduled_runs_are_attached_and_searched_by_netsweep_terms(store_uri):
     experiment = store.experiment_id("e")
     assert store.experiment_id("e") == experiment
     parent = store.create_run(experiment, "sweep s1", {names.SWEEP_ID: "s1", names.ROLE: names.ROLE_SWEEP})
-    child = store.create_run(experiment, "c", {names.SWEEP_ID: "s1", names.CONFIG_HASH: "h1"},
-                             parent_run_id=parent.run_id, scheduled=True)
+    child = store.create_run(
+        experiment, "c", {names.SWEEP_ID: "s1", names.CONFIG_HASH: "h1"}, parent_run_id=parent.run_id, scheduled=True
+    )
     assert store.phase(child.run_id) == Outcome.SCHEDULED
     store.attach_run(child.run_id, {"worker_pid": 7})
     assert store.phase(child.run_id) == Outcome.RUNNING

@@ -27,8 +27,18 @@ def _fit(X, y, seed=0, lr=0.1, epochs=5, dtype=np.float32, on_epoch_end=None, de
     params = init_params(X.shape[1], 32, 3, rng, dtype=dtype)
     optimizer = build_optimizer({"name": "sgd", "lr": lr}, params, decay)
     return fit(
-        params, X[:200], y[:200], X[200:], y[200:], optimizer=optimizer, decay=decay,
-        batch_size=batch_size, epochs=epochs, rng=rng, on_epoch_end=on_epoch_end, divergence_factor=factor,
+        params,
+        X[:200],
+        y[:200],
+        X[200:],
+        y[200:],
+        optimizer=optimizer,
+        decay=decay,
+        batch_size=batch_size,
+        epochs=epochs,
+        rng=rng,
+        on_epoch_end=on_epoch_end,
+        divergence_factor=factor,
     )
 
 
@@ -94,17 +104,35 @@ def test_accuracy_matches_scikit_learn_mlp_on_the_same_split():
     ds = load_dataset(OmegaConf.create({"name": "digits", "val_fraction": 0.15, "test_fraction": 0.2}), 0)
     rng = np.random.default_rng(0)
     params = init_params(ds.input_dim, 256, ds.num_classes, rng, dtype=np.float32)
-    result = fit(params, ds.X_train, ds.y_train, ds.X_val, ds.y_val,
-                 optimizer=build_optimizer({"name": "sgd", "lr": 0.1}, params, 1e-4), decay=1e-4,
-                 batch_size=32, epochs=30, rng=rng)
+    result = fit(
+        params,
+        ds.X_train,
+        ds.y_train,
+        ds.X_val,
+        ds.y_val,
+        optimizer=build_optimizer({"name": "sgd", "lr": 0.1}, params, 1e-4),
+        decay=1e-4,
+        batch_size=32,
+        epochs=30,
+        rng=rng,
+    )
     ours = evaluate(result.params, ds.X_test, ds.y_test, 1e-4)[1]
     theirs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for seed in range(3):
-            model = MLPClassifier(hidden_layer_sizes=(256,), solver="sgd", batch_size=32, learning_rate_init=0.1,
-                                  momentum=0.0, alpha=2 * 1e-4 * 32, max_iter=30, random_state=seed, tol=0,
-                                  n_iter_no_change=10**6)
+            model = MLPClassifier(
+                hidden_layer_sizes=(256,),
+                solver="sgd",
+                batch_size=32,
+                learning_rate_init=0.1,
+                momentum=0.0,
+                alpha=2 * 1e-4 * 32,
+                max_iter=30,
+                random_state=seed,
+                tol=0,
+                n_iter_no_change=10**6,
+            )
             theirs.append(model.fit(ds.X_train, ds.y_train).score(ds.X_test, ds.y_test))
     assert min(theirs) - 0.02 <= ours <= max(theirs) + 0.02, (ours, theirs)
     assert ours >= 0.95
