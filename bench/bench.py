@@ -22,20 +22,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.contenders import assignment_epoch, sklearn_epoch, torch_available, torch_epoch  # noqa: E402
 from bench.planning import planning_ms_per_config  # noqa: E402
+from src.config.schema import DataConfig, DataName, DigitsConfig, IdxConfig  # noqa: E402
 from src.data.loader import load_dataset  # noqa: E402
 from src.errors import DataError  # noqa: E402
 from src.nn.mlp import init_params  # noqa: E402
 from src.nn.optim import build_optimizer  # noqa: E402
-from src.nn.train import fit  # noqa: E402
+from src.nn.train import TrainingData, TrainSettings, fit  # noqa: E402
 from src.sweep.pool import worker_threads  # noqa: E402
-from src.tracking.store import open_store  # noqa: E402
+from src.tracking.opening import open_store  # noqa: E402
 
 HIDDEN, BATCH, LR, DECAY = 256, 32, 0.1, 1e-4
 SWEEP = ["optimizer.lr=0.05,0.1", "model.decay=0,1e-4"]
@@ -75,33 +75,27 @@ class Bench:
 
 def dataset(quick: bool):
     if quick:
-        cfg = {"name": "digits", "val_fraction": 0.15, "test_fraction": 0.2}
+        data: DataConfig = DigitsConfig(name=DataName.digits, val_fraction=0.15, test_fraction=0.2)
     else:
-        cfg = {
-            "name": "fashion_mnist",
-            "root": "/usr/share/datasets/fashion-mnist",
-            "val_fraction": 0.15,
-            "download": False,
-            "cache_dir": "~/.cache/netsweep",
-        }
-    return load_dataset(OmegaConf.create(cfg), seed=0), ([] if quick else ["data=fashion_mnist"])
+        data = IdxConfig(
+            name=DataName.fashion_mnist,
+            root="/usr/share/datasets/fashion-mnist",
+            val_fraction=0.15,
+            download=False,
+            cache_dir="~/.cache/netsweep",
+        )
+    return load_dataset(data, seed=0), ([] if quick else ["data=fashion_mnist"])
 
 
 def netsweep_epochs(ds, dtype, epochs: int) -> list:
     """epoch_time_s of netsweep's training loop (threads as the machine has them), for `epochs` epochs."""
     rng = np.random.default_rng(0)
     params = init_params(ds.input_dim, HIDDEN, ds.num_classes, rng, dtype=dtype)
-    optimizer = build_optimizer({"name": "sgd", "lr": LR}, params, DECAY)
     result = fit(
         params,
-        ds.X_train,
-        ds.y_train,
-        ds.X_val,
-        ds.y_val,
-        optimizer=optimizer,
-        decay=DECAY,
-        batch_size=BATCH,
-        epochs=epochs,
+        TrainingData(ds.X_train, ds.y_train, ds.X_val, ds.y_val),
+        optimizer=build_optimizer("sgd", params, lr=LR, decay=DECAY),
+        settings=TrainSettings(batch_size=BATCH, epochs=epochs),
         rng=rng,
     )
     return result.history.metrics["epoch_time_s"]

@@ -15,7 +15,8 @@ import numpy as np
 
 from src.errors import EXIT_USER_ERROR, first_line
 from src.tracking import names
-from src.tracking.store import open_existing_store, resolve_uri
+from src.tracking.api import Store
+from src.tracking.opening import open_existing_store, resolve_uri
 
 IMAGE_KEYS = ("X_test", "X", "images")
 LABEL_KEYS = ("y_test", "y", "labels")
@@ -37,7 +38,7 @@ def read_images(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return images, labels
 
 
-def model_uri(store, given: str) -> str:
+def model_uri(store: Store, given: str) -> str:
     """`given` as a model URI; a bare run id is checked to be a run of `store` that saved a model."""
     if ":" in given or "/" in given:
         return given
@@ -72,9 +73,8 @@ def main(argv: list | None = None) -> int:
     try:
         images, labels = read_images(args.images)
         store = open_existing_store(resolve_uri(args.tracking_uri))
-        model = store.load_model(model_uri(store, args.model))
-        net = model.unwrap_python_model()  # takes any layout, unlike MLflow's input check
-        table = net.predict(None, images, params={"probabilities": True})
+        net = store.load_model(model_uri(store, args.model))  # takes any layout, unlike MLflow's input check
+        table = net.table(images)
         classes = table.shape[1] - 1
         if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= classes):
             raise ValueError(

@@ -9,30 +9,58 @@ with different decays compare fairly); no I/O (the caller reads the curves).
   that rung so far (while fewer than `factor` have, only the best goes on).
 
 No config is pruned before `min_epochs`. With seeds, a config's curve is the mean over its seeds.
+
+`prune_among` is the whole decision for one config at one epoch, given its peers' curves as plain records
+(`Peer`): the sweep's pruner (src/experiment/epochs.py) only reads them from the store.
 """
 
-import math
-from dataclasses import dataclass
+from __future__ import annotations
 
-RULES = ("none", "median", "asha")
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
 MIN_PEERS = 2  # the median rule waits until at least this many other configs reached the epoch
+
+
+class Rule(str, Enum):
+    """`hydra.launcher.prune`: which rule stops configs early."""
+
+    none = "none"
+    median = "median"
+    asha = "asha"
 
 
 @dataclass(frozen=True)
 class PruneRule:
-    rule: str = "none"
+    rule: Rule = Rule.none
     min_epochs: int = 1
     factor: int = 3
     by_config: bool = True  # seeds of a config are judged (and stopped) together, on their mean
 
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "rule", Rule(self.rule))  # frozen: set once, here
+        except ValueError:
+            known = ", ".join(r.value for r in Rule)
+            raise ValueError(f"unknown pruning rule {self.rule!r}; use one of {known}") from None
+
     @property
     def active(self) -> bool:
-        return self.rule != "none"
+        return self.rule != Rule.none
+
+    def needs_peers(self, epoch: int, epochs: int, seeded: bool) -> bool:
+        """Whether a config after `epoch` of `epochs` needs its peers' curves: the rule decides now, or it
+        has other seeds whose pruning it follows (`seeded`)."""
+        return self.active and self.min_epochs <= epoch < epochs and (seeded or self.decides_at(epoch, epochs))
 
     def decides_at(self, epoch: int, epochs: int) -> bool:
         """Whether the rule may stop a config after `epoch` of `epochs` (asha: only at its rungs)."""
         return (
-            self.active and self.min_epochs <= epoch < epochs and (self.rule != "asha" or epoch in self.rungs(epochs))
+            self.active
+            and self.min_epochs <= epoch < epochs
+            and (self.rule != Rule.asha or epoch in self.rungs(epochs))
         )
 
     def rungs(self, epochs: int) -> list[int]:
@@ -65,7 +93,9 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: dict) -> str | None:
+def decide(
+    rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: Mapping[str, list[float]]
+) -> str | None:
     """Why the config with curve `mine` should stop after `epoch`, or None to go on.
 
     `others` maps each other config to its curve (best validation cross-entropy so far, per epoch)."""
@@ -73,7 +103,7 @@ def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: 
         return None
     score = mine[epoch - 1]
     peers = [curve[epoch - 1] for curve in others.values() if len(curve) >= epoch]
-    if rule.rule == "median":
+    if rule.rule == Rule.median:
         if len(peers) < MIN_PEERS:
             return None
         median = _median(peers)
@@ -85,7 +115,7 @@ def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: 
             if score > median
             else None
         )
-    if rule.rule == "asha":
+    if rule.rule == Rule.asha:
         competing = sorted(peers + [score])
         keep = max(1, len(competing) // rule.factor)
         cutoff = competing[keep - 1]
@@ -97,4 +127,40 @@ def decide(rule: PruneRule, epoch: int, epochs: int, mine: list[float], others: 
             if score > cutoff
             else None
         )
-    raise ValueError(f"unknown pruning rule {rule.rule!r}; use one of {', '.join(RULES)}")
+    return None  # Rule.none decides nothing
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One run of the sweep as a pruner sees it: which config it trained, the group it is judged in, its
+    curve, and why it was pruned when that happened in this attempt of the sweep (else None)."""
+
+    key: str  # its config (the config hash)
+    group: str  # its config without the seed (the group hash)
+    curve: list[float]  # best validation cross-entropy so far, per epoch, as published
+    pruned: str | None = None
+
+
+def prune_among(rule: PruneRule, epoch: int, epochs: int, mine: Peer, runs: Iterable[Peer]) -> str | None:
+    """Why config `mine` (its curve so far) should stop after `epoch` of `epochs`, given the sweep's `runs`,
+    or None to go on.
+
+    Each other config counts once, with the longest curve any of its runs published (training is
+    deterministic: the longest is the best evidence); `mine`'s own runs are not peers. Judged by config,
+    seeds share a group: a seed pruned in this attempt stops its siblings, and the group's curve is the mean
+    of its seeds' curves."""
+    longest: dict[str, Peer] = {}
+    for run in runs:
+        if run.key == mine.key:
+            continue
+        group = run.group if rule.by_config else run.key
+        if group == mine.group and run.pruned:
+            return f"pruned with its config ({run.pruned})"
+        if run.key not in longest or len(run.curve) > len(longest[run.key].curve):
+            longest[run.key] = Peer(run.key, group, run.curve)
+    by_group: dict[str, list[list[float]]] = {}
+    for peer in longest.values():
+        by_group.setdefault(peer.group, []).append(peer.curve)
+    seeds = by_group.pop(mine.group, [])
+    curve = mean_curve([mine.curve, *seeds]) if rule.by_config else mine.curve
+    return decide(rule, epoch, epochs, curve, {group: mean_curve(curves) for group, curves in by_group.items()})

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.conf import HydraConf
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -26,7 +27,7 @@ from src.errors import EXIT_INTERRUPTED, ConfigError, DataError
 from src.experiment.job import current_sweep_job
 from src.experiment.runner import evaluate_run, run_config
 from src.sweep import registry
-from src.tracking.store import open_store
+from src.tracking.opening import open_store
 from src.tracking.ui import browse_lines
 
 log = logging.getLogger("netsweep")
@@ -79,7 +80,7 @@ def task(cfg: DictConfig) -> float:
     return summary.objective(cfg.objective)
 
 
-def _refuse_a_sweep_without_multirun(hydra_config, overrides: list) -> None:
+def _refuse_a_sweep_without_multirun(hydra_config: HydraConf, overrides: list[str]) -> None:
     """A sweep's parameters (`+sweep=<name>`, `hydra.sweeper.params`) mean nothing to a single run: the user
     left out -m."""
     params = hydra_config.sweeper.get("params") or {}

@@ -13,10 +13,19 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _pristine_store_cache(tmp_path_factory):
+    """The cache of pristine migrated stores (src/tracking/sqlite_files.py) in this session's own folder,
+    for the tests and the CLI processes they start, never in the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NETSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def _store_template(tmp_path_factory):
     """A migrated, empty SQLite store, made once: copying it costs milliseconds, migrating one a second."""
-    from src.tracking.store import open_store
+    from src.tracking.opening import open_store
 
     path = tmp_path_factory.mktemp("template") / "mlflow.db"
     open_store(f"sqlite:///{path}")

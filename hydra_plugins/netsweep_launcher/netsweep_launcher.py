@@ -4,7 +4,10 @@ Selected by default in conf/config.yaml (`override hydra/launcher: netsweep`), s
 a plain grid to a sweeper plugin such as Optuna, runs through it; any other Hydra app can select it too.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
@@ -15,13 +18,20 @@ from omegaconf import DictConfig
 from src.sweep import registry
 from src.sweep.settings import LauncherSettings
 
+if TYPE_CHECKING:
+    from src.sweep.runner import SweepRunner
+
 ConfigStore.instance().store(group="hydra/launcher", name="netsweep", node=LauncherSettings, provider="netsweep")
 
 
 class NetsweepLauncher(Launcher):
-    def __init__(self, **settings) -> None:
-        self.settings = LauncherSettings(**settings)
-        self.runner = None
+    """Runs each batch Hydra's sweeper hands it as part of one sweep. Unlike Hydra's own launchers it
+    composes and checks every job's config itself, can be told how many jobs the whole sweep has
+    (`expect`), and is told when the sweep is over (`finish`): netsweep's sweeper checks for this class."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.given = settings  # checked in `setup`, where a ConfigError reaches the CLI as it is raised
+        self.runner: SweepRunner | None = None
         self.expected: int | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -29,7 +39,8 @@ class NetsweepLauncher(Launcher):
         # is only needed once a sweep runs, so it is imported here, as Hydra's own launchers do.
         from src.sweep.runner import SweepRunner  # deferred: see above
 
-        self.runner = SweepRunner(hydra_context, task_function, config, self.settings)
+        settings = LauncherSettings(**self.given)  # every setting checked here, once
+        self.runner = SweepRunner(hydra_context, task_function, config, settings)
         if self.expected is not None:
             self.runner.expect(self.expected)
         registry.register(self)
@@ -41,6 +52,8 @@ class NetsweepLauncher(Launcher):
             self.runner.expect(total)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        if self.runner is None:
+            raise RuntimeError("Hydra calls `setup` before `launch`")
         return self.runner.launch(job_overrides, initial_job_idx)
 
     def finish(self, interrupted: bool = False) -> None:

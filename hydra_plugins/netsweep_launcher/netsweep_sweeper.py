@@ -8,6 +8,7 @@ reports, then fails.
 """
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
+from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.netsweep_launcher.netsweep_launcher import NetsweepLauncher
 from src.sweep.jobs import failure
 
 
@@ -51,9 +54,10 @@ def grid(overrides: list) -> list[list[str]]:
 class NetsweepSweeper(Sweeper):
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None):
         self.max_batch_size, self.params = max_batch_size, params or {}
+        # Hydra's `validate_batch_is_legal` reads hydra_context and config
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
-        self.launcher = None
+        self.launcher: Launcher | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
@@ -62,33 +66,36 @@ class NetsweepSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        hydra_context, config, launcher = self.hydra_context, self.config, self.launcher
+        if hydra_context is None or config is None or launcher is None:
+            raise RuntimeError("Hydra calls `setup` before `sweep`")
+        parser = OverridesParser.create(config_loader=hydra_context.config_loader)
         jobs = grid(parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + list(arguments)))
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        checks_its_jobs = hasattr(self.launcher, "expect")  # netsweep's launcher composes and checks each job
-        if checks_its_jobs:
-            self.launcher.expect(len(jobs))
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+        netsweep = launcher if isinstance(launcher, NetsweepLauncher) else None  # composes and checks each job
+        if netsweep is not None:
+            netsweep.expect(len(jobs))
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else max(len(jobs), 1)
-        returns: list = []
+        returns: list[Sequence[JobReturn]] = []
         try:
             for start in range(0, len(jobs), size):
                 batch = jobs[start : start + size]
-                if not checks_its_jobs:
+                if netsweep is None:
                     self.validate_batch_is_legal(batch)
-                returns.append(self.launcher.launch(batch, initial_job_idx=start))
+                returns.append(launcher.launch(batch, initial_job_idx=start))
         finally:
-            if checks_its_jobs:
-                self.launcher.finish()
+            if netsweep is not None:
+                netsweep.finish()
         _raise_last_failure(returns)
         return returns
 
 
-def _raise_last_failure(returns: list) -> None:
+def _raise_last_failure(returns: list[Sequence[JobReturn]]) -> None:
     """Fail as Hydra's basic sweeper does, with the job's own exception; the last one, whose message
     (netsweep's) lists every failure of the sweep."""
     failures = [failure(ret) for batch in returns for ret in batch if isinstance(ret, JobReturn)]
-    failures = [exc for exc in failures if exc is not None]
-    if failures:
-        raise failures[-1]
+    raised = [exc for exc in failures if exc is not None]
+    if raised:
+        raise raised[-1]

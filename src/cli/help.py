@@ -1,8 +1,10 @@
 """netsweep's own `--help`: what it does, the config groups and their options, the top-level keys, and
 examples; read from conf/ and sweeps/ so it never goes stale (Hydra's help stays at --hydra-help)."""
 
-import re
 from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
 
 EXAMPLES = """\
 examples:
@@ -15,10 +17,10 @@ examples:
   python -m src.run --cfg job                                print the composed config
   mlflow ui --port 5000                                      browse every run (runs table: 'Model training')
 """
-COMMENTED_KEY = re.compile(r"^([a-z_]+):\s*(\S.*?)\s*#\s*(.*)$")
 
 
 def _first_comment(path: Path) -> str:
+    """The file's description: its first comment line (comments are not YAML data, so no parser returns them)."""
     for line in path.read_text().splitlines():
         if line.startswith("#") and "@package" not in line:
             return line.lstrip("# ").strip()
@@ -26,17 +28,32 @@ def _first_comment(path: Path) -> str:
 
 
 def _keys(path: Path) -> list[tuple[str, str, str]]:
-    """(key, value, comment) of the commented top-level keys of a YAML file."""
-    return [m.groups() for m in map(COMMENTED_KEY.match, path.read_text().splitlines()) if m]
-
-
-def _defaults(config: Path) -> dict:
-    found = {}
-    for line in config.read_text().splitlines():
-        match = re.match(r"^\s+- ([a-z_]+): ([a-z_]+)", line)
-        if match:
-            found[match.group(1)] = match.group(2)
+    """(key, value as written, comment) of the top-level keys of a YAML file whose value is on their line with
+    a comment after it. PyYAML's node tree gives each value's text and where it ends; the comment is the
+    rest of that line."""
+    text = path.read_text()
+    lines, root = text.splitlines(), yaml.compose(text)
+    found = []
+    for key, value in root.value if isinstance(root, yaml.MappingNode) else []:
+        if not isinstance(value, yaml.ScalarNode) or value.end_mark.line != key.start_mark.line:
+            continue
+        rest = lines[value.end_mark.line][value.end_mark.column :].strip()
+        if rest.startswith("#"):
+            found.append((str(key.value), str(value.value), rest.lstrip("#").strip()))
     return found
+
+
+def _defaults(config: Path) -> dict[str, str]:
+    """{group: default option} of a config's defaults list (`- data: digits`), read by OmegaConf."""
+    loaded = OmegaConf.load(config)
+    entries = loaded.get("defaults", []) if isinstance(loaded, DictConfig) else []
+    return {
+        str(group): str(option)
+        for entry in entries
+        if isinstance(entry, DictConfig)
+        for group, option in entry.items()
+        if " " not in str(group)  # `override hydra/launcher: ...` sets Hydra's groups, not netsweep's
+    }
 
 
 def help_text(conf_dir: Path) -> str:

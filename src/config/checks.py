@@ -1,18 +1,28 @@
 """Checks that types cannot express (a positive learning rate, a fraction inside (0, 1)) and keys no schema
-declares, each failing with one line that names the key and what to use instead."""
+declares, each failing with one line that names the key, the value and what to use instead.
+
+Settings with a fixed set of values are Enums in the schemas (src/config/schema.py), checked by OmegaConf
+when the config is composed; the range checks are declared once, in `RANGES`.
+"""
 
 import dataclasses
 import difflib
-import re
-from collections.abc import Iterable
+import functools
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.naming import format_value
-from src.config.schema import CONF_DIR, FINAL_METRICS, SCHEMAS, Config
+from src.config.schema import CONF_DIR, SCHEMAS, Config
 from src.errors import ConfigError
 from src.nn.optim import OPTIMIZERS
+
+SCHEMA_PREFIX = "/schema/"  # how a YAML file of conf/ names its schema in its defaults list
 
 
 def schema_keys() -> list[str]:
@@ -29,19 +39,41 @@ def schema_keys() -> list[str]:
 
 def did_you_mean(key: str, candidates: Iterable[str] | None = None) -> str:
     """' (did you mean optimizer.lr?)' for a near miss or a key without its group ('lr'), else ''."""
-    candidates = list(candidates or schema_keys())
-    matches = [c for c in candidates if c.rsplit(".", 1)[-1] == key and c != key]
-    matches = matches or difflib.get_close_matches(key, [c for c in candidates if c != key], n=1, cutoff=0.6)
+    names = list(candidates or schema_keys())
+    matches = [c for c in names if c.rsplit(".", 1)[-1] == key and c != key]
+    matches = matches or difflib.get_close_matches(key, [c for c in names if c != key], n=1, cutoff=0.6)
     return f" (did you mean {matches[0]}?)" if matches else ""
+
+
+@functools.cache
+def group_files(group: str) -> dict[str, DictConfig]:
+    """{option: its YAML file as OmegaConf reads it} of a config group in conf/ ({} for no such group)."""
+    return {path.stem: _load(path) for path in sorted((CONF_DIR / group).glob("*.yaml"))}
+
+
+def _load(path: Path) -> DictConfig:
+    loaded = OmegaConf.load(path)
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return loaded
+
+
+def schema_name(group: str, option: DictConfig) -> str | None:
+    """The schema an option's YAML names in its defaults list (`/schema/data/idx@_here_` -> idx)."""
+    prefix = f"{SCHEMA_PREFIX}{group}/"
+    for entry in option.get("defaults", []):
+        if isinstance(entry, str) and entry.startswith(prefix):
+            return entry.removeprefix(prefix).partition("@")[0]
+    return None
 
 
 def group_options(group: str) -> dict[str, str]:
     """{option: schema} of a config group, from its YAML files in conf/ (`data`: mnist -> idx, ...)."""
     found = {}
-    for path in sorted((CONF_DIR / group).glob("*.yaml")):
-        schema = re.search(rf"/schema/{group}/(\w+)@", path.read_text())
-        if schema:
-            found[path.stem] = schema.group(1)
+    for option, loaded in group_files(group).items():
+        schema = schema_name(group, loaded)
+        if schema is not None:
+            found[option] = schema
     return found
 
 
@@ -74,7 +106,7 @@ def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
     schema = OmegaConf.get_type(node)
     declared = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
     found = []
-    for key in node:
+    for key in map(str, node):
         if key == "hydra":
             continue
         if declared is not None and key not in declared:
@@ -84,9 +116,74 @@ def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
     return found
 
 
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}={format_value(value)} is invalid: {expected}")
+def choices(schema: type | None, name: str) -> list[str]:
+    """The values field `name` of `schema` may take when it is an Enum ([] for any other field)."""
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return []
+    kind = typing.get_type_hints(schema).get(name)
+    return [str(member.value) for member in kind] if isinstance(kind, type) and issubclass(kind, Enum) else []
+
+
+def invalid_value_message(key: str, value: Any, expected: str) -> str:
+    """The one line for a value no run can use: 'optimizer.lr=-1 is invalid: use a learning rate > 0, ...'."""
+    return f"{key}={format_value(value)} is invalid: {expected}"
+
+
+def _fraction(value: float) -> bool:
+    return 0 < value < 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """One range check: the setting at `key` (when the config has it) must satisfy `valid`."""
+
+    key: str
+    valid: Callable[[Any], bool]
+    expected: str  # what to use instead, said in the error
+
+
+RANGES = (
+    Range("optimizer.lr", lambda v: v > 0, "use a learning rate > 0, e.g. optimizer.lr=0.1"),
+    Range("optimizer.batch_size", lambda v: v >= 1, "use a batch size >= 1"),
+    Range("model.hidden_size", lambda v: v >= 1, "use a width >= 1"),
+    Range("model.decay", lambda v: v >= 0, "use a weight decay >= 0 (0 turns it off)"),
+    Range("epochs", lambda v: v >= 1, "use at least 1 epoch"),
+    Range("patience", lambda v: v is None or v >= 1, "use a number of epochs >= 1, or null to never stop early"),
+    Range("threads", lambda v: v is None or v >= 1, "use a number of threads >= 1, or null to let each run measure"),
+    Range("divergence_factor", lambda v: v > 1, "use a factor > 1, e.g. 100"),
+    Range("data.val_fraction", _fraction, "use a fraction inside (0, 1)"),
+    Range("data.test_fraction", _fraction, "use a fraction inside (0, 1)"),  # digits only
+)
+_ABSENT = object()  # a key this config's schemas do not have (data.test_fraction of mnist)
+
+
+def knob_ranges(optimizer: str) -> list[Range]:
+    """The range checks of an optimizer's own knobs, declared by its class (`CHECKS`)."""
+    return [
+        Range(f"optimizer.{knob}", valid, expected) for knob, (valid, expected) in OPTIMIZERS[optimizer].CHECKS.items()
+    ]
+
+
+def check_ranges(cfg: DictConfig, ranges: Iterable[Range]) -> None:
+    """Raise ConfigError for the first setting outside its range."""
+    for check in ranges:
+        value = OmegaConf.select(cfg, check.key, default=_ABSENT)
+        if value is not _ABSENT and not check.valid(value):
+            raise ConfigError(invalid_value_message(check.key, value, check.expected))
+
+
+def check_named_as_chosen(cfg: DictConfig, group: str) -> None:
+    """A group's `name` (which reader, which optimizer) must be one its chosen option's schema serves:
+    `optimizer.name=adam` on SGD's schema would train Adam without its knobs."""
+    node = cfg[group]
+    name, schema = str(node.name), OmegaConf.get_type(node)
+    names = {option: str(loaded.get("name")) for option, loaded in group_files(group).items()}
+    served = sorted({names[o] for o, s in group_options(group).items() if SCHEMAS.get(f"{group}/{s}") is schema})
+    if served and name not in served:
+        switch = [f"{group}={option}" for option, named in names.items() if named == name]
+        expected = f"it names the {group} chosen ({' or '.join(served)})"
+        expected += f"; to use {name}, choose {switch[0]}" if switch else ""
+        raise ConfigError(invalid_value_message(f"{group}.name", name, expected))
 
 
 def validate(cfg: DictConfig) -> None:
@@ -94,29 +191,6 @@ def validate(cfg: DictConfig) -> None:
     extra = unknown_keys(cfg)
     if extra:
         raise ConfigError(unknown_key_message(extra[0]))
-    opt, model, data = cfg.optimizer, cfg.model, cfg.data
-    _require(opt.name in OPTIMIZERS, "optimizer.name", opt.name, f"use one of {', '.join(OPTIMIZERS)}")
-    _require(opt.lr > 0, "optimizer.lr", opt.lr, "use a learning rate > 0, e.g. optimizer.lr=0.1")
-    _require(opt.batch_size >= 1, "optimizer.batch_size", opt.batch_size, "use a batch size >= 1")
-    _require(model.hidden_size >= 1, "model.hidden_size", model.hidden_size, "use a width >= 1")
-    _require(model.decay >= 0, "model.decay", model.decay, "use a weight decay >= 0 (0 turns it off)")
-    _require(cfg.epochs >= 1, "epochs", cfg.epochs, "use at least 1 epoch")
-    _require(
-        cfg.patience is None or cfg.patience >= 1,
-        "patience",
-        cfg.patience,
-        "use a number of epochs >= 1, or null to never stop early",
-    )
-    _require(
-        cfg.threads is None or cfg.threads >= 1,
-        "threads",
-        cfg.threads,
-        "use a number of threads >= 1, or null to let each run measure",
-    )
-    _require(cfg.divergence_factor > 1, "divergence_factor", cfg.divergence_factor, "use a factor > 1, e.g. 100")
-    _require(0 < data.val_fraction < 1, "data.val_fraction", data.val_fraction, "use a fraction inside (0, 1)")
-    _require(cfg.objective in FINAL_METRICS, "objective", cfg.objective, f"use one of {', '.join(FINAL_METRICS)}")
-    if "test_fraction" in data:
-        _require(0 < data.test_fraction < 1, "data.test_fraction", data.test_fraction, "use a fraction inside (0, 1)")
-    for knob, (valid, expected) in OPTIMIZERS[opt.name].CHECKS.items():
-        _require(valid(opt[knob]), f"optimizer.{knob}", opt[knob], expected)
+    for group in ("data", "optimizer"):
+        check_named_as_chosen(cfg, group)
+    check_ranges(cfg, [*RANGES, *knob_ranges(str(cfg.optimizer.name))])

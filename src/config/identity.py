@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -10,12 +11,12 @@ NOT_RESULTS = ("tracking", "hydra", "objective", "threads")
 REPLICATE_KEY = "seed"  # configs that differ only here are replicates of one setting
 
 
-def to_plain(cfg: DictConfig) -> dict:
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain Python values (enums as their names)."""
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))  # a DictConfig: a dict
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}: the dotted keys users write as overrides."""
     flat = {}
     for key, value in tree.items():
@@ -27,11 +28,11 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _without_nulls(tree: dict) -> dict:
+def _without_nulls(tree: dict[str, Any]) -> dict[str, Any]:
     return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in tree.items() if v is not None}
 
 
-def experiment_settings(cfg: DictConfig) -> dict:
+def experiment_settings(cfg: DictConfig) -> dict[str, Any]:
     """What determines a run's results: the resolved config minus the keys in NOT_RESULTS.
 
     Settings left at null (off) are left out too, so adding an optional setting to netsweep does not
@@ -43,7 +44,7 @@ def experiment_settings(cfg: DictConfig) -> dict:
     return _without_nulls(plain)
 
 
-def _digest(settings: dict) -> str:
+def _digest(settings: dict[str, Any]) -> str:
     canonical = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

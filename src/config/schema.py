@@ -1,9 +1,9 @@
 """The typed schema behind every YAML file in conf/, registered in Hydra's ConfigStore.
 
 The schemas declare keys and types only; every value (and its comment) lives in the YAML files, the one
-place defaults are set. Hydra merges each YAML onto its schema, so an unknown key or a value of the wrong
-type is rejected while the config is composed. Schema nodes are stored under `schema/`, where no command
-line can select them as an option of a group.
+place defaults are set. Hydra merges each YAML onto its schema, so an unknown key, a value of the wrong
+type or a setting outside its fixed set of values (an Enum below) is rejected while the config is composed.
+Schema nodes are stored under `schema/`, where no command line can select them as an option of a group.
 """
 
 from dataclasses import dataclass, field, make_dataclass
@@ -17,20 +17,64 @@ from omegaconf import MISSING
 from src.nn.optim import OPTIMIZERS, knobs
 
 
-class DType(str, Enum):
+class Choice(str, Enum):
+    """A setting with a fixed set of values, each member named as its value; it reads as its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class DType(Choice):
     float32 = "float32"
     float64 = "float64"
 
 
-class Init(str, Enum):
+class Init(Choice):
     assignment = "assignment"  # W1 ~ N(0, 2/(d+H)), W2 ~ N(0, 4/(H+k)), zero biases
     he = "he"  # W ~ N(0, 2/fan_in), zero biases
     glorot = "glorot"  # W ~ N(0, 2/(fan_in+fan_out)), zero biases
 
 
+class DataName(Choice):
+    """The readers of src/data/sources.py."""
+
+    digits = "digits"
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    npz = "npz"
+
+
+class OptimizerName(Choice):
+    """The optimizers of src.nn.optim.OPTIMIZERS (`optimizer_schema` refuses one missing here)."""
+
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+
+
+class FinalMetric(Choice):
+    """What a run's kept parameters are scored on when it ends: the values `objective` may name. best_val_ce is
+    the validation cross-entropy without the decay penalty, so configs with different decays compare fairly."""
+
+    test_acc = "test_acc"
+    test_loss = "test_loss"
+    insample_acc = "insample_acc"
+    insample_loss = "insample_loss"
+    best_epoch = "best_epoch"
+    best_val_loss = "best_val_loss"
+    best_val_acc = "best_val_acc"
+    best_val_ce = "best_val_ce"
+
+
+FINAL_METRICS = tuple(metric.value for metric in FinalMetric)  # in the order a run computes them
+
+
 @dataclass
 class DataConfig:
-    name: str = MISSING
+    name: DataName = MISSING
     val_fraction: float = MISSING
 
 
@@ -64,13 +108,15 @@ class OptimizerConfig:
     """Every optimizer has a name, a learning rate and a batch size; its own knobs are its extra fields,
     which are passed to its class in `src.nn.optim.OPTIMIZERS` by name."""
 
-    name: str = MISSING
+    name: OptimizerName = MISSING
     lr: float = MISSING
     batch_size: int = MISSING
 
 
-def optimizer_schema(name: str) -> type:
+def optimizer_schema(name: str) -> type[OptimizerConfig]:
     """The schema of optimizer `name`: the shared keys plus its class's own knobs, typed as declared."""
+    if name not in OptimizerName.__members__:
+        raise TypeError(f"optimizer {name!r} of src.nn.optim.OPTIMIZERS is missing from OptimizerName")
     fields = [(key, kind, field(default=MISSING)) for key, kind in knobs(name).items()]
     schema = make_dataclass(f"{name.capitalize()}Config", fields, bases=(OptimizerConfig,))
     schema.__module__ = __name__  # importable by name (below), so configs holding it pickle
@@ -93,20 +139,6 @@ class TrackingConfig:
     ui_port: int = MISSING
 
 
-# What a run's kept parameters are scored on when it ends: the values `objective` may name. best_val_ce is the
-# validation cross-entropy without the decay penalty, so configs with different decays compare fairly.
-FINAL_METRICS = (
-    "test_acc",
-    "test_loss",
-    "insample_acc",
-    "insample_loss",
-    "best_epoch",
-    "best_val_loss",
-    "best_val_acc",
-    "best_val_ce",
-)
-
-
 @dataclass
 class Config:
     data: Any = MISSING
@@ -116,7 +148,7 @@ class Config:
     epochs: int = MISSING
     seed: int = MISSING
     divergence_factor: float = MISSING
-    objective: str = MISSING
+    objective: FinalMetric = MISSING
     patience: int | None = None
     threads: int | None = None
 

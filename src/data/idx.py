@@ -3,9 +3,12 @@
 import gzip
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from src.errors import DataError
 
@@ -15,11 +18,12 @@ IDX_FILES = {
     "X_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+RawArrays = dict[str, NDArray[Any]]  # X_train, y_train, X_test, y_test as a source stores them
 IDX_UBYTE = 0x08
 MNIST_URL_HINT = "e.g. from https://yann.lecun.com/exdb/mnist/ or a mirror"
 
 
-def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
+def read_idx(path: Path, expected_ndim: int) -> NDArray[np.uint8]:
     """Read one IDX file (optionally gzipped), checking magic number, dimensions and length."""
     try:
         opener = gzip.open if path.suffix == ".gz" else open
@@ -53,10 +57,11 @@ def _find_idx(root: Path, stem: str) -> Path | None:
     return None
 
 
-def load_idx_folder(root: Path) -> dict:
+def load_idx_folder(root: Path) -> RawArrays:
     """The four standard IDX files of `root`, with image and label counts checked against each other."""
-    paths = {key: _find_idx(root, stem) for key, stem in IDX_FILES.items()}
-    missing = [IDX_FILES[key] + ".gz" for key, path in paths.items() if path is None]
+    found = {key: _find_idx(root, stem) for key, stem in IDX_FILES.items()}
+    paths = {key: path for key, path in found.items() if path is not None}
+    missing = [IDX_FILES[key] + ".gz" for key in IDX_FILES if key not in paths]
     if missing:
         raise FileNotFoundError(", ".join(missing))
     arrays = {key: read_idx(path, 3 if key.startswith("X") else 1) for key, path in paths.items()}
@@ -67,7 +72,7 @@ def load_idx_folder(root: Path) -> dict:
     return arrays
 
 
-def fetch_openml_mnist(cache_dir: Path) -> dict:
+def fetch_openml_mnist(cache_dir: Path) -> RawArrays:
     """MNIST from OpenML (`mnist_784`) through scikit-learn, split 60k/10k as the IDX files are."""
     from sklearn.datasets import fetch_openml  # deferred: importing scikit-learn costs ~0.7 s, rarely needed
 
@@ -79,7 +84,9 @@ def fetch_openml_mnist(cache_dir: Path) -> dict:
     return {"X_train": X[:60000], "y_train": y[:60000], "X_test": X[60000:], "y_test": y[60000:]}
 
 
-def load_idx_dataset(name: str, root: str, download: bool, cache_dir: str, fetch=fetch_openml_mnist) -> dict:
+def load_idx_dataset(
+    name: str, root: str, download: bool, cache_dir: str, fetch: Callable[[Path], RawArrays] = fetch_openml_mnist
+) -> RawArrays:
     """The IDX files in `root`; when absent, MNIST from OpenML if `download` allows it."""
     root_path = Path(root).expanduser()
     try:

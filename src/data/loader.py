@@ -1,23 +1,56 @@
-"""`load_dataset`: the `Dataset` a `data` config names, split with a seed, read once per process.
+"""`load_dataset`: the `Dataset` a data config names, split with a seed, read once per process.
 
 Loaded data is cached per process, so a sweep worker that trains many configs reads the files once; with
 a `DataShare` the arrays are memory-mapped from what the sweep's parent decoded.
 """
 
+import dataclasses
 import functools
 import hashlib
 import os
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
-from src.data.checks import check_arrays, layout_of
+from src.data.checks import DecodedSource, check_arrays
 from src.data.dataset import Dataset, split
 from src.data.shared import DataShare
 from src.data.sources import read_source
 
 NOT_SOURCE_KEYS = ("name", "val_fraction")  # data keys that do not change which files are read
 
+SourceOptions = tuple[tuple[str, Any], ...]  # a source's settings, sorted by key (hashable: a cache key)
+FileStamps = tuple[tuple[str, int, int], ...]  # (path, size, mtime in ns) of the files a source reads
 
-def _file_stamps(options: dict) -> tuple:
+
+class DataSettings(Protocol):
+    """A `data` config as the schema's dataclasses give it (src/config/schema.py): the source's name, the
+    validation share, and the source's own settings as the dataclass's other fields."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def val_fraction(self) -> float: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceKey:
+    """Which files a data config reads, and their state: equal keys decode to equal arrays."""
+
+    name: str
+    options: SourceOptions
+    stamps: FileStamps
+
+    @property
+    def share_key(self) -> str:
+        """The entry of a `DataShare` this source is published under."""
+        digest = hashlib.sha256(repr((self.name, self.options, self.stamps)).encode()).hexdigest()
+        return f"{self.name}-{digest[:16]}"
+
+
+def _file_stamps(options: dict[str, Any]) -> FileStamps:
     """Size and modification time of the files a config reads, so a replaced file is read anew."""
     paths = [Path(options["path"])] if "path" in options else []
     if "root" in options:
@@ -25,47 +58,40 @@ def _file_stamps(options: dict) -> tuple:
     return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file())
 
 
-def _source_key(data_cfg) -> tuple[str, tuple, tuple]:
-    options = {key: data_cfg[key] for key in data_cfg if key not in NOT_SOURCE_KEYS}
+def _source_key(data: DataSettings) -> SourceKey:
+    options = {key: value for key, value in dataclasses.asdict(data).items() if key not in NOT_SOURCE_KEYS}
     if "path" in options:
         options["path"] = os.path.abspath(os.path.expanduser(options["path"]))
-    return str(data_cfg.name), tuple(sorted(options.items())), _file_stamps(options)
-
-
-def _share_key(name: str, options: tuple, stamps: tuple) -> str:
-    return f"{name}-{hashlib.sha256(repr((name, options, stamps)).encode()).hexdigest()[:16]}"
+    return SourceKey(str(data.name), tuple(sorted(options.items())), _file_stamps(options))
 
 
 @functools.lru_cache(maxsize=2)
-def _decoded(name: str, options: tuple, stamps: tuple) -> tuple:
-    """(arrays, classes, source hash, source, layout) read and validated once per process."""
-    raw, source, pixel_max = read_source(name, dict(options))
-    checked, num_classes, source_hash = check_arrays(raw, source)
-    return checked, num_classes, source_hash, source, layout_of(raw, pixel_max)
+def _decoded(source: SourceKey) -> DecodedSource:
+    """The source's arrays, read and validated once per process."""
+    raw, origin, pixel_max = read_source(source.name, dict(source.options))
+    return check_arrays(raw, origin, pixel_max)
 
 
 @functools.lru_cache(maxsize=2)
-def _checked(name: str, options: tuple, stamps: tuple, share: DataShare | None) -> tuple:
+def _checked(source: SourceKey, share: DataShare | None) -> DecodedSource:
     """What `_decoded` gives, memory-mapped from `share` when the sweep's parent published it there; a worker
     that cannot see it (on another machine) decodes its own copy in memory and leaves no files behind."""
-    published = share.read(_share_key(name, options, stamps)) if share is not None else None
-    return published if published is not None else _decoded(name, options, stamps)
+    published = share.read(source.share_key) if share is not None else None
+    return published if published is not None else _decoded(source)
 
 
 @functools.lru_cache(maxsize=1)
-def _split_cached(source: tuple, share: DataShare | None, val_fraction: float, seed: int) -> Dataset:
-    checked, num_classes, source_hash, origin, layout = _checked(*source, share)
-    return split(checked, num_classes, source_hash, source[0], val_fraction, seed, origin, layout)
+def _split_cached(source: SourceKey, share: DataShare | None, val_fraction: float, seed: int) -> Dataset:
+    return split(_checked(source, share), source.name, val_fraction, seed)
 
 
-def load_dataset(data_cfg, seed: int, share: DataShare | None = None) -> Dataset:
-    """The dataset a `data` config names, split with `seed`; cached so repeated configs reuse it."""
-    return _split_cached(_source_key(data_cfg), share, float(data_cfg.val_fraction), int(seed))
+def load_dataset(data: DataSettings, seed: int, share: DataShare | None = None) -> Dataset:
+    """The dataset `data` names, split with `seed`; cached so repeated configs reuse it."""
+    return _split_cached(_source_key(data), share, float(data.val_fraction), int(seed))
 
 
-def share_source(data_cfg, share: DataShare) -> None:
-    """Decode `data_cfg`'s files once into `share`, for sweep workers to memory-map (the sweep's parent)."""
-    source = _source_key(data_cfg)
-    key = _share_key(*source)
-    if share.read(key) is None:
-        share.write(key, *_decoded(*source))
+def share_source(data: DataSettings, share: DataShare) -> None:
+    """Decode `data`'s files once into `share`, for sweep workers to memory-map (the sweep's parent)."""
+    source = _source_key(data)
+    if share.read(source.share_key) is None:
+        share.write(source.share_key, _decoded(source))

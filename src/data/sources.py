@@ -4,16 +4,17 @@ scikit-learn's bundled digits. Each reader returns raw X_train, y_train, X_test,
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from src.data.idx import IDX_FILES, load_idx_dataset
+from src.data.idx import IDX_FILES, RawArrays, load_idx_dataset
 from src.errors import DataError
 
 ARRAY_NAMES = tuple(IDX_FILES)  # X_train, y_train, X_test, y_test
 
 
-def load_npz(path: str) -> dict:
+def load_npz(path: str) -> RawArrays:
     """X_train, y_train, X_test, y_test from an .npz, never unpickling anything."""
     npz_path = Path(path).expanduser()
     if not npz_path.is_file():
@@ -43,7 +44,7 @@ DIGITS_PIXEL_MAX = 16  # scikit-learn's digits are 8x8 images of counts 0..16
 UINT8_PIXEL_MAX = 255
 
 
-def load_digits_arrays(test_fraction: float) -> dict:
+def load_digits_arrays(test_fraction: float) -> RawArrays:
     """scikit-learn's bundled digits as 8x8 uint8 images (0..16), with a fixed test split (seed 0) so every
     run tests on the same images."""
     from sklearn.datasets import load_digits  # deferred: scikit-learn's import costs ~0.7 s; digits only
@@ -57,7 +58,7 @@ def load_digits_arrays(test_fraction: float) -> dict:
     return {"X_train": X[train], "y_train": y[train], "X_test": X[test], "y_test": y[test]}
 
 
-def read_source(name: str, options: dict) -> tuple[dict, str, int]:
+def read_source(name: str, options: dict[str, Any]) -> tuple[RawArrays, str, int]:
     """The raw arrays of data source `name`, the text naming where they came from (for messages) and the
     value of a full-intensity pixel when the images are integers."""
     if name == "digits":

@@ -1,12 +1,15 @@
 """What a sweep's parent hands each of its jobs (`SweepJob`), and what a worker does before its first one."""
 
+from __future__ import annotations
+
+import contextlib
 import contextvars
 from dataclasses import dataclass, field
 
 from src import plots
 from src.data.shared import DataShare
 from src.pruning import PruneRule
-from src.tracking.store import open_existing_store
+from src.tracking.opening import open_existing_store
 
 
 @dataclass(frozen=True)
@@ -25,13 +28,13 @@ class SweepJob:
     prune: PruneRule = PruneRule()
     attempt_started_ms: int = 0  # when this sweep command began: runs of the sweep created earlier are older attempts
     seeded: bool = True  # other seeds of this config are in the sweep (pruned together: read at every epoch)
-    _token: list = field(default_factory=list, compare=False, repr=False)
+    _token: list[contextvars.Token[SweepJob | None]] = field(default_factory=list, compare=False, repr=False)
 
-    def __enter__(self) -> "SweepJob":
+    def __enter__(self) -> SweepJob:
         self._token.append(_ACTIVE_JOB.set(self))
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         _ACTIVE_JOB.reset(self._token.pop())
 
 
@@ -47,7 +50,5 @@ def prepare_worker(uri: str) -> None:
     """What a sweep worker does before its first job: import what a run needs (mlflow included), load
     matplotlib's fonts, and connect to the store when it exists (creating one is the sweep parent's job)."""
     plots.plt.close(plots.figure_one({k: [1.0] for k in ("train_loss", "val_loss", "train_acc", "val_acc")}, ""))
-    try:
+    with contextlib.suppress(LookupError):  # no store yet: the sweep's parent creates it
         open_existing_store(uri)  # kept open for the configs this worker trains
-    except LookupError:
-        pass

@@ -1,24 +1,32 @@
 """How a run is recorded: the experiment's description, the tags that identify a run, its history and
 Figure 1 as artifacts, and the ways a run ends other than finished."""
 
+from __future__ import annotations
+
 import contextlib
 import os
 import resource
 import socket
 import tempfile
 import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_info
 
 from src import plots
-from src.config.identity import config_hash, group_hash
+from src.config.identity import config_hash, flatten, group_hash, to_plain
+from src.config.schema import Config
 from src.data.dataset import Dataset
 from src.errors import RunDiverged, WorkerLost
+from src.experiment.job import SweepJob
 from src.nn.train import History
 from src.outcomes import Outcome
 from src.tracking import names
+from src.tracking.api import RunLog, Store
 from src.tracking.provenance import git_tags
 
 EXPERIMENT_NOTE = """\
@@ -37,11 +45,48 @@ winner.* tags name the best config.
 """
 
 
-def run_tags(cfg: DictConfig, dataset: Dataset, overrides) -> dict:
+@dataclass(frozen=True)
+class ConfigRecord:
+    """What a run records of its composed config, worked out once from the DictConfig where the run starts:
+    its identity (the config hash and the hash of its seed group), its params and its config.yaml."""
+
+    config_hash: str
+    group_hash: str
+    params: dict[str, Any]  # the resolved config as dotted keys (optimizer.lr, ...)
+    yaml: str  # the resolved config as YAML (the config.yaml artifact)
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> ConfigRecord:
+        return cls(config_hash(cfg), group_hash(cfg), flatten(to_plain(cfg)), OmegaConf.to_yaml(cfg, resolve=True))
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run once it exists: where it records (`store`, `run`), the config it trains (`settings`, typed;
+    `record`, its identity), the data it trains on, its name, where Figure 1 is also kept (`output_dir`,
+    when there is one) and the sweep job it belongs to (None for a run of its own)."""
+
+    store: Store
+    run: RunLog
+    settings: Config
+    record: ConfigRecord
+    dataset: Dataset
+    name: str
+    output_dir: Path | None = None
+    sweep_job: SweepJob | None = None
+
+    @property
+    def title(self) -> str:
+        """Figure 1's title: the run's name, its data, optimizer and batch size."""
+        data, optimizer = self.settings.data, self.settings.optimizer
+        return f"{self.name}  ({data.name}, {optimizer.name}, batch {optimizer.batch_size})"
+
+
+def run_tags(record: ConfigRecord, dataset: Dataset, overrides: Sequence[str] | None) -> dict[str, Any]:
     """What identifies a run and where it ran."""
     tags = {
-        names.CONFIG_HASH: config_hash(cfg),
-        names.GROUP_HASH: group_hash(cfg),
+        names.CONFIG_HASH: record.config_hash,
+        names.GROUP_HASH: record.group_hash,
         names.DATA_FINGERPRINT: dataset.fingerprint,
         "data": dataset.summary(),
         names.OUTCOME: Outcome.RUNNING.value,
@@ -64,28 +109,34 @@ def history_csv(history: History) -> str:
 
 
 def record_history(
-    run, history: History, title: str, output_dir: Path | None, best_epoch, diverged_at=None, stopped_at=None
+    ctx: RunContext,
+    history: History,
+    best_epoch: int | None = None,
+    diverged_at: int | None = None,
+    stopped_at: tuple[int, str] | None = None,
 ) -> Path | None:
-    """History CSV and Figure 1 as artifacts; Figure 1 is also kept in `output_dir` when there is one."""
-    run.log_text(history_csv(history), names.HISTORY)
+    """History CSV and Figure 1 as artifacts; Figure 1 is also kept in the run's output_dir when it has one.
+
+    Figure 1 marks the best epoch, the epoch it diverged at, or (epoch, why) it stopped at."""
+    ctx.run.log_text(history_csv(history), names.HISTORY)
     figure = plots.figure_one(
-        history.metrics, title, best_epoch=best_epoch, diverged_at=diverged_at, stopped_at=stopped_at
+        history.metrics, ctx.title, best_epoch=best_epoch, diverged_at=diverged_at, stopped_at=stopped_at
     )
     with tempfile.TemporaryDirectory() as scratch:
-        path = Path(output_dir or scratch) / names.FIGURE_ONE
+        path = Path(ctx.output_dir or scratch) / names.FIGURE_ONE
         figure.savefig(path, dpi=100)
         plots.plt.close(figure)
-        run.log_file(path)
-    return path if output_dir is not None else None
+        ctx.run.log_file(path)
+    return path if ctx.output_dir is not None else None
 
 
-def close_with_error(run) -> None:
+def close_with_error(run: RunLog) -> None:
     run.log_text(traceback.format_exc(), names.TRACEBACK)
     run.close(Outcome.ERROR, traceback.format_exc(limit=-1).strip().splitlines()[-1])
 
 
 @contextlib.contextmanager
-def closing_on_failure(run):
+def closing_on_failure(run: RunLog) -> Iterator[None]:
     """Whatever interrupts the run ends it: KILLED on Ctrl-C or SIGTERM, FAILED with a traceback on an error."""
     try:
         yield
@@ -99,7 +150,7 @@ def closing_on_failure(run):
         raise
 
 
-def refuse_a_second_attempt(store, run_id: str) -> None:
+def refuse_a_second_attempt(store: Store, run_id: str) -> None:
     """A distributed engine re-runs a task whose worker died. Training again into the same run would log
     every epoch twice, so the lost attempt ends `killed` and a rerun of the sweep trains the config anew."""
     phase = store.phase(run_id)
@@ -118,4 +169,4 @@ def peak_rss_mb() -> float:
 
 def blas_threads() -> int:
     """Threads the BLAS/OpenMP libraries may use in this process (a sweep limits them per worker)."""
-    return max((pool["num_threads"] for pool in threadpool_info()), default=1)
+    return max((int(pool["num_threads"]) for pool in threadpool_info()), default=1)

@@ -4,29 +4,36 @@ Order matters for the user: config values are checked and data is loaded (both m
 message) before a run is created, so a typo never leaves an empty or RUNNING run behind. Once the run
 exists, every way out of training (finished, stopped early, pruned, diverged, error, Ctrl-C) closes it
 with its outcome.
+
+The composed config is a DictConfig only up to `settings_of`, where it is checked and becomes the
+schema's dataclasses (`Config`) once; what identifies it (its hashes, params and config.yaml) is worked
+out from the DictConfig there too (`ConfigRecord`). Past that point a run travels as a `RunContext`.
 """
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from src.config.checks import validate
-from src.config.identity import config_hash, flatten, group_hash, to_plain
 from src.config.naming import run_name
-from src.config.schema import FINAL_METRICS
+from src.config.schema import FINAL_METRICS, Config, DataConfig
 from src.data.dataset import Dataset
-from src.data.loader import load_dataset
+from src.data.loader import load_dataset, share_source
 from src.data.shared import DataShare
 from src.errors import ConfigError, RunDiverged
 from src.experiment.epochs import EpochEnd, SweepPruner
 from src.experiment.job import SweepJob
 from src.experiment.recording import (
     EXPERIMENT_NOTE,
+    ConfigRecord,
+    RunContext,
     blas_threads,
     close_with_error,
     closing_on_failure,
@@ -36,12 +43,14 @@ from src.experiment.recording import (
     run_tags,
 )
 from src.experiment.threads import ThreadGovernor
+from src.nn.arrays import Params
 from src.nn.mlp import evaluate, init_params
-from src.nn.optim import build_optimizer
-from src.nn.train import Diverged, FitResult, fit
+from src.nn.optim import Optimizer, build_optimizer, knobs
+from src.nn.train import Callbacks, Diverged, FitResult, TrainingData, TrainSettings, fit
 from src.outcomes import Outcome
 from src.tracking import names
-from src.tracking.store import open_store, preload, resolve_uri
+from src.tracking.api import DatasetRecord, RunLog, Store
+from src.tracking.opening import open_store, preload, resolve_uri
 
 log = logging.getLogger("netsweep")
 
@@ -50,7 +59,7 @@ log = logging.getLogger("netsweep")
 class RunSummary:
     run_id: str
     tracking_uri: str
-    metrics: dict  # final metrics: test_acc, best_val_loss, ...
+    metrics: dict[str, float]  # final metrics: test_acc, best_val_loss, ...
     figure_path: Path | None
     experiment_id: str = ""
     outcome: Outcome = Outcome.FINISHED
@@ -61,60 +70,79 @@ class RunSummary:
 
     def objective(self, name: str) -> float:
         """The final metric a sweeper optimises (the config's `objective`)."""
-        return self.metrics[name]
+        return self.metrics[str(name)]
 
 
-def prepare(cfg: DictConfig, share: DataShare | None = None) -> Dataset:
-    """Check the config and load its data: everything that can fail before a run is recorded."""
+def settings_of(cfg: DictConfig) -> Config:
+    """The composed config, checked (src/config/checks.py) and made the schema's dataclasses: what every
+    layer below receives, so none of them reads the DictConfig."""
     validate(cfg)
-    dataset = load_dataset(cfg.data, cfg.seed, share)
-    if cfg.optimizer.batch_size > len(dataset.y_train):
+    settings = OmegaConf.to_object(cfg)
+    if not isinstance(settings, Config):
+        raise TypeError(f"expected a config composed on the netsweep_config schema, got {type(settings).__name__}")
+    return settings
+
+
+def publish_data(data: DictConfig, share: DataShare) -> None:
+    """Decode a `data` config's files once into `share`, for a sweep's workers to memory-map (its parent)."""
+    settings = OmegaConf.to_object(data)
+    if not isinstance(settings, DataConfig):
+        raise TypeError(f"expected a data config composed on its schema, got {type(settings).__name__}")
+    share_source(settings, share)
+
+
+def load_data(settings: Config, share: DataShare | None = None) -> Dataset:
+    """The config's data, split with its seed: the last thing that can fail before a run is recorded."""
+    dataset = load_dataset(settings.data, settings.seed, share)
+    batch_size = settings.optimizer.batch_size
+    if batch_size > len(dataset.y_train):
         raise ConfigError(
-            f"optimizer.batch_size={cfg.optimizer.batch_size} is larger than the {len(dataset.y_train)} "
+            f"optimizer.batch_size={batch_size} is larger than the {len(dataset.y_train)} "
             "training images; use a smaller batch size"
         )
     return dataset
 
 
-def train(cfg: DictConfig, dataset: Dataset, on_epoch_end, on_step=None) -> FitResult:
-    """The net of `cfg`, trained on `dataset`; seeded so the same config gives the same metrics."""
-    init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
+def optimizer_for(settings: Config, params: Params) -> Optimizer:
+    """The config's optimizer for `params`, owning the model's weight decay."""
+    name = str(settings.optimizer.name)
+    own = {key: value for key, value in dataclasses.asdict(settings.optimizer).items() if key in knobs(name)}
+    return build_optimizer(name, params, lr=settings.optimizer.lr, decay=settings.model.decay, **own)
+
+
+def train(settings: Config, dataset: Dataset, callbacks: Callbacks) -> FitResult:
+    """The net `settings` describe, trained on `dataset`; seeded so the same config gives the same metrics."""
+    init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(2))
+    model = settings.model
     params = init_params(
         dataset.input_dim,
-        cfg.model.hidden_size,
+        model.hidden_size,
         dataset.num_classes,
         init_rng,
-        dtype=np.dtype(cfg.model.dtype.value),
-        scheme=cfg.model.init.value,
+        dtype=np.dtype(model.dtype.value),
+        scheme=model.init.value,
     )
-    optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer), params, cfg.model.decay)
+    loop = TrainSettings(
+        batch_size=settings.optimizer.batch_size,
+        epochs=settings.epochs,
+        divergence_factor=settings.divergence_factor,
+        patience=settings.patience,
+    )
+    data = TrainingData(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
     return fit(
-        params,
-        dataset.X_train,
-        dataset.y_train,
-        dataset.X_val,
-        dataset.y_val,
-        optimizer=optimizer,
-        decay=cfg.model.decay,
-        batch_size=cfg.optimizer.batch_size,
-        epochs=cfg.epochs,
-        rng=shuffle_rng,
-        divergence_factor=cfg.divergence_factor,
-        patience=cfg.patience,
-        on_epoch_end=on_epoch_end,
-        on_step=on_step,
+        params, data, optimizer=optimizer_for(settings, params), settings=loop, rng=shuffle_rng, callbacks=callbacks
     )
 
 
-def thread_governor(cfg: DictConfig, dataset: Dataset) -> ThreadGovernor:
-    """BLAS threads for this run: `cfg.threads`, or measured as it trains (src/experiment/threads.py)."""
-    batch, hidden = cfg.optimizer.batch_size, cfg.model.hidden_size
+def thread_governor(settings: Config, dataset: Dataset) -> ThreadGovernor:
+    """BLAS threads for this run: the config's `threads`, or measured as it trains (src/experiment/threads.py)."""
+    batch, hidden = settings.optimizer.batch_size, settings.model.hidden_size
     work = batch * hidden * (dataset.input_dim + dataset.num_classes) * 3  # forward and backward products
     steps = -(-len(dataset.y_train) // batch)
-    return ThreadGovernor(blas_threads(), cfg.threads, work, steps)
+    return ThreadGovernor(blas_threads(), settings.threads, work, steps)
 
 
-def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
+def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict[str, float]:
     """Test and in-sample scores of the kept (best validation loss) parameters, plus the best epochs.
 
     The test set is scored with one BLAS thread, as the saved model predicts: float32 products summed in
@@ -134,7 +162,7 @@ def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict:
         max(history["val_acc"]),
         min(history["val_ce"]),
     )
-    return dict(zip(FINAL_METRICS, scores))
+    return dict(zip(FINAL_METRICS, scores, strict=True))
 
 
 def run_config(
@@ -153,22 +181,24 @@ def run_config(
     preloading = preload()  # ~1 s of imports, overlapped with data loading
     uri = sweep_job.tracking_uri if sweep_job else resolve_uri(cfg.tracking.uri)
     try:
-        dataset = prepare(cfg, sweep_job.data_share if sweep_job else None)
+        settings = settings_of(cfg)
+        dataset = load_data(settings, sweep_job.data_share if sweep_job else None)
     except Exception:
         if sweep_job:  # the sweep created this run already: close it rather than leave it SCHEDULED
             preloading.join()
             close_with_error(open_store(uri).run_log(sweep_job.run_id))
         raise
     preloading.join()
-    store = open_store(uri)
-    name = run_name(cfg, overrides or ())
+    store: Store = open_store(uri)
+    record, name = ConfigRecord.of(cfg), run_name(cfg, overrides or ())
     experiment_id = (
-        sweep_job.experiment_id if sweep_job else store.experiment_id(cfg.tracking.experiment, EXPERIMENT_NOTE)
+        sweep_job.experiment_id if sweep_job else store.experiment_id(settings.tracking.experiment, EXPERIMENT_NOTE)
     )
-    run = _open_run(store, cfg, dataset, name, overrides, sweep_job, experiment_id)
+    run = _open_run(store, run_tags(record, dataset, overrides), name, experiment_id, sweep_job)
     log.info(f"run {run.run_id} ({name}) on {dataset.summary()}")
+    ctx = RunContext(store, run, settings, record, dataset, name, output_dir, sweep_job)
     with closing_on_failure(run):
-        summary = _train_and_record(store, cfg, dataset, run, name, output_dir, sweep_job)
+        summary = _train_and_record(ctx)
     summary.experiment_id = experiment_id
     log.info(
         f"test accuracy {summary.test_acc:.4f} (in-sample {summary.metrics['insample_acc']:.4f}, "
@@ -177,96 +207,91 @@ def run_config(
     return summary
 
 
-def _train_and_record(
-    store, cfg: DictConfig, dataset: Dataset, run, name: str, output_dir: Path | None, sweep_job: SweepJob | None
-) -> RunSummary:
+def _open_run(store: Store, tags: dict[str, Any], name: str, experiment_id: str, sweep_job: SweepJob | None) -> RunLog:
+    """The run this config records into: created here (in `experiment_id`), or the one a sweep created for it."""
+    if sweep_job:
+        refuse_a_second_attempt(store, sweep_job.run_id)
+        return store.attach_run(sweep_job.run_id, tags)
+    return store.create_run(experiment_id, name, tags)
+
+
+def _epoch_end(ctx: RunContext, governor: ThreadGovernor) -> EpochEnd:
+    """What happens as each epoch ends: logged, printed, and in a sweep that prunes, judged."""
+    job, epochs = ctx.sweep_job, ctx.settings.epochs
+    pruner = None
+    if job is not None and job.prune.active:
+        pruner = SweepPruner(ctx.store, job, ctx.record.config_hash, ctx.record.group_hash, epochs)
+    return EpochEnd(ctx.run, epochs, pruner, publish_curve=job is not None, threads=governor)
+
+
+def _train_and_record(ctx: RunContext) -> RunSummary:
     """Params, the resolved config and every epoch as it ends, then the final scores, Figure 1, the weights
     and the outcome."""
-    title = f"{name}  ({cfg.data.name}, {cfg.optimizer.name}, batch {cfg.optimizer.batch_size})"
-    if sweep_job is None:  # a sweep's parent logged them on the run it created for this config
-        run.log_params(flatten(to_plain(cfg)))
-    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), names.CONFIG)
+    run, dataset = ctx.run, ctx.dataset
+    if ctx.sweep_job is None:  # a sweep's parent logged them on the run it created for this config
+        run.log_params(ctx.record.params)
+    run.log_text(ctx.record.yaml, names.CONFIG)
     run.log_training_data(
-        dataset.name, dataset.fingerprint, dataset.source, dataset.layout, len(dataset.y_train), dataset.num_classes
+        DatasetRecord(
+            dataset.name, dataset.fingerprint, dataset.source, dataset.layout, len(dataset.y_train), dataset.num_classes
+        )
     )
-    pruner = None
-    if sweep_job is not None and sweep_job.prune.active:
-        pruner = SweepPruner(store, sweep_job, config_hash(cfg), group_hash(cfg), cfg.epochs)
-    governor = thread_governor(cfg, dataset)
-    epoch_end = EpochEnd(run, cfg.epochs, pruner, publish_curve=sweep_job is not None, threads=governor)
+    governor = thread_governor(ctx.settings, dataset)
+    epoch_end = _epoch_end(ctx, governor)
     try:
-        result = train(cfg, dataset, epoch_end, governor)
+        result = train(ctx.settings, dataset, Callbacks(on_epoch_end=epoch_end, on_step=governor))
     except Diverged as stop:
-        record_history(run, stop.history, title, output_dir, None, diverged_at=stop.epoch)
+        record_history(ctx, stop.history, diverged_at=stop.epoch)
         run.close(Outcome.DIVERGED, str(stop))
         raise RunDiverged(f"run {run.run_id} {stop}; try a smaller optimizer.lr") from None
     except BaseException as exc:  # interrupted or failed: what was trained so far is kept
-        _keep_partial_history(run, epoch_end, title, output_dir, exc)
+        _keep_partial_history(ctx, epoch_end, exc)
         raise
     finally:
         governor.close()
         run.set_tags({"blas_threads": governor.used, "blas_threads_policy": governor.policy})
-    return _close_trained(store, cfg, dataset, run, result, epoch_end, title, output_dir)
+    return _close_trained(ctx, result, epoch_end)
 
 
-def _keep_partial_history(run, epoch_end: EpochEnd, title: str, output_dir: Path | None, exc: BaseException):
+def _keep_partial_history(ctx: RunContext, epoch_end: EpochEnd, exc: BaseException) -> None:
     """history.csv and Figure 1 of the epochs done before an interrupt or an error (never masking it)."""
     if not epoch_end.history.epochs:
         return
     why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
     try:
-        record_history(run, epoch_end.history, title, output_dir, None, stopped_at=(epoch_end.history.epochs, why))
+        record_history(ctx, epoch_end.history, stopped_at=(epoch_end.history.epochs, why))
     except Exception as failure:
-        log.warning(f"netsweep: could not keep the partial history of run {run.run_id}: {failure}")
+        log.warning(f"netsweep: could not keep the partial history of run {ctx.run.run_id}: {failure}")
 
 
-def _close_trained(
-    store,
-    cfg: DictConfig,
-    dataset: Dataset,
-    run,
-    result: FitResult,
-    epoch_end: EpochEnd,
-    title: str,
-    output_dir: Path | None,
-) -> RunSummary:
+def _close_trained(ctx: RunContext, result: FitResult, epoch_end: EpochEnd) -> RunSummary:
     """Final scores of the kept parameters, Figure 1, the weights, and the outcome: finished (stopped early by
     its patience, or not) or pruned."""
-    metrics = final_metrics(result, dataset, cfg.model.decay)
+    run, tracking = ctx.run, ctx.settings.tracking
+    metrics = final_metrics(result, ctx.dataset, ctx.settings.model.decay)
     trained = result.epochs_trained
     run.log_metrics({**metrics, "epochs_trained": trained, "peak_rss_mb": peak_rss_mb()}, step=trained)
     why = "pruned" if epoch_end.pruned else "stopped early"
-    figure_path = record_history(
-        run, result.history, title, output_dir, result.best_epoch, stopped_at=(trained, why) if result.stopped else None
-    )
-    if cfg.tracking.log_weights:
+    stopped_at = (trained, why) if result.stopped else None
+    figure_path = record_history(ctx, result.history, best_epoch=result.best_epoch, stopped_at=stopped_at)
+    if tracking.log_weights:
         run.log_arrays(result.params, names.WEIGHTS)
-    if cfg.tracking.log_model and not epoch_end.pruned:
-        run.log_model(result.params, dataset.layout, dataset.X_test_raw)
+    if tracking.log_model and not epoch_end.pruned:
+        run.log_model(result.params, ctx.dataset.layout, ctx.dataset.X_test_raw)
     if result.stopped and not epoch_end.pruned:
         run.set_tags({names.STOPPED_EARLY: result.stopped})
         log.info(f"stopped early at epoch {trained}: {result.stopped}")
     outcome = Outcome.PRUNED if epoch_end.pruned else Outcome.FINISHED
     run.close(outcome, epoch_end.pruned)
-    return RunSummary(run.run_id, store.uri, metrics, figure_path, outcome=outcome)
+    return RunSummary(run.run_id, ctx.store.uri, metrics, figure_path, outcome=outcome)
 
 
-def evaluate_run(store, run_id: str, cfg: DictConfig, share: DataShare | None = None) -> dict:
+def evaluate_run(store: Store, run_id: str, cfg: DictConfig, share: DataShare | None = None) -> dict[str, float]:
     """`mlflow.models.evaluate` of the run's saved model on its test images (as its data source stores them):
     per-class precision and recall and a confusion matrix, logged on the run. Kept off every sweep config's
     path: a single run, or a sweep's winner."""
-    dataset = load_dataset(cfg.data, cfg.seed, share)
+    settings = settings_of(cfg)
+    dataset = load_dataset(settings.data, settings.seed, share)
     metrics = store.evaluate_model(run_id, dataset.X_test_raw, dataset.y_test)
     store.run_log(run_id).set_tags({names.EVALUATED: "mlflow.models.evaluate on the test split"})
     return metrics
-
-
-def _open_run(
-    store, cfg: DictConfig, dataset: Dataset, name: str, overrides, sweep_job: SweepJob | None, experiment_id: str
-):
-    """The run this config records into: created here (in `experiment_id`), or the one a sweep created for it."""
-    tags = run_tags(cfg, dataset, overrides)
-    if sweep_job:
-        refuse_a_second_attempt(store, sweep_job.run_id)
-        return store.attach_run(sweep_job.run_id, tags)
-    return store.create_run(experiment_id, name, tags)

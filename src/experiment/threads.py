@@ -28,7 +28,7 @@ class ThreadGovernor:
         small = work_per_step < MIN_WORK_PER_STEP or steps_per_epoch < 4 * PROBE_STEPS
         self.fixed = fixed if fixed is not None else (1 if small or self.max_threads == 1 else None)
         self.current: int | None = None
-        self.choices: list = []  # the setting each epoch trained with, after its probe
+        self.choices: list[int] = []  # the setting each epoch trained with, after its probe
         self._original = None  # the first limiter, which restores the process's limits in `close`
         self._one_thread_s: float | None = None  # this epoch's one-thread stretch; None once decided
         self._started = 0.0

@@ -1,1 +1,2 @@
-"""Pure-NumPy numerics: the net (mlp), its optimizers (optim) and the training loop (train)."""
+"""Pure-NumPy numerics: the net (mlp), its optimizers (optim), the training loop (train) and the types of
+the arrays they pass (arrays)."""

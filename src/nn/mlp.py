@@ -9,14 +9,26 @@ mathematics live here:
   what the training loop runs thousands of times per epoch. Tests check the two agree.
 """
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from src.nn.arrays import FloatArray, Labels, Params
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 DECAYED = ("W1", "W2")
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
 
 
-def init_params(input_dim, hidden_size, num_classes, rng, dtype=np.float64, scheme="assignment") -> dict:
+def init_params(
+    input_dim: int,
+    hidden_size: int,
+    num_classes: int,
+    rng: np.random.Generator,
+    dtype: DTypeLike = np.float64,
+    scheme: str = "assignment",
+) -> Params:
     """Initial weights: the assignment's W1 ~ N(0, 2/(d+H)), W2 ~ N(0, 4/(H+k)); biases zero."""
     d, H, k = input_dim, hidden_size, num_classes
     variances = {
@@ -32,19 +44,21 @@ def init_params(input_dim, hidden_size, num_classes, rng, dtype=np.float64, sche
     }
 
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
+def log_softmax(z: FloatArray) -> FloatArray:
     """log(softmax(z)) row-wise, computed as z - max - log(sum(exp(z - max))): never log(0)."""
     shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    result: FloatArray = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return result
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: FloatArray) -> FloatArray:
     """Row-wise softmax, stable for any finite logits (the row max is subtracted before exp)."""
     shifted = np.exp(z - z.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    result: FloatArray = shifted / shifted.sum(axis=1, keepdims=True)
+    return result
 
 
-def _targets(y: np.ndarray, num_classes: int, dtype) -> np.ndarray:
+def _targets(y: NDArray[Any], num_classes: int, dtype: DTypeLike) -> FloatArray:
     """One-hot rows for integer labels; rows of (one-hot or soft) targets pass through."""
     if y.ndim == 2:
         return y.astype(dtype, copy=False)
@@ -53,21 +67,21 @@ def _targets(y: np.ndarray, num_classes: int, dtype) -> np.ndarray:
     return onehot
 
 
-def decay_penalty(params: dict, decay: float) -> float:
+def decay_penalty(params: Params, decay: float) -> float:
     """decay * (||W1||^2 + ||W2||^2), the assignment's weight-decay term."""
     if decay == 0:
         return 0.0
     return decay * sum(float(np.vdot(params[name], params[name])) for name in DECAYED)
 
 
-def forward(params: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def forward(params: Params, X: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Logits z and hidden activations h (what the backward pass needs)."""
     h = np.maximum(X @ params["W1"] + params["b1"], 0)  # (n, d) @ (d, H) -> (n, H)
     z = h @ params["W2"] + params["b2"]  # (n, H) @ (H, k) -> (n, k)
     return z, h
 
 
-def cost_grad(params: dict, X: np.ndarray, y: np.ndarray, decay: float) -> tuple[float, dict]:
+def cost_grad(params: Params, X: FloatArray, y: NDArray[Any], decay: float) -> tuple[float, Params]:
     """The cost and its gradient with respect to W1, b1, W2, b2.
 
     y holds integer labels 0..k-1 or rows of one-hot targets.
@@ -87,7 +101,7 @@ def cost_grad(params: dict, X: np.ndarray, y: np.ndarray, decay: float) -> tuple
     return cost, grads
 
 
-def evaluate(params: dict, X: np.ndarray, y: np.ndarray, decay: float) -> tuple[float, float]:
+def evaluate(params: Params, X: FloatArray, y: Labels, decay: float) -> tuple[float, float]:
     """(cost, accuracy) over a whole split, in chunks so memory stays bounded."""
     dtype = params["W1"].dtype
     total_ce, correct = 0.0, 0
@@ -100,7 +114,7 @@ def evaluate(params: dict, X: np.ndarray, y: np.ndarray, decay: float) -> tuple[
     return total_ce / len(X) + decay_penalty(params, decay), correct / len(X)
 
 
-def predict(params: dict, X: np.ndarray) -> np.ndarray:
+def predict(params: Params, X: FloatArray) -> Labels:
     """Predicted class for every row of X."""
     dtype = params["W1"].dtype
     chunks = [
@@ -110,8 +124,8 @@ def predict(params: dict, X: np.ndarray) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
 
 
-def all_finite(params: dict) -> bool:
-    return all(np.isfinite(params[name]).all() for name in PARAM_NAMES)
+def all_finite(params: Params) -> bool:
+    return all(bool(np.isfinite(params[name]).all()) for name in PARAM_NAMES)
 
 
 class Workspace:
@@ -121,7 +135,7 @@ class Workspace:
     the weight-decay part is left to the optimizer, which folds it into the update.
     """
 
-    def __init__(self, params: dict, batch_size: int):
+    def __init__(self, params: Params, batch_size: int):
         (d, H), k = params["W1"].shape, params["W2"].shape[1]
         dtype = params["W1"].dtype
         self.X = np.empty((batch_size, d), dtype=dtype)
@@ -134,11 +148,11 @@ class Workspace:
         self.rows = np.arange(batch_size)
         self.grads = {name: np.empty_like(value) for name, value in params.items()}
 
-    def load_batch(self, X: np.ndarray, index: np.ndarray) -> np.ndarray:
+    def load_batch(self, X: FloatArray, index: NDArray[np.intp]) -> FloatArray:
         """Gather rows X[index] into the batch buffer (no copy of the whole dataset)."""
         return np.take(X, index, axis=0, out=self.X[: len(index)])
 
-    def data_cost_grad(self, params: dict, X: np.ndarray, y: np.ndarray, grad_scale: float = 1.0) -> tuple[float, int]:
+    def data_cost_grad(self, params: Params, X: FloatArray, y: Labels, grad_scale: float = 1.0) -> tuple[float, int]:
         """Mean cross-entropy of the batch and the number it classified right; fills `self.grads`.
 
         The gradients come out multiplied by `grad_scale`: plain SGD passes its learning rate, so the

@@ -1,9 +1,9 @@
 """Optimizers that update the parameters in place, with the weight-decay gradient folded into the step.
 
-Each `step(params, grads)` receives the gradient of the mean cross-entropy only, multiplied by the
-optimizer's `grad_scale` (the training loop's buffers, which the optimizer may overwrite), and adds the
-decay term's gradient 2 * decay * W for the weights W1 and W2, so the update is exactly a step on the
-assignment's full cost.
+`Optimizer` is the contract the training loop relies on (what `step` may do with the gradient buffers,
+what `grad_scale` asks of the backward pass, and that the optimizer owns the decay); SGD, Momentum and
+Adam implement it, each an exact step on the assignment's full cost
+mean cross-entropy + decay * (||W1||^2 + ||W2||^2).
 
 Adding an optimizer takes two steps: its class here (listed in `OPTIMIZERS`, with its knobs as typed
 keyword arguments and their allowed ranges in `CHECKS`) and its YAML file in conf/optimizer/ giving every
@@ -11,47 +11,74 @@ knob a value. The config schema is derived from the class's signature.
 """
 
 import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
+from src.nn.arrays import Params
 from src.nn.mlp import DECAYED
+
+Check = tuple[Callable[[Any], bool], str]  # (is the knob's value valid?, what to use instead)
 
 
 def _unit_interval(value: float) -> bool:
     return 0 <= value < 1
 
 
-class SGD:
+class Optimizer(ABC):
+    """One step on the full cost per minibatch, parameters updated in place.
+
+    What the training loop and an optimizer agree on:
+    - `decay` (c >= 0) is the optimizer's: it adds the penalty's gradient 2 c W to the step of the weights
+      W1 and W2 (never the biases), and the loop reads it to report the cost c (||W1||^2 + ||W2||^2).
+    - `grad_scale` is the factor the backward pass multiplies the cross-entropy gradient by before `step`
+      sees it (`Workspace.data_cost_grad(..., grad_scale)`): 1 for an optimizer that needs the gradient
+      itself; plain SGD asks for its learning rate, so it receives lr * g without a pass over every weight.
+    - `step(params, grads)` gets `grads` = grad_scale x the gradient of the batch's mean cross-entropy
+      (the decay term left out). They are the loop's workspace buffers, refilled by the next backward
+      pass: the optimizer may overwrite them (Momentum and Adam add the decay term into them) but must not
+      keep them from one step to the next.
+    """
+
+    CHECKS: ClassVar[dict[str, Check]] = {}  # knob -> its check, for the config's values
+    decay: float
+    grad_scale: float = 1.0
+
+    @abstractmethod
+    def step(self, params: Params, grads: Params) -> None:
+        """Update `params` in place by one step; `grads` as the class docstring says (may be overwritten)."""
+
+
+class SGD(Optimizer):
     """W <- W - lr * (g + 2 decay W), computed as W *= (1 - 2 lr decay); W -= lr g.
 
     `grad_scale` asks the backward pass for lr * g directly, which saves a pass over every gradient.
     """
 
-    CHECKS: dict = {}  # knob -> (is it valid?, what to use instead)
-
-    def __init__(self, params: dict, lr: float, decay: float):
+    def __init__(self, params: Params, lr: float, decay: float):
         self.lr, self.decay = lr, decay
         self.shrink = 1 - 2 * lr * decay
         self.grad_scale = lr
 
-    def step(self, params: dict, scaled_grads: dict) -> None:
+    def step(self, params: Params, grads: Params) -> None:
         for name, value in params.items():
             if name in DECAYED and self.decay:
                 value *= self.shrink
-            value -= scaled_grads[name]
+            value -= grads[name]  # already lr * g
 
 
-class Momentum:
+class Momentum(Optimizer):
     """Heavy-ball or Nesterov momentum: v <- mu v - lr g_full; W <- W + v (Nesterov: W + mu v - lr g_full)."""
 
-    grad_scale = 1.0
-    CHECKS = {"momentum": (_unit_interval, "use a value in [0, 1)")}
+    CHECKS: ClassVar[dict[str, Check]] = {"momentum": (_unit_interval, "use a value in [0, 1)")}
 
-    def __init__(self, params: dict, lr: float, decay: float, momentum: float = 0.9, nesterov: bool = False):
+    def __init__(self, params: Params, lr: float, decay: float, momentum: float = 0.9, nesterov: bool = False):
         self.lr, self.decay, self.momentum, self.nesterov = lr, decay, momentum, nesterov
         self.velocity = {name: np.zeros_like(value) for name, value in params.items()}
 
-    def step(self, params: dict, grads: dict) -> None:
+    def step(self, params: Params, grads: Params) -> None:
         for name, value in params.items():
             grad, velocity = grads[name], self.velocity[name]
             if name in DECAYED and self.decay:
@@ -66,25 +93,24 @@ class Momentum:
                 value += velocity
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) on the full cost's gradient, with bias-corrected moment estimates."""
 
-    grad_scale = 1.0
-    CHECKS = {
+    CHECKS: ClassVar[dict[str, Check]] = {
         "beta1": (_unit_interval, "use a value in [0, 1)"),
         "beta2": (_unit_interval, "use a value in [0, 1)"),
         "eps": (lambda value: value > 0, "use an epsilon > 0, e.g. 1e-8"),
     }
 
     def __init__(
-        self, params: dict, lr: float, decay: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+        self, params: Params, lr: float, decay: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ):
         self.lr, self.decay, self.beta1, self.beta2, self.eps = lr, decay, beta1, beta2, eps
         self.mean = {name: np.zeros_like(value) for name, value in params.items()}
         self.var = {name: np.zeros_like(value) for name, value in params.items()}
         self.steps = 0
 
-    def step(self, params: dict, grads: dict) -> None:
+    def step(self, params: Params, grads: Params) -> None:
         self.steps += 1
         correction1 = 1 - self.beta1**self.steps
         correction2 = 1 - self.beta2**self.steps
@@ -102,17 +128,17 @@ class Adam:
             value -= step_size * mean / denominator
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 SHARED_ARGUMENTS = ("params", "lr", "decay")  # every optimizer takes these; the rest are its own knobs
 
 
-def knobs(name: str) -> dict:
+def knobs(name: str) -> dict[str, Any]:
     """{knob: type} of optimizer `name`: the keyword arguments its class takes beyond the shared ones."""
     signature = inspect.signature(OPTIMIZERS[name])
     return {key: p.annotation for key, p in signature.parameters.items() if key not in SHARED_ARGUMENTS}
 
 
-def build_optimizer(settings: dict, params: dict, decay: float):
-    """An optimizer from its config (`name`, `lr` and its own knobs; `batch_size` belongs to the loop)."""
-    options = {key: value for key, value in settings.items() if key not in ("name", "batch_size")}
-    return OPTIMIZERS[settings["name"]](params, decay=decay, **options)
+def build_optimizer(name: str, params: Params, *, lr: float, decay: float, **options: float | bool) -> Optimizer:
+    """Optimizer `name` for `params`, with its learning rate, the cost's weight decay and its own knobs."""
+    factory: Callable[..., Optimizer] = OPTIMIZERS[name]
+    return factory(params, lr=lr, decay=decay, **options)

@@ -1,7 +1,10 @@
 """Minibatch training: `fit` runs the epochs and returns the best parameters and a `History`.
 
-No I/O here: whoever calls `fit` watches progress through `on_epoch_end(epoch, metrics)`, which is how
-the tracking layer logs each epoch as it ends without reaching into the loop.
+What `fit` takes has a name: the `TrainingData` (train and validation arrays), the `TrainSettings` (batch
+size, epochs, when to stop), an `Optimizer` (which owns the weight decay) and the `Callbacks` through
+which its caller watches it. No I/O here: whoever calls `fit` watches progress through
+`on_epoch_end(epoch, metrics)`, which is how the tracking layer logs each epoch as it ends without
+reaching into the loop.
 """
 
 import time
@@ -9,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
+from src.nn.arrays import FloatArray, Labels, Metrics, Params
 from src.nn.mlp import Workspace, all_finite, decay_penalty, evaluate
+from src.nn.optim import Optimizer
 
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_ce", "epoch_time_s")
 
@@ -19,9 +25,9 @@ EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_ce", "ep
 class History:
     """Per-epoch metrics, one list per name in EPOCH_METRICS, index i = epoch i + 1."""
 
-    metrics: dict = field(default_factory=lambda: {name: [] for name in EPOCH_METRICS})
+    metrics: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in EPOCH_METRICS})
 
-    def append(self, row: dict) -> None:
+    def append(self, row: Metrics) -> None:
         for name in EPOCH_METRICS:
             self.metrics[name].append(row[name])
 
@@ -29,9 +35,48 @@ class History:
     def epochs(self) -> int:
         return len(self.metrics["train_loss"])
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[Metrics]:
         """One dict per epoch, with its 1-based epoch number."""
         return [{"epoch": i + 1, **{name: self.metrics[name][i] for name in EPOCH_METRICS}} for i in range(self.epochs)]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What `fit` trains on (pixel rows and labels) and keeps the best parameters by (the validation split)."""
+
+    X_train: FloatArray
+    y_train: Labels
+    X_val: FloatArray
+    y_val: Labels
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The training loop's own hyperparameters (the optimizer holds its learning rate and the decay)."""
+
+    batch_size: int  # images per step; the last step of an epoch may take fewer
+    epochs: int  # passes over the training set, at most
+    divergence_factor: float = 100.0  # a step's cost above this multiple of the first step's cost diverges
+    patience: int | None = None  # epochs without a lower validation loss before stopping; None: never
+
+    def out_of_patience(self, epoch: int, best_epoch: int) -> str | None:
+        """Why training stops after `epoch` when its best was `best_epoch`, if it runs out of patience."""
+        if not self.patience or epoch - best_epoch < self.patience or epoch >= self.epochs:
+            return None
+        return f"no lower validation loss for {self.patience} epochs (best at epoch {best_epoch})"
+
+
+EpochEndHook = Callable[[int, Metrics], str | None]  # (epoch, metrics) -> a reason to stop, or None
+StepHook = Callable[[int, int], None]  # (epoch, step), called before each step
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """How the caller watches (and may stop) training: `on_epoch_end` returns a reason to stop (a sweep's
+    pruner) or None; `on_step` may pace the machine's threads before each step."""
+
+    on_epoch_end: EpochEndHook | None = None
+    on_step: StepHook | None = None
 
 
 class Diverged(Exception):
@@ -47,7 +92,7 @@ class Diverged(Exception):
 
 @dataclass
 class FitResult:
-    params: dict  # the parameters of the epoch with the lowest validation loss
+    params: Params  # the parameters of the epoch with the lowest validation loss
     best_epoch: int
     history: History
     stopped: str | None = None  # why training ended before its last epoch (None: it ran them all)
@@ -60,11 +105,11 @@ class FitResult:
 class _BestSoFar:
     """The parameters of the epoch with the lowest validation loss so far (a copy: training goes on)."""
 
-    def __init__(self, params: dict):
+    def __init__(self, params: Params):
         self.params = {name: value.copy() for name, value in params.items()}
         self.epoch, self.val_loss = 0, np.inf
 
-    def consider(self, epoch: int, val_loss: float, params: dict) -> None:
+    def consider(self, epoch: int, val_loss: float, params: Params) -> None:
         if val_loss < self.val_loss:
             self.epoch, self.val_loss = epoch, val_loss
             self.params = {name: value.copy() for name, value in params.items()}
@@ -78,7 +123,7 @@ class DivergenceGuard:
 
     def __init__(self, factor: float, history: History):
         self.factor, self.history = factor, history
-        self.limit = None
+        self.limit: float | None = None
 
     def check(self, epoch: int, step: int, cost: float) -> None:
         if self.limit is None:  # the first step's cost is computed before any update
@@ -86,82 +131,93 @@ class DivergenceGuard:
         if not cost <= self.limit:  # also catches NaN
             raise Diverged(epoch, step, cost, self.limit, self.history)
 
+    def overflowed(self, epoch: int, step: int) -> Diverged:
+        """The divergence of an update that left non-finite parameters after its step's cost was checked."""
+        return Diverged(epoch, step, np.nan, np.nan if self.limit is None else self.limit, self.history)
 
-def _train_epoch(params, workspace, optimizer, X, y, batch_size, decay, order, epoch, guard, on_step=None):
-    """One pass over the shuffled training set; returns (mean cost, accuracy) over its batches."""
+
+@dataclass(frozen=True)
+class _Steps:
+    """What every step of a fit uses: the parameters (trained in place), the batch buffers, the optimizer,
+    the divergence guard and the caller's per-step hook."""
+
+    params: Params
+    workspace: Workspace
+    optimizer: Optimizer
+    guard: DivergenceGuard
+    batch_size: int
+    on_step: StepHook | None
+
+
+def _train_epoch(steps: _Steps, data: TrainingData, order: NDArray[np.intp], epoch: int) -> tuple[float, float]:
+    """One pass over the training set in `order`; returns (mean cost, accuracy) over its batches."""
+    params, workspace, optimizer, batch_size = steps.params, steps.workspace, steps.optimizer, steps.batch_size
+    X, y = data.X_train, data.y_train
     total_cost, total_correct = 0.0, 0
     for step, start in enumerate(range(0, len(order), batch_size), start=1):
-        if on_step is not None:
-            on_step(epoch, step)
+        if steps.on_step is not None:
+            steps.on_step(epoch, step)
         index = order[start : start + batch_size]
         X_batch = workspace.load_batch(X, index)
         mean_ce, correct = workspace.data_cost_grad(params, X_batch, y[index], optimizer.grad_scale)
-        cost = mean_ce + decay_penalty(params, decay)
-        guard.check(epoch, step, cost)
-        optimizer.step(params, workspace.grads)
+        cost = mean_ce + decay_penalty(params, optimizer.decay)
+        steps.guard.check(epoch, step, cost)
+        optimizer.step(params, workspace.grads)  # may overwrite workspace.grads (the Optimizer contract)
         total_cost += cost * len(index)
         total_correct += correct
     return total_cost / len(order), total_correct / len(order)
 
 
+def _validation(params: Params, data: TrainingData, decay: float) -> Metrics:
+    """val_loss (the cost), val_acc and val_ce (the cross-entropy alone) of `params`."""
+    val_ce, val_acc = evaluate(params, data.X_val, data.y_val, 0.0)
+    return {"val_loss": val_ce + decay_penalty(params, decay), "val_acc": val_acc, "val_ce": val_ce}
+
+
 def fit(
-    params: dict,
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    X_val: np.ndarray,
-    y_val: np.ndarray,
+    params: Params,
+    data: TrainingData,
     *,
-    optimizer,
-    decay: float,
-    batch_size: int,
-    epochs: int,
+    optimizer: Optimizer,
+    settings: TrainSettings,
     rng: np.random.Generator,
-    divergence_factor: float = 100.0,
-    patience: int | None = None,
-    on_epoch_end: Callable[[int, dict], str | None] | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    callbacks: Callbacks | None = None,
 ) -> FitResult:
     """Train `params` in place; keep and return the parameters with the best validation loss.
 
     Per epoch: `train_loss` (the cost averaged over the epoch's steps, weighted by batch size),
-    `train_acc` (over the same steps), `val_loss` (the cost), `val_acc`, `val_ce` (the cross-entropy alone,
-    comparable across weight decays) and `epoch_time_s` (the training pass only).
-    Training stops early after `patience` epochs without a lower validation loss, or when
-    `on_epoch_end(epoch, metrics)` returns a reason to stop (a sweep's pruner). `on_step(epoch, step)` is
-    called before each step (the caller may pace the machine's threads there). Raises `Diverged` as soon as
-    a step's cost is non-finite or above `divergence_factor` times the cost before the first step.
+    `train_acc` (over the same steps), `val_loss` (the cost, its penalty from `optimizer.decay`), `val_acc`,
+    `val_ce` (the cross-entropy alone, comparable across weight decays) and `epoch_time_s` (the training
+    pass only). Training stops early after `settings.patience` epochs without a lower validation loss, or
+    when `callbacks.on_epoch_end(epoch, metrics)` returns a reason to stop (a sweep's pruner);
+    `callbacks.on_step(epoch, step)` is called before each step. Raises `Diverged` as soon as a step's cost
+    is non-finite or above `settings.divergence_factor` times the cost before the first step.
     """
+    callbacks = callbacks or Callbacks()
     dtype = params["W1"].dtype
-    X_train, X_val = X_train.astype(dtype, copy=False), X_val.astype(dtype, copy=False)
-    workspace = Workspace(params, batch_size)
+    data = TrainingData(
+        data.X_train.astype(dtype, copy=False), data.y_train, data.X_val.astype(dtype, copy=False), data.y_val
+    )
     history, best = History(), _BestSoFar(params)
-    guard = DivergenceGuard(divergence_factor, history)
+    guard = DivergenceGuard(settings.divergence_factor, history)
+    steps = _Steps(
+        params, Workspace(params, settings.batch_size), optimizer, guard, settings.batch_size, callbacks.on_step
+    )
     stopped = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(len(y_train))
+        for epoch in range(1, settings.epochs + 1):
+            order = rng.permutation(len(data.y_train))
             started = time.perf_counter()
-            train_loss, train_acc = _train_epoch(
-                params, workspace, optimizer, X_train, y_train, batch_size, decay, order, epoch, guard, on_step
-            )
+            train_loss, train_acc = _train_epoch(steps, data, order, epoch)
             epoch_time = time.perf_counter() - started
             if not all_finite(params):  # the last step's update overflowed
-                raise Diverged(epoch, -(-len(order) // batch_size), np.nan, guard.limit, history)
-            val_ce, val_acc = evaluate(params, X_val, y_val, 0.0)
-            val_loss = val_ce + decay_penalty(params, decay)
-            row = dict(
-                train_loss=train_loss,
-                train_acc=train_acc,
-                val_loss=val_loss,
-                val_acc=val_acc,
-                val_ce=val_ce,
-                epoch_time_s=epoch_time,
-            )
+                raise guard.overflowed(epoch, -(-len(order) // settings.batch_size))
+            row = {"train_loss": train_loss, "train_acc": train_acc, **_validation(params, data, optimizer.decay)}
+            row["epoch_time_s"] = epoch_time
             history.append(row)
-            best.consider(epoch, val_loss, params)
-            stopped = on_epoch_end(epoch, row) if on_epoch_end is not None else None
-            if not stopped and patience and epoch - best.epoch >= patience and epoch < epochs:
-                stopped = f"no lower validation loss for {patience} epochs (best at epoch {best.epoch})"
+            best.consider(epoch, row["val_loss"], params)
+            stopped = callbacks.on_epoch_end(epoch, row) if callbacks.on_epoch_end is not None else None
+            stopped = stopped or settings.out_of_patience(epoch, best.epoch)
             if stopped:
                 break
     return FitResult(best.params, best.epoch, history, stopped)

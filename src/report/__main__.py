@@ -10,7 +10,7 @@ from pathlib import Path
 
 from src.errors import EXIT_USER_ERROR, first_line
 from src.report.build import build_report, summary
-from src.tracking.store import open_existing_store, resolve_uri
+from src.tracking.opening import open_existing_store, resolve_uri
 
 
 def main(argv: list | None = None) -> int:

@@ -11,6 +11,7 @@ from src.report import figures, leaderboard
 from src.report.figures import describe
 from src.report.load import Member, SweepData, load_sweep
 from src.tracking import names
+from src.tracking.api import Store
 
 WINNER_TAGS = ("winner.config", "winner.run_ids", "winner.val_acc", "winner.tied_with")
 
@@ -23,7 +24,9 @@ class Report:
     logged: list = field(default_factory=list)  # artifact paths on the parent run
 
 
-def build_report(store, sweep_id: str, out_dir: Path | None = None, draw: bool = True, log: bool = True) -> Report:
+def build_report(
+    store: Store, sweep_id: str, out_dir: Path | None = None, draw: bool = True, log: bool = True
+) -> Report:
     """Read the sweep back and rank it; draw it, writing the files into `out_dir` when given, and with `log`
     log them under report/ on its parent run and tag the winner there. `draw=False` only reads and ranks
     (the parent's report is current)."""
@@ -95,13 +98,9 @@ def summary(report: Report) -> list[str]:
             others = "; ".join(describe(data.swept_keys, g.values) for g in best[1:])
             lines.append(f"tied with: {others} (same accuracy and loss; more epochs or seeds would separate them)")
         which = "its best seed" if row["seeds"] > 1 else "it"
-        lines.append(f"reproduce {which}: {leaderboard.reproduce_command(winning_run(data))}")
-    older = [m for m in data.members if m.outcome.is_result and not m.has_val_ce]
-    if older and len(older) < len(data.members):
-        lines.append(
-            f"{len(older)} run(s) were recorded before netsweep logged val_ce: their validation cost (the "
-            "cross-entropy plus the decay penalty) stands in for it when configs tie"
-        )
+        winner = winning_run(data)
+        if winner is not None:  # the winning config has a run with a result: it ranked first by one
+            lines.append(f"reproduce {which}: {leaderboard.reproduce_command(winner)}")
     lines.extend(f"wrote {path}" for path in report.written)
     if report.logged:
         lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))

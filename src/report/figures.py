@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from src.config.naming import NAME_DIGITS, format_value
 from src.plots import plt
-from src.report.load import SweepData, axis_values, sort_value
+from src.report.load import ConfigGroup, Member, SweepData, Values, axis_values, sort_value
 
 MAX_PANELS = 6  # small multiples per row before the first key's values are drawn in one panel
 HIGHLIGHT = 3  # configs drawn bold and labelled with their rank
@@ -28,7 +28,10 @@ def short_key(key: str) -> str:
 
 
 def describe(keys: list, values: tuple) -> str:
-    return " ".join(f"{short_key(k)}={format_value(v, NAME_DIGITS)}" for k, v in zip(keys, values)) or "(one config)"
+    return (
+        " ".join(f"{short_key(k)}={format_value(v, NAME_DIGITS)}" for k, v in zip(keys, values, strict=True))
+        or "(one config)"
+    )
 
 
 def _padded(curves: list) -> np.ndarray:
@@ -54,7 +57,11 @@ def _layout(data: SweepData):
     return panels, colour_keys
 
 
-def _colour_of(data: SweepData, colour_keys: list) -> dict:
+Colour = tuple[float, float, float, float]  # RGBA
+
+
+def _colour_of(data: SweepData, colour_keys: list[str]) -> tuple[dict[Values, Colour], list[int]]:
+    """A colour per combination of the colour keys' values, and those keys' positions among the swept keys."""
     positions = [data.swept_keys.index(k) for k in colour_keys]
     combos = sorted(
         {tuple(g.values[p] for p in positions) for g in data.groups}, key=lambda combo: [sort_value(v) for v in combo]
@@ -64,21 +71,16 @@ def _colour_of(data: SweepData, colour_keys: list) -> dict:
     return {combo: cmap(0.85 * i / spread) for i, combo in enumerate(combos)}, positions
 
 
-def loss_metric(data: SweepData) -> str:
-    """val_ce, the validation cross-entropy that compares configs of any decay; sweeps recorded before it was
-    logged: val_loss, the cost."""
-    return "val_ce" if any(m.history.get("val_ce") for m in data.members) else "val_loss"
+LOSS = "val_ce"  # the validation cross-entropy, without the decay penalty: it compares configs of any decay
 
 
-def _curve(member, metric: str) -> list:
-    """A member's curve of `metric`; a run recorded before val_ce was logged gives its cost instead."""
-    return member.history.get(metric) or (member.history.get("val_loss") if metric == "val_ce" else None) or []
+def _curve(member: Member, metric: str) -> list[float]:
+    return list(member.history.get(metric) or [])
 
 
 def sweep_curves(data: SweepData, title: str) -> Figure:
     """Validation cross-entropy (log scale) and accuracy per epoch, one line per config."""
     panels, colour_keys = _layout(data)
-    loss = loss_metric(data)
     colours, positions = _colour_of(data, colour_keys)
     fig, axes = plt.subplots(
         2,
@@ -93,11 +95,11 @@ def sweep_curves(data: SweepData, title: str) -> Figure:
         members = [g for g in data.groups if panel is None or g.values[0] == panel]
         for group in members:
             colour = colours[tuple(group.values[p] for p in positions)]
-            for ax, metric in zip(axes[:, column], (loss, "val_acc")):
+            for ax, metric in zip(axes[:, column], (LOSS, "val_acc"), strict=True):
                 _draw_group(ax, group, metric, colour)
         if panel is not None:
             axes[0, column].set_title(f"{short_key(data.swept_keys[0])}={format_value(panel, NAME_DIGITS)}")
-    _finish_axes(axes, data, loss)
+    _finish_axes(axes, data)
     fig.legend(handles=_legend(colours, colour_keys, data), loc="outside right center", title="config", fontsize=8)
     seeds = data.seeds
     fig.suptitle(
@@ -114,8 +116,8 @@ def sweep_curves(data: SweepData, title: str) -> Figure:
 
 def _draw_group(ax, group, metric: str, colour) -> None:
     curves = [curve for curve in (_curve(m, metric) for m in group.members) if curve]
-    rank = group.score.rank if group.score and group.score.has_score else None
-    bold = rank is not None and rank <= HIGHLIGHT
+    rank = group.score.rank if group.score.has_score else HIGHLIGHT + 1  # unranked: not bold
+    bold = rank <= HIGHLIGHT
     if curves:
         centre, low, high = _band(curves, log=metric != "val_acc")
         epochs = np.arange(1, len(centre) + 1)
@@ -167,7 +169,7 @@ def _mark_divergence(ax, group, metric: str, curves: list) -> None:
     )
 
 
-def _finish_axes(axes, data: SweepData, loss: str) -> None:
+def _finish_axes(axes, data: SweepData) -> None:
     for ax in axes[0]:
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
@@ -175,12 +177,7 @@ def _finish_axes(axes, data: SweepData, loss: str) -> None:
         ax.set_xlabel("Epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    older = loss == "val_ce" and any(m.history.get("val_loss") and not m.history.get("val_ce") for m in data.members)
-    axes[0, 0].set_ylabel(
-        "Validation cross-entropy (log scale)" + ("\n(older runs: their cost)" if older else "")
-        if loss == "val_ce"
-        else "Validation cost (log scale)"
-    )
+    axes[0, 0].set_ylabel("Validation cross-entropy (log scale)")
     low = _accuracy_floor(data)
     axes[1, 0].set_ylim(low, 1.0)
     zoom = f"\n(axis from {low:.2f}; lower values not shown)" if low > 0 else ""
@@ -214,7 +211,8 @@ def sweep_heatmap(data: SweepData, title: str) -> Figure:
     keys = data.swept_keys
     rows_v = axis_values(data, 0)
     cols_v = axis_values(data, 1) if len(keys) > 1 else [None]
-    cells = {}  # (i, j) -> the best-ranked group in that cell (with more than two keys, several share one)
+    # (i, j) -> the best-ranked group in that cell (with more than two keys, several share one)
+    cells: dict[tuple[int, int], ConfigGroup] = {}
     for group in data.groups:  # ranked: the first one seen in a cell is its best
         key = (rows_v.index(group.values[0]), cols_v.index(group.values[1]) if len(keys) > 1 else 0)
         cells.setdefault(key, group)

@@ -27,9 +27,11 @@ def config_diff(member: Member, defaults: dict | None, shared: dict) -> str:
 
 
 def _same_number(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return False
     try:
         return float(a) == float(b)
-    except (TypeError, ValueError):
+    except ValueError:
         return False
 
 
@@ -50,7 +52,7 @@ def rows(data: SweepData) -> list[dict]:
             {
                 "rank": group.score.rank,
                 "tied": group.score.tied,
-                **{key: format_value(value) for key, value in zip(data.swept_keys, group.values)},
+                **{key: format_value(value) for key, value in zip(data.swept_keys, group.values, strict=True)},
                 "best_val_acc": val_acc,
                 "best_val_acc_std": val_acc_std,
                 "test_acc": test_acc,

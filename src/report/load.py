@@ -3,6 +3,7 @@ grouped by config over seeds and ranked (src/report/ranking.py)."""
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,8 +12,16 @@ from src.config.identity import NOT_RESULTS, REPLICATE_KEY
 from src.outcomes import Outcome
 from src.report.ranking import SCORED, Entry, Score, rank, winners
 from src.tracking import names
+from src.tracking.api import RunRecord, Store
 
 PREFERRED_AXES = ("optimizer.lr", "model.decay")  # the assignment's question, when both are swept
+Values = tuple[str | None, ...]  # a config's logged values of the swept keys (None: it logged no params)
+# The final metrics a run that stopped before logging them (pruned, diverged, killed) still has, from its curve.
+FROM_CURVES: dict[str, tuple[str, Callable[[list[float]], float]]] = {
+    "best_val_acc": ("val_acc", max),
+    "best_val_loss": ("val_loss", min),
+    "best_val_ce": ("val_ce", min),
+}
 
 
 @dataclass
@@ -22,33 +31,32 @@ class Member:
     run_id: str
     name: str
     outcome: Outcome
-    params: dict
-    metrics: dict
+    params: dict[str, str]
+    metrics: dict[str, float]
     overrides: str
-    history: dict = field(default_factory=dict)  # metric -> per-epoch list
+    history: dict[str, list[float]] = field(default_factory=dict)  # metric -> per-epoch list
     reused: bool = False  # trained by an earlier sweep (resume), not by this one
+
+    def final(self, metric: str) -> float:
+        """A final metric as the run logged it, or (the best-of-curve ones) from its curve; NaN when neither."""
+        if metric in self.metrics:
+            return float(self.metrics[metric])
+        curve, best = FROM_CURVES.get(metric, ("", min))
+        values = self.history.get(curve) or []
+        return float(best(values)) if values else math.nan
 
     @property
     def best_val_acc(self) -> float:
-        values = self.history.get("val_acc") or []
-        return float(self.metrics.get("best_val_acc", max(values) if values else math.nan))
+        return self.final("best_val_acc")
 
     @property
     def best_val_loss(self) -> float:
-        values = self.history.get("val_loss") or []
-        return float(self.metrics.get("best_val_loss", min(values) if values else math.nan))
-
-    @property
-    def has_val_ce(self) -> bool:
-        return "best_val_ce" in self.metrics or bool(self.history.get("val_ce"))
+        return self.final("best_val_loss")
 
     @property
     def best_val_ce(self) -> float:
-        """The best validation cross-entropy (runs from before netsweep logged it: their validation cost)."""
-        if not self.has_val_ce:
-            return self.best_val_loss
-        values = self.history.get("val_ce") or []
-        return float(self.metrics.get("best_val_ce", min(values) if values else math.nan))
+        """The best validation cross-entropy (the cost without the decay penalty): what breaks accuracy ties."""
+        return self.final("best_val_ce")
 
     @property
     def epochs_logged(self) -> int:
@@ -59,18 +67,13 @@ class Member:
 class ConfigGroup:
     """The runs of one config across seeds, and its place in the ranking."""
 
-    values: tuple  # the swept values (seed excluded), in the order of `swept_keys`
-    members: list
-    score: Score | None = None
+    values: Values  # the swept values (seed excluded), in the order of `swept_keys`
+    members: list[Member]
+    score: Score[Values]
 
     def stat(self, metric: str) -> tuple[float, float]:
         """Mean and standard deviation over the seeds with a result (NaN when none has one)."""
-        values = [
-            getattr(m, metric) if metric in ("best_val_acc", "best_val_loss", "best_val_ce") else m.metrics.get(metric)
-            for m in self.members
-            if m.outcome in SCORED
-        ]
-        values = [v for v in values if v is not None and not math.isnan(v)]
+        values = [v for v in (m.final(metric) for m in self.members if m.outcome in SCORED) if not math.isnan(v)]
         if not values:
             return math.nan, math.nan
         return float(np.mean(values)), float(np.std(values))
@@ -104,7 +107,7 @@ class SweepData:
         return [g for g in self.groups if any(g.score is score for score in first)]
 
 
-def load_sweep(store, sweep_id: str) -> SweepData:
+def load_sweep(store: Store, sweep_id: str) -> SweepData:
     """Everything the report needs, read from the store. Raises LookupError for an unknown sweep id."""
     parent = store.find_sweep(sweep_id) or _parent_by_run_id(store, sweep_id)
     if parent is None:
@@ -127,7 +130,7 @@ def load_sweep(store, sweep_id: str) -> SweepData:
     return SweepData(sweep_id, parent.run_id, members, keys, groups, manifest.get("defaults"))
 
 
-def _parent_by_run_id(store, run_id: str):
+def _parent_by_run_id(store: Store, run_id: str) -> RunRecord | None:
     """The sweep parent run `run_id`, if that is what it is."""
     try:
         run = store.run(run_id)
@@ -136,7 +139,7 @@ def _parent_by_run_id(store, run_id: str):
     return run if run.tags.get(names.ROLE) == names.ROLE_SWEEP and names.SWEEP_ID in run.tags else None
 
 
-def _member(store, entry: dict) -> Member:
+def _member(store: Store, entry: dict) -> Member:
     run = store.run(entry["run_id"])
     return Member(
         run.run_id,
@@ -176,16 +179,17 @@ def swept_keys(members: list) -> list:
     return preferred + [key for key in varying if key not in preferred]
 
 
-def sort_value(value: str | None):
+def sort_value(value: str | None) -> tuple[int, float, str]:
+    """Numbers first, in numeric order, then any other text (and unset) in alphabetical order."""
     try:
-        return (0, float(value), "")
-    except (TypeError, ValueError):
+        return (0, float(value or ""), "")
+    except ValueError:
         return (1, 0.0, str(value))
 
 
 def ranked_groups(members: list, keys: list) -> list[ConfigGroup]:
     """Members grouped by their swept values (seeds together), best first by the one ranking."""
-    by_values = defaultdict(list)
+    by_values: defaultdict[Values, list[Member]] = defaultdict(list)
     for member in members:
         by_values[tuple(param(member, key) for key in keys)].append(member)
     scores = rank(

@@ -11,26 +11,28 @@ import math
 import statistics
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from src.outcomes import Outcome
 
 SCORED = (Outcome.FINISHED, Outcome.PRUNED)  # outcomes whose best validation accuracy counts
 TIE_TOLERANCE = 1e-9
+G = TypeVar("G", bound=Hashable)  # what identifies a config: its swept values, its group hash
 
 
 @dataclass
-class Entry:
+class Entry(Generic[G]):
     """One run as the ranking sees it."""
 
-    group: Hashable  # runs of one config over seeds share it
+    group: G  # runs of one config over seeds share it
     outcome: Outcome
     best_val_acc: float = math.nan
     best_val_ce: float = math.nan  # the tie-breaker: validation cross-entropy, decay penalty left out
 
 
 @dataclass
-class Score:
-    group: Hashable
+class Score(Generic[G]):
+    group: G
     acc: float  # mean best validation accuracy over the scored seeds (NaN: none yet)
     acc_std: float
     loss: float  # mean best validation cross-entropy over the same seeds
@@ -50,7 +52,7 @@ class Score:
         return f"{self.scored} of {total} seeds done" if total > 1 and self.scored < total else ""
 
 
-def _score(group: Hashable, entries: list[Entry]) -> Score:
+def _score(group: G, entries: list[Entry[G]]) -> Score[G]:
     scored = [e for e in entries if e.outcome in SCORED and not math.isnan(e.best_val_acc)]
     accs = [e.best_val_acc for e in scored]
     losses = [e.best_val_ce for e in scored if not math.isnan(e.best_val_ce)]
@@ -65,11 +67,11 @@ def _score(group: Hashable, entries: list[Entry]) -> Score:
     )
 
 
-def _sort_key(score: Score) -> tuple:
+def _sort_key(score: Score[G]) -> tuple[int, float, float]:
     return (0, -score.acc, score.loss) if score.has_score else (1, 0.0, 0.0)
 
 
-def _equal(a: Score, b: Score) -> bool:
+def _equal(a: Score[G], b: Score[G]) -> bool:
     return (
         a.has_score
         and b.has_score
@@ -78,9 +80,9 @@ def _equal(a: Score, b: Score) -> bool:
     )
 
 
-def rank(entries: Iterable[Entry]) -> list[Score]:
+def rank(entries: Iterable[Entry[G]]) -> list[Score[G]]:
     """Scores best first, each with its rank; configs equal in accuracy and loss share a rank (`tied`)."""
-    by_group: dict = {}
+    by_group: dict[G, list[Entry[G]]] = {}
     for entry in entries:
         by_group.setdefault(entry.group, []).append(entry)
     scores = sorted((_score(group, members) for group, members in by_group.items()), key=_sort_key)
@@ -93,6 +95,6 @@ def rank(entries: Iterable[Entry]) -> list[Score]:
     return scores
 
 
-def winners(scores: list[Score]) -> list[Score]:
+def winners(scores: list[Score[G]]) -> list[Score[G]]:
     """The configs ranked first (more than one when they tie); [] when nothing has a score."""
     return [s for s in scores if s.rank == 1 and s.has_score]

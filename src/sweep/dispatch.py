@@ -4,28 +4,46 @@ A job whose worker process dies ends `killed` and the others carry on. Should th
 lost Dask worker, say), the jobs that had started end `killed` and those that had not go to a fresh pool.
 """
 
+from __future__ import annotations
+
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
+from hydra.types import HydraContext, TaskFunction
 
 from src.sweep.jobs import execute_job
 from src.sweep.plan import Job
+from src.sweep.policy import Pool
 from src.sweep.slots import WorkerDied
 
 log = logging.getLogger("netsweep.sweep")
 
 
+OnResult = Callable[[Job, JobReturn | WorkerDied], None]
+Untouched = Callable[[list[Job]], list[Job]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What every job of the sweep runs: Hydra's task function, in Hydra's context."""
+
+    hydra_context: HydraContext
+    function: TaskFunction
+
+
 def dispatch(
-    pool,
+    pool: Pool,
     jobs: list[Job],
-    hydra_context,
-    task_function,
+    task: Task,
     *,
-    context_of: Callable,
-    untouched: Callable,
-    on_result: Callable[[Job, object], None],
+    context_of: Callable[[Job], AbstractContextManager[Any] | None],
+    untouched: Untouched,
+    on_result: OnResult,
 ) -> None:
     """Run `jobs` on `pool`; `on_result(job, JobReturn or WorkerDied)` is called as each ends.
 
@@ -36,8 +54,11 @@ def dispatch(
     by_index = {job.index: job for job in jobs}
     pending = list(jobs)
     while pending:
-        calls = [
-            (execute_job, (job.config, hydra_context, task_function, singleton_state, pool.threads, context_of(job)))
+        calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+            (
+                execute_job,
+                (job.config, task.hydra_context, task.function, singleton_state, pool.threads, context_of(job)),
+            )
             for job in pending
         ]
         done = set()
@@ -60,14 +81,14 @@ def dispatch(
             pool.restart()
 
 
-def _job_index(result) -> int:
+def _job_index(result: JobReturn | WorkerDied) -> int:
     if isinstance(result, WorkerDied):
-        return result.args[0].hydra.job.num
-    assert isinstance(result, JobReturn)
-    return result.hydra_cfg.hydra.job.num
+        return int(result.args[0].hydra.job.num)
+    assert isinstance(result, JobReturn) and result.hydra_cfg is not None
+    return int(result.hydra_cfg.hydra.job.num)
 
 
-def _after_pool_failure(jobs: list[Job], exc: Exception, untouched: Callable, on_result) -> list[Job]:
+def _after_pool_failure(jobs: list[Job], exc: Exception, untouched: Untouched, on_result: OnResult) -> list[Job]:
     """Jobs that were running when the pool broke end `killed`; those that never started go again."""
     fresh = {job.index for job in untouched(jobs)}
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__

@@ -1,5 +1,6 @@
 """What runs in a worker: one job, as Hydra's own launchers run it (`run_job`: its output directory, its
-saved .hydra/ configs, Hydra's singletons and callbacks), with the worker's BLAS threads limited."""
+saved .hydra/ configs, Hydra's singletons and callbacks), with the worker's BLAS threads limited; and what
+its result means to the sweep (`classify`)."""
 
 import contextlib
 import io
@@ -12,6 +13,10 @@ from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 
 from src import interrupts
+from src.errors import RunDiverged, WorkerLost
+from src.outcomes import Outcome
+from src.sweep.plan import Ending
+from src.sweep.slots import WorkerDied
 
 
 def execute_job(
@@ -41,10 +46,25 @@ def failure(ret: JobReturn) -> BaseException | None:
         return None
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # the getter also prints "Error executing job ..."
-            ret.return_value
+            ret.return_value  # noqa: B018 - the getter re-raises what the task raised
     except BaseException as exc:  # noqa: B036 - JobReturn re-raises whatever the task raised
         return exc
     return None
+
+
+def classify(result: JobReturn | WorkerDied) -> Ending:
+    """How a job ended, from what came back for it: its worker died, it raised (diverged, killed or an
+    error, said in one line) or it finished with a value."""
+    if isinstance(result, WorkerDied):
+        return Ending(Outcome.KILLED, f"its worker process died ({result.reason})")
+    exc = failure(result)
+    if exc is None:
+        return Ending(Outcome.FINISHED, value=result.return_value)
+    if isinstance(exc, RunDiverged):
+        return Ending(Outcome.DIVERGED, str(exc))
+    if isinstance(exc, (WorkerLost, KeyboardInterrupt)):
+        return Ending(Outcome.KILLED, str(exc))
+    return Ending(Outcome.ERROR, f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
 def _sendable(ret: JobReturn) -> JobReturn:

@@ -7,29 +7,45 @@ are applied to a copy of it with the semantics of Hydra's override grammar: a pl
 an existing key, `+key=value` adds one, `++key=value` adds or overrides.
 """
 
+from __future__ import annotations
+
 import copy
 import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn
-from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from src.errors import BadOverride, KeyAlreadySet, UnknownKey
 from src.outcomes import Outcome
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job ended, as its worker reported it (see `src.sweep.jobs.classify`)."""
+
+    outcome: Outcome
+    reason: str = ""
+    value: Any = None  # what the task returned (the sweeper's objective), for a finished job
 
 
 @dataclass
 class Job:
-    """One job of the sweep, from its composition in the parent to its outcome."""
+    """One job of the sweep, from its composition in the parent to its outcome.
+
+    Its fields are read anywhere but written only by its methods, one per step of its life: the app
+    names it (`identify`), the sweep record gives it a run or a result (`schedule`, `reuse`, `follow`),
+    its worker's result ends it (`end`), its run's own account completes it (`recorded`), and the
+    reconciliation closes what no result ended (`lost`, `copy_twin`)."""
 
     index: int  # hydra.job.num
-    overrides: list
+    overrides: list[str]
     config: DictConfig  # the whole composed config, Hydra's node included
     name: str = ""
     group_name: str = ""  # the name of its config without the seed
@@ -39,20 +55,61 @@ class Job:
     outcome: Outcome = Outcome.SCHEDULED
     reason: str = ""
     reused: bool = False  # its result came from an earlier run (resume)
-    twin: Optional["Job"] = None  # an earlier job of the same batch with the same config: trained once, for both
+    twin: Job | None = None  # an earlier job of the same batch with the same config: trained once, for both
     value: Any = None  # what the task returned (the sweeper's objective)
     job_return: JobReturn | None = None
-    metrics: dict = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def task_config(self) -> DictConfig:
-        """The config the task sees: everything but Hydra's node."""
-        return OmegaConf.masked_copy(self.config, [key for key in self.config if key != "hydra"])
+        """The config the task sees: everything but Hydra's node, on its schema (as Hydra's `run_job` makes it)."""
+        task = copy.deepcopy(self.config)
+        with read_write(task), open_dict(task):
+            del task["hydra"]
+        return task
+
+    def identify(self, name: str, key: str, group: str, group_name: str) -> None:
+        """What the app calls it and what identifies its results (see the fields)."""
+        self.name, self.key, self.group, self.group_name = name, key, group, group_name
+
+    def schedule(self, run_id: str) -> None:
+        """It trains in run `run_id`, created for it."""
+        self.run_id = run_id
+
+    def reuse(self, run_id: str, outcome: Outcome, metrics: dict[str, float]) -> None:
+        """An earlier run already holds its result: it is not trained again."""
+        self.run_id, self.outcome, self.reused, self.metrics = run_id, outcome, True, dict(metrics)
+
+    def follow(self, twin: Job) -> None:
+        """An earlier job of this batch has the same config: that one trains, for both."""
+        self.twin, self.run_id, self.reused = twin, twin.run_id, True
+
+    def copy_twin(self) -> None:
+        """The job it follows has ended: it ends the same way."""
+        if self.twin is not None:
+            twin = self.twin
+            self.outcome, self.reason, self.value, self.metrics = twin.outcome, twin.reason, twin.value, twin.metrics
+
+    def end(self, ending: Ending, job_return: JobReturn | None) -> None:
+        """Its worker came back: with Hydra's `job_return`, or None when the worker died."""
+        self.outcome, self.reason, self.value, self.job_return = ending.outcome, ending.reason, ending.value, job_return
+
+    def recorded(self, outcome: Outcome, reason: str, metrics: dict[str, float]) -> None:
+        """What its run recorded: the outcome once ended (pruned, say), and its final metrics; the reason
+        its worker gave comes first."""
+        if outcome.ended:
+            self.outcome, self.reason = outcome, self.reason or reason
+        self.metrics = dict(metrics)
+
+    def lost(self, reason: str) -> None:
+        """No result ended it (interrupted, or its worker ended without one)."""
+        if not self.outcome.ended:
+            self.outcome, self.reason = Outcome.KILLED, reason
 
 
 def override_dirname(overrides: Sequence[Override], kv_sep: str, item_sep: str, exclude_keys: Sequence[str]) -> str:
     """`hydra.job.override_dirname` as Hydra defines it: the sorted overrides, minus excluded keys."""
-    lines = sorted(o.input_line for o in overrides if o.key_or_group not in exclude_keys)
+    lines = sorted(str(o.input_line) for o in overrides if o.key_or_group not in exclude_keys)
     return re.sub("=", kv_sep, item_sep.join(lines))
 
 
@@ -117,17 +174,13 @@ def _frozen(template: DictConfig) -> bytes | None:
 
 
 def apply_override(config: DictConfig, override: Override) -> None:
-    """A value override, with the meaning and the errors Hydra gives it."""
-    key, value = override.key_or_group, override.value()
+    """A value override, with the meaning Hydra gives it, and Hydra's errors as netsweep's typed ones."""
+    key, value, line = override.key_or_group, override.value(), str(override.input_line)
     try:
         if override.is_add():
             present = OmegaConf.select(config, key, throw_on_missing=False) is not None
             if present and not isinstance(value, (dict, list)):
-                raise ConfigCompositionException(
-                    f"Could not append to config. An item is already at '{key}'. Either remove + prefix: "
-                    f"'{override.input_line[1:]}' Or add a second + to add or override '{key}': "
-                    f"'+{override.input_line}'"
-                )
+                raise KeyAlreadySet(key, line)
             OmegaConf.update(config, key, value, merge=True, force_add=True)
         elif override.is_force_add():
             OmegaConf.update(config, key, value, merge=True, force_add=True)
@@ -135,8 +188,6 @@ def apply_override(config: DictConfig, override: Override) -> None:
             try:
                 OmegaConf.update(config, key, value, merge=True)
             except (ConfigAttributeError, ConfigKeyError) as exc:
-                raise ConfigCompositionException(
-                    f"Could not override '{key}'.\nTo append to your config use +{override.input_line}"
-                ) from exc
+                raise UnknownKey(key, line) from exc
     except OmegaConfBaseException as exc:
-        raise ConfigCompositionException(f"Error merging override {override.input_line}") from exc
+        raise BadOverride(key, line, value, exc) from exc

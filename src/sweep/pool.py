@@ -5,21 +5,22 @@ backend, so the sweep logic never depends on where jobs run. A call whose local 
 yields a `WorkerDied` in place of its result.
 """
 
+from __future__ import annotations
+
+import contextlib
 import logging
-import re
 import socket
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 from joblib import Parallel, cpu_count, delayed, parallel_config
 
 from src.errors import ConfigError
-from src.pruning import RULES
+from src.sweep.settings import Backend, LauncherSettings
 from src.sweep.slots import ProcessSlotsBackend
-from src.tracking.store import is_local_file
+from src.tracking.opening import is_local_file
 
-BACKENDS = ("loky", "dask")
-RESUME_CHOICES = ("true", "false", "except_pruned")
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")  # fits in models:/<name>@best and registry filters
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
@@ -34,49 +35,18 @@ def worker_threads(n_workers: int) -> int:
     return max(1, cpu_count() // n_workers)
 
 
-def _this_machine() -> set:
+def _this_machine() -> set[str]:
     names = set(LOCAL_HOSTS) | {socket.gethostname(), socket.getfqdn()}
-    try:
-        names |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        names |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
     return names
 
 
-def remote_hosts(worker_addresses) -> list:
+def remote_hosts(worker_addresses: Iterable[str]) -> list[str]:
     """The hosts among Dask worker addresses (tcp://HOST:PORT) that are not this machine."""
     here = _this_machine()
-    return sorted({urlparse(a).hostname for a in worker_addresses} - here - {None})
-
-
-def check_settings(settings) -> None:
-    """Reject launcher settings no pool could use, before the sweep records anything."""
-    if settings.backend not in BACKENDS:
-        raise ConfigError(f"hydra.launcher.backend={settings.backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-    if settings.address and settings.backend != "dask":
-        raise ConfigError(f"hydra.launcher.address={settings.address} is only used with hydra.launcher.backend=dask")
-    if settings.n_jobs == 0:
-        raise ConfigError("hydra.launcher.n_jobs=0 is invalid: use a number of workers >= 1, or -1 for one per core")
-    choices = {"prune": RULES, "prune_by": ("config", "seed")}
-    for key, allowed in choices.items():
-        value = getattr(settings, key, allowed[0])
-        if value not in allowed:
-            raise ConfigError(f"hydra.launcher.{key}={value!r} is unknown; use one of {', '.join(allowed)}")
-    if getattr(settings, "prune_min_epochs", 1) < 1:
-        raise ConfigError(f"hydra.launcher.prune_min_epochs={settings.prune_min_epochs} is invalid: use an epoch >= 1")
-    if getattr(settings, "prune_factor", 2) < 2:
-        raise ConfigError(
-            f"hydra.launcher.prune_factor={settings.prune_factor} is invalid: use 2 or more (asha keeps "
-            "the top 1/factor at each rung)"
-        )
-    if str(getattr(settings, "resume", True)).lower() not in RESUME_CHOICES:
-        raise ConfigError(f"hydra.launcher.resume={settings.resume!r} is unknown; use true, false or except_pruned")
-    name = getattr(settings, "register_best", None)
-    if name is not None and not MODEL_NAME.fullmatch(str(name)):
-        raise ConfigError(
-            f"hydra.launcher.register_best={name!r} is not a usable model name: use letters, digits, "
-            "'-', '_', '.' and spaces (no '/', ':', '@' or quotes), e.g. fashion-net"
-        )
+    hosts = {urlparse(a).hostname for a in worker_addresses}
+    return sorted(host for host in hosts if host is not None and host not in here)
 
 
 class WorkerPool:
@@ -88,16 +58,19 @@ class WorkerPool:
     stopped with the pool.
     """
 
-    def __init__(self, settings, n_tasks: int):
-        check_settings(settings)
-        self.settings = settings
+    def __init__(self, settings: LauncherSettings, n_tasks: int):
+        self.settings = settings  # checked as they were made
         self.n_workers = effective_n_jobs(settings.n_jobs, n_tasks)
-        self.threads = worker_threads(self.n_workers) if settings.backend == "loky" else None
-        self._config = self._parallel = self._client = self._cluster = self._slots = None
+        self.threads = worker_threads(self.n_workers) if settings.backend == Backend.loky else None
+        self._config: Any = None  # joblib's parallel_config, entered while the pool is open
+        self._parallel: Parallel | None = None
+        self._client: Any = None  # distributed.Client (an optional dependency)
+        self._cluster: Any = None  # distributed.LocalCluster, when the pool started one
+        self._slots: ProcessSlotsBackend | None = None
 
-    def open(self) -> "WorkerPool":
+    def open(self) -> WorkerPool:
         """Connect to the engine (a Dask scheduler, or a LocalCluster started here) and start the workers."""
-        if self.settings.backend == "dask":
+        if self.settings.backend == Backend.dask:
             self._connect_dask()
         self._open()
         return self
@@ -130,9 +103,9 @@ class WorkerPool:
             self._client = Client(self._cluster, set_as_default=False)
 
     def _open(self) -> None:
-        if self.settings.backend == "loky" and self.n_workers == 1:  # joblib runs it in this process
+        if self.settings.backend == Backend.loky and self.n_workers == 1:  # joblib runs it in this process
             self._config = parallel_config(backend="loky", n_jobs=1)
-        elif self.settings.backend == "loky":
+        elif self.settings.backend == Backend.loky:
             self._slots = self._slots or ProcessSlotsBackend(threads=self.threads)
             self._config = parallel_config(backend=self._slots, n_jobs=self.n_workers)
         else:
@@ -141,12 +114,18 @@ class WorkerPool:
         self._parallel = Parallel(return_as="generator_unordered")
         self._parallel.__enter__()
 
+    @property
+    def _running(self) -> Parallel:
+        if self._parallel is None:
+            raise RuntimeError("the pool is not open: call `open` first")
+        return self._parallel
+
     def close(self, abort: bool = False) -> None:
         """Stop the workers now (rather than at interpreter exit, where each would run its own slow
         teardown); `abort`: the caller was interrupted, so running jobs are killed. A Dask cluster's workers
         are not ours to stop (a LocalCluster stops with the pool)."""
         exc_info = (KeyboardInterrupt, KeyboardInterrupt(), None) if abort else (None, None, None)
-        self._parallel.__exit__(*exc_info)
+        self._running.__exit__(*exc_info)
         self._config.__exit__(*exc_info)
         if self._slots is not None:
             self._slots.stop()
@@ -155,7 +134,7 @@ class WorkerPool:
         if self._cluster is not None:
             self._cluster.close()
 
-    def check_store(self, tracking_uri: str) -> None:
+    def check_store(self, tracking_uri: str | None) -> None:
         """Refuse a tracking store that workers on other machines could not write to."""
         if not tracking_uri or self._client is None or urlparse(tracking_uri).scheme in ("http", "https", "databricks"):
             return  # no Dask cluster, or a server every worker can reach
@@ -168,7 +147,7 @@ class WorkerPool:
                     "MLFLOW_TRACKING_URI=http://HOST:PORT so every worker can reach it"
                 )
 
-    def warm_up(self, function) -> None:
+    def warm_up(self, function: Callable[[], None]) -> None:
         """Start the local worker processes now, each running `function()` (imports) before its first job,
         so their start-up overlaps with what the parent still has to do. Dask's workers are already up."""
         if self._slots is not None:
@@ -176,10 +155,11 @@ class WorkerPool:
 
     def restart(self) -> None:
         """A fresh pool after a worker died (joblib cannot reuse a broken one)."""
-        self._parallel.__exit__(None, None, None)
+        self._running.__exit__(None, None, None)
         self._config.__exit__(None, None, None)
         self._open()
 
-    def run(self, calls):
+    def run(self, calls: Iterable[tuple[Callable[..., Any], tuple[Any, ...]]]) -> Iterator[Any]:
         """Start (function, args) calls at once; iterate the returned generator for results as they end."""
-        return self._parallel(delayed(function)(*args) for function, args in calls)
+        results: Iterator[Any] = self._running(delayed(function)(*args) for function, args in calls)
+        return results

@@ -49,7 +49,7 @@ class Progress:
                 job.group,
                 job.outcome,
                 job.metrics.get("best_val_acc", float("nan")),
-                job.metrics.get("best_val_ce", job.metrics.get("best_val_loss", float("nan"))),
+                job.metrics.get("best_val_ce", float("nan")),
             )
         )
 

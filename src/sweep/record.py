@@ -6,18 +6,24 @@ The parent and every child are created here, in the sweep's parent process, befo
 workers only attach to the child run made for them (concurrent creation races, mlflow issue 10334).
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from src.errors import SweepBusy
 from src.outcomes import Outcome
 from src.sweep.plan import Job
 from src.tracking import names
+from src.tracking.api import RunRecord, Store
+
+StoreOpener = Callable[[str], Store]  # a tracking URI -> its store (src.tracking.opening.open_store)
 
 # copied onto the links that stand for reused runs
 REPORTABLE = ("best_val_acc", "best_val_loss", "best_val_ce", "test_acc", "test_loss", "best_epoch")
@@ -39,7 +45,7 @@ def process_started(pid: int) -> str:
         return ""
 
 
-def _owner() -> dict:
+def _owner() -> dict[str, str]:
     return {
         names.SWEEP_HOST: socket.gethostname(),
         names.SWEEP_PID: str(os.getpid()),
@@ -47,7 +53,7 @@ def _owner() -> dict:
     }
 
 
-def running_elsewhere(parent) -> str:
+def running_elsewhere(parent: RunRecord) -> str:
     """'process <pid> on <host>' when another live process on this machine runs the sweep of `parent`, else ''.
 
     A parent left RUNNING by a process that died (SIGKILL, a reboot: its pid gone or now another process's)
@@ -69,83 +75,86 @@ def running_elsewhere(parent) -> str:
     return f"process {pid} on {host}"
 
 
+@dataclass(frozen=True)
+class SweepStart:
+    """What a sweep command opens its record with."""
+
+    experiment: str  # the experiment's name
+    sweep_id: str  # see `sweep_id_for`
+    command: str  # the overrides it was started with
+    defaults: dict[str, str]  # the flattened default config (the report rebuilds from it)
+    description: str = ""  # the experiment's note, if it has none yet
+    settings: Mapping[str, object] = field(default_factory=dict)  # how the sweep runs: tagged on the parent
+
+
 @dataclass
 class SweepRecord:
-    store: object
+    store: Store
     experiment_id: str
     sweep_id: str
     parent_run_id: str
-    entries: dict = field(default_factory=dict)  # config key -> manifest entry
-    defaults: dict = field(default_factory=dict)
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # config key -> manifest entry
+    defaults: dict[str, str] = field(default_factory=dict)
     was_finished: bool = False  # ... and it had ended finished, its report built
 
     @classmethod
-    def open(
-        cls,
-        store,
-        experiment: str,
-        sweep_id: str,
-        command: str,
-        defaults: dict,
-        description: str = "",
-        settings: dict | None = None,
-    ) -> "SweepRecord":
-        """Create (or, for the same sweep, reopen) the experiment and the parent run; `settings` (how the
-        sweep runs: workers, pruning) are tagged on the parent."""
-        experiment_id = store.experiment_id(experiment, description)
+    def open(cls, store: Store, start: SweepStart) -> SweepRecord:
+        """Create (or, for the same sweep, reopen) the experiment and the parent run."""
+        experiment_id = store.experiment_id(start.experiment, start.description)
         store.prefer_wal()
-        found = store.find_sweep(sweep_id, experiment_id)
+        found = store.find_sweep(start.sweep_id, experiment_id)
         if found is not None:
             busy = running_elsewhere(found)
             if busy:
                 raise SweepBusy(
-                    f"sweep {sweep_id} is already running in {busy} (parent run {found.run_id}); "
+                    f"sweep {start.sweep_id} is already running in {busy} (parent run {found.run_id}); "
                     "wait for it to end or stop it, then rerun to resume it"
                 )
             store.run_log(found.run_id).reopen()
-            store.run_log(found.run_id).set_tags({**(settings or {}), **_owner()})
+            store.run_log(found.run_id).set_tags({**start.settings, **_owner()})
             manifest = store.read_json(found.run_id, names.MANIFEST)
             entries = {e["config_hash"]: e for e in manifest.get("configs", [])}
             return cls(
                 store,
                 experiment_id,
-                sweep_id,
+                start.sweep_id,
                 found.run_id,
                 entries,
-                manifest.get("defaults") or defaults,
+                manifest.get("defaults") or start.defaults,
                 was_finished=found.outcome == Outcome.FINISHED,
             )
         parent = store.create_run(
             experiment_id,
-            f"sweep {sweep_id}",
+            f"sweep {start.sweep_id}",
             {
-                names.SWEEP_ID: sweep_id,
+                names.SWEEP_ID: start.sweep_id,
                 names.ROLE: names.ROLE_SWEEP,
                 names.OUTCOME: Outcome.RUNNING.value,
-                names.SWEEP_OVERRIDES: command,
-                **(settings or {}),
+                names.SWEEP_OVERRIDES: start.command,
+                **start.settings,
                 **_owner(),
             },
         )
-        return cls(store, experiment_id, sweep_id, parent.run_id, {}, defaults)
+        return cls(store, experiment_id, start.sweep_id, parent.run_id, {}, start.defaults)
 
-    def results(self) -> dict:
+    def results(self) -> dict[str, RunRecord]:
         """{config key: run} of the configs that already have a result in the experiment."""
         return self.store.results_by_config(self.experiment_id)
 
-    def prepare(self, jobs: list[Job], done: dict, params_of: Callable[[Job], dict]) -> None:
+    def prepare(
+        self, jobs: list[Job], done: Mapping[str, RunRecord], params_of: Callable[[Job], Mapping[str, object]]
+    ) -> None:
         """Jobs whose config is in `done` (see `results`) are `reused`; the rest get a SCHEDULED child run,
         with the params `params_of(job)` gives once the job knows its run (so a config that never gets to
         start still shows its settings)."""
-        in_batch: dict = {}
+        in_batch: dict[str, Job] = {}
         for job in jobs:
             previous = done.get(job.key)
             if job.key in in_batch:  # a sweeper asked twice for one config (Optuna can): train it once
-                job.twin, job.run_id, job.reused = in_batch[job.key], in_batch[job.key].run_id, True
+                job.follow(in_batch[job.key])
                 continue
             if previous is not None:
-                job.run_id, job.outcome, job.reused = previous.run_id, previous.outcome, True
-                job.metrics = dict(previous.metrics)
+                job.reuse(previous.run_id, previous.outcome, previous.metrics)
                 self._link(job, previous)
             else:
                 child = self.store.create_run(
@@ -161,7 +170,7 @@ class SweepRecord:
                     parent_run_id=self.parent_run_id,
                     scheduled=True,
                 )
-                job.run_id = child.run_id
+                job.schedule(child.run_id)
                 child.log_params(params_of(job))
                 in_batch[job.key] = job
             self.entries[job.key] = {
@@ -174,14 +183,14 @@ class SweepRecord:
             }
         self.write_manifest()
 
-    def _link(self, job: Job, previous) -> None:
+    def _link(self, job: Job, previous: RunRecord) -> None:
         """A child under this sweep's parent standing for a result an earlier sweep trained, so the UI
         shows every config of the sweep under its parent. It carries the original's params and final
         metrics, and points at it; the report reads the original."""
         entry = self.entries.get(job.key, {})
         if previous.parent_run_id == self.parent_run_id or entry.get("link_run_id"):
             return
-        carried = {k: previous.tags[k] for k in (names.CURVE, names.COST_CURVE, names.GROUP_HASH) if k in previous.tags}
+        carried = {k: previous.tags[k] for k in (names.CURVE, names.GROUP_HASH) if k in previous.tags}
         link = self.store.create_run(
             self.experiment_id,
             f"{job.name} (reused)",
@@ -208,17 +217,15 @@ class SweepRecord:
 
     def read_result(self, job: Job) -> None:
         """The outcome and final metrics the job's run recorded."""
-        run = self.store.run(job.run_id)
-        if run.outcome.ended:
-            job.outcome = run.outcome
-            job.reason = job.reason or run.tags.get(names.FAILURE_REASON, "")
-        job.metrics = dict(run.metrics)
+        if job.run_id is not None:
+            run = self.store.run(job.run_id)
+            job.recorded(run.outcome, run.tags.get(names.FAILURE_REASON, ""), run.metrics)
 
     def untouched(self, jobs: list[Job]) -> list[Job]:
         """The jobs whose run no worker has started (safe to dispatch again)."""
         return [job for job in jobs if job.run_id and self.store.phase(job.run_id) == Outcome.SCHEDULED]
 
-    def running(self, jobs: list[Job]) -> list[tuple]:
+    def running(self, jobs: list[Job]) -> list[tuple[str, str]]:
         """(name, "epoch k") of the jobs whose run is training now."""
         waiting = [job for job in jobs if job.outcome == Outcome.SCHEDULED and job.run_id]
         if not waiting:
@@ -229,7 +236,9 @@ class SweepRecord:
             if run.outcome == Outcome.RUNNING
         }  # one search, however many configs wait
         return [
-            (job.name, f"epoch {self.store.epochs_logged(job.run_id)}") for job in waiting if job.run_id in training
+            (job.name, f"epoch {self.store.epochs_logged(job.run_id)}")
+            for job in waiting
+            if job.run_id is not None and job.run_id in training
         ]
 
     # --- the end ------------------------------------------------------------------------------------
@@ -239,9 +248,7 @@ class SweepRecord:
         for job in jobs:
             if job.reused or job.run_id is None:
                 continue
-            if not job.outcome.ended:
-                job.outcome = Outcome.KILLED
-                job.reason = "the sweep was interrupted" if interrupted else "its worker ended without a result"
+            job.lost("the sweep was interrupted" if interrupted else "its worker ended without a result")
             if not self.store.phase(job.run_id).ended:
                 self.store.run_log(job.run_id).close(job.outcome, job.reason or None)
 

@@ -7,20 +7,25 @@ reports progress across batches. `finish` ends the sweep once: after the batch t
 of configs the sweeper announced, or when Hydra's multirun ends, or when the command is interrupted.
 """
 
+from __future__ import annotations
+
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn, configure_log, setup_globals
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
 from src.sweep.apps import HydraApp, NetsweepApp, is_netsweep_config
-from src.sweep.dispatch import dispatch
+from src.sweep.dispatch import Task, dispatch
 from src.sweep.plan import Composer, Job
-from src.sweep.pool import WorkerPool, check_settings
+from src.sweep.policy import Pool, PoolFactory, SweepApp
+from src.sweep.pool import WorkerPool
 from src.sweep.progress import Progress
-from src.sweep.settings import LauncherSettings
+from src.sweep.settings import Backend, LauncherSettings
+from src.sweep.slots import WorkerDied
 
 log = logging.getLogger("netsweep.sweep")
 # Libraries that talk on the console while a sweep runs; the sweep's own lines say what matters (the
@@ -37,21 +42,21 @@ def announced_total(config: DictConfig) -> int | None:
 class SweepRunner:
     def __init__(
         self,
-        hydra_context,
-        task_function,
+        hydra_context: HydraContext,
+        task_function: TaskFunction,
         config: DictConfig,
         settings: LauncherSettings,
         *,
-        app: HydraApp | None = None,
-        pool_factory: Callable = WorkerPool,
+        app: SweepApp | None = None,
+        pool_factory: PoolFactory = WorkerPool,
     ):
+        """`settings` were checked as they were made (LauncherSettings.__post_init__)."""
         self.hydra_context, self.task_function, self.config, self.settings = (
             hydra_context,
             task_function,
             config,
             settings,
         )
-        check_settings(settings)
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
         netsweep_app = is_netsweep_config(config)
@@ -61,11 +66,11 @@ class SweepRunner:
                 "Hydra app's jobs do not record into MLflow runs; leave hydra.launcher.mlflow unset"
             )
         tracked = settings.mlflow if settings.mlflow is not None else netsweep_app
-        self.app = app or (NetsweepApp(config, settings) if tracked else HydraApp(config, settings))
+        self.app: SweepApp = app or (NetsweepApp(config, settings) if tracked else HydraApp(config, settings))
         self.pool_factory = pool_factory
         self.total = announced_total(config)
         self.composer: Composer | None = None
-        self.pool = None
+        self.pool: Pool | None = None
         self.progress: Progress | None = None
         self.done = 0
         self.finished = False
@@ -78,22 +83,21 @@ class SweepRunner:
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         os.makedirs(str(self.config.hydra.sweep.dir), exist_ok=True)
-        self.composer = self.composer or Composer(self.hydra_context.config_loader, self.config)
+        composer = self.composer = self.composer or Composer(self.hydra_context.config_loader, self.config)
         jobs = [
-            Job(initial_job_idx + i, list(o), self.composer.compose(o, initial_job_idx + i))
+            Job(initial_job_idx + i, list(o), composer.compose(o, initial_job_idx + i))
             for i, o in enumerate(job_overrides)
         ]
         self.app.plan(jobs)  # a bad value stops the sweep here, before any run exists
-        if self.pool is None and self.settings.backend == "loky":
+        if self.pool is None and self.settings.backend == Backend.loky:
             self._open_pool(len(jobs))  # local workers start (and import) while the parent sets up the sweep
-        if self.progress is None:
-            self._start(jobs)
+        progress = self.progress or self._start(jobs, composer)
         self.app.prepare(jobs)
-        self.progress.batch(jobs)
+        progress.batch(jobs)
         self.done += len(jobs)
         interrupted = False
         try:
-            self._run([j for j in jobs if not j.reused])
+            self._run([j for j in jobs if not j.reused], progress)
         except KeyboardInterrupt:
             interrupted = True
             raise
@@ -103,43 +107,43 @@ class SweepRunner:
                 self.finish(interrupted)
         return [self.app.job_return(job) for job in jobs]
 
-    def _start(self, jobs: list[Job]) -> None:
+    def _start(self, jobs: list[Job], composer: Composer) -> Progress:
         if self.total is None and OmegaConf.select(self.config, "hydra.sweeper.max_batch_size", default=0) is None:
             self.total = len(jobs)  # Hydra's basic sweeper without batches: this is the whole sweep
-        if self.settings.backend == "dask":  # connect first: a store the cluster cannot reach is refused early
+        if self.settings.backend == Backend.dask:  # connect first: a store the cluster cannot reach is refused early
             self._open_pool(len(jobs))
-        self.app.start(jobs, self.composer)
+        self.app.start(jobs, composer)
         self.progress = Progress(
             self.app.label, self.settings.progress_interval_s, lambda: self.app.running(self.app.jobs)
         )
         self.progress.total = self.total
+        return self.progress
 
-    def _run(self, jobs: list[Job]) -> None:
+    def _run(self, jobs: list[Job], progress: Progress) -> None:
         if not jobs:
             return
-        if self.pool is None:
-            self._open_pool(len(jobs))
+        pool = self.pool or self._open_pool(len(jobs))
 
-        def on_result(job: Job, result) -> None:
+        def on_result(job: Job, result: JobReturn | WorkerDied) -> None:
             self.app.read_result(job, result)
-            self.progress.job_done(job)
+            progress.job_done(job)
 
         dispatch(
-            self.pool,
+            pool,
             jobs,
-            self.hydra_context,
-            self.task_function,
+            Task(self.hydra_context, self.task_function),
             context_of=self.app.context_of,
             untouched=self.app.untouched,
             on_result=on_result,
         )
 
-    def _open_pool(self, n_jobs: int) -> None:
-        self.pool = self.pool_factory(self.settings, self.total or n_jobs).open()
-        self.pool.check_store(getattr(self.app, "uri", ""))
+    def _open_pool(self, n_jobs: int) -> Pool:
+        pool = self.pool = self.pool_factory(self.settings, self.total or n_jobs).open()
+        pool.check_store(self.app.tracking_uri)
         warm_up = self.app.warm_up()
         if warm_up is not None:
-            self.pool.warm_up(warm_up)
+            pool.warm_up(warm_up)
+        return pool
 
     def finish(self, interrupted: bool = False) -> None:
         """End the sweep (once): stop the workers, let the app close its records, print the summary."""

@@ -17,6 +17,7 @@ import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from joblib import cpu_count
 from joblib.parallel import ParallelBackendBase
@@ -57,9 +58,9 @@ class ProcessSlotsBackend(ParallelBackendBase):
     def __init__(self, threads: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.threads = threads  # BLAS/OpenMP threads each worker process starts with (None: unlimited)
-        self._slots = []  # slot index -> its executor
-        self._idle = []  # indices of slots with nothing to run
-        self._waiting = collections.deque()  # (batch, future) not yet handed to a slot
+        self._slots: list[ProcessPoolExecutor] = []  # slot index -> its executor
+        self._idle: list[int] = []  # indices of slots with nothing to run
+        self._waiting: collections.deque[tuple[Any, Future[Any]]] = collections.deque()  # not yet in a slot
         self._lock = threading.RLock()  # a slot's callback can run inside _start_waiting, on this thread
         self.parallel = None
 
@@ -87,7 +88,7 @@ class ProcessSlotsBackend(ParallelBackendBase):
         return ProcessPoolExecutor(max_workers=1, env=env)
 
     def submit(self, func, callback=None):
-        future = Future()
+        future: Future[Any] = Future()
         if callback is not None:
             future.add_done_callback(callback)
         with self._lock:

@@ -38,8 +38,6 @@ GIT_DIRTY = "git_dirty"
 
 # Stopping early
 CURVE = "netsweep.best_val_ce_curve"  # a sweep run's best validation cross-entropy so far, per epoch (pruners read it)
-# ... as runs recorded before val_ce published it: their best validation cost (at least the cross-entropy)
-COST_CURVE = "netsweep.best_val_loss_curve"
 PRUNED = "netsweep.pruned"  # why a sweep's pruner stopped the run
 STOPPED_EARLY = "stopped_early"  # why a run's own patience stopped it
 EVALUATED = "netsweep.evaluated"  # the run's model was evaluated by mlflow.models.evaluate

@@ -15,12 +15,13 @@ import json
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from threadpoolctl import threadpool_limits
 
 CHUNK = 8192  # rows per forward pass
 
 
-class NetsweepNet(mlflow.pyfunc.PythonModel):
+class NetsweepNet(PythonModel):
     def load_context(self, context) -> None:
         with np.load(context.artifacts["weights"], allow_pickle=False) as weights:
             self.params = {name: weights[name] for name in ("W1", "b1", "W2", "b2")}

@@ -1,7 +1,7 @@
 """Where a person looks at what was recorded: the `mlflow ui` command for a local store and the link that
 opens an experiment's runs table directly (MLflow 3 opens experiments on a GenAI overview otherwise)."""
 
-from src.tracking.store import is_local_file
+from src.tracking.opening import is_local_file
 
 RUNS_TABLE = "#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 

@@ -3,6 +3,7 @@
 import csv
 import io
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,10 +43,10 @@ def test_default_run_is_tracked_whole_and_reproducible(cli):
     local = view.client.download_artifacts(run.info.run_id, "", str(folder))
     with np.load(f"{local}/weights.npz", allow_pickle=False) as weights:
         assert weights["W1"].shape == (64, 256) and weights["W2"].shape == (256, 10)
-    rows = list(csv.DictReader(io.StringIO(open(f"{local}/history.csv").read())))
+    rows = list(csv.DictReader(io.StringIO(Path(f"{local}/history.csv").read_text())))
     assert [float(r["val_loss"]) for r in rows] == pytest.approx(losses, rel=1e-6)
-    assert open(f"{local}/figure1.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert "hidden_size: 256" in open(f"{local}/config.yaml").read()
+    assert Path(f"{local}/figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "hidden_size: 256" in Path(f"{local}/config.yaml").read_text()
 
 
 def test_patience_stops_a_long_run_early(cli):

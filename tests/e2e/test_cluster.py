@@ -119,7 +119,7 @@ def dask_cluster(tmp_path_factory):
     """A `dask scheduler` and two single-threaded `dask worker` processes."""
     folder = tmp_path_factory.mktemp("dask")
     address = f"tcp://127.0.0.1:{_free_port()}"
-    log = open(folder / "dask.log", "w")
+    log = open(folder / "dask.log", "w")  # noqa: SIM115 (open while the cluster runs; closed at teardown)
     processes = [
         _start(
             ["dask", "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],

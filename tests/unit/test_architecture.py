@@ -167,3 +167,67 @@ def test_functions_fit_on_a_screen(module, path):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > 40
     ]
     assert long == []
+
+
+def _trees():
+    for module, path in _modules():
+        yield module, path, ast.parse(path.read_text())
+
+
+# Leading-underscore names that are public API of what they belong to (namedtuples, os).
+PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make", "_exit"}
+
+
+def _private_reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """`obj._name` where obj is not the object itself (self, cls, super()) nor a class of this module."""
+    own = {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")):
+            continue
+        if node.attr.startswith("__") and node.attr.endswith("__") or node.attr in PUBLIC_UNDERSCORED:
+            continue
+        value = node.value
+        if isinstance(value, ast.Name) and (value.id in ("self", "cls") or value.id in own):
+            continue
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super":
+            continue
+        found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_no_private_attribute_is_read_from_outside_its_object():
+    """What an object keeps to itself stays inside it: nobody reads `other._name` (the seams say what is
+    shared, src/tracking/api.py, src/sweep's app interface, src/nn/optim.py's optimizer)."""
+    problems = [
+        f"{path.relative_to(REPO)}:{line}: reads {text}"
+        for _, path, tree in _trees()
+        for line, text in _private_reads(tree)
+    ]
+    assert problems == []
+
+
+def test_no_function_takes_more_than_six_parameters():
+    """Data that travels between functions has a name (a dataclass), not seven positional arguments."""
+    problems = []
+    for _, path, tree in _trees():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                arguments = node.args
+                named = [a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)]
+                count = len([n for n in named if n not in ("self", "cls")])
+                if count > 6:
+                    problems.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.name} takes {count}")
+    assert problems == []
+
+
+def test_no_passthrough_wrappers_or_probed_hooks():
+    """No `__getattr__` that hides what a wrapper depends on, and no hasattr probing for optional hooks."""
+    problems = []
+    for _, path, tree in _trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+                problems.append(f"{path.relative_to(REPO)}:{node.lineno}: __getattr__ passthrough")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "hasattr":
+                problems.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    assert problems == []

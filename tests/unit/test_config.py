@@ -3,14 +3,25 @@ names and number formatting."""
 
 import itertools
 import pickle
+import re
 
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from src.config.checks import did_you_mean, group_options, schema_keys, unknown_key_message, validate
-from src.config.identity import config_hash, flatten, group_hash
+from src.config.checks import (
+    RANGES,
+    choices,
+    did_you_mean,
+    group_files,
+    group_options,
+    schema_keys,
+    unknown_key_message,
+    validate,
+)
+from src.config.identity import config_hash, flatten, group_hash, to_plain
 from src.config.naming import format_number, format_override, format_value, run_name
+from src.config.schema import Config, DataName, FinalMetric, ModelConfig, OptimizerName
 from src.errors import ConfigError
 from src.nn.optim import OPTIMIZERS
 
@@ -54,7 +65,17 @@ def test_every_yaml_key_is_commented():
 
 
 @pytest.mark.parametrize(
-    "override", ["model.hiden_size=3", "model.hidden_size=abc", "model.dtype=float16", "optimizer.momentum=0.5"]
+    "override",
+    [
+        "model.hiden_size=3",
+        "model.hidden_size=abc",
+        "model.dtype=float16",
+        "model.init=bad",
+        "optimizer.momentum=0.5",
+        "optimizer.name=rmsprop",
+        "data.name=cifar",
+        "objective=accuracy",
+    ],
 )
 def test_typos_and_wrong_types_are_rejected_at_composition(composer, override):
     with pytest.raises(ConfigCompositionException):
@@ -78,6 +99,10 @@ def test_schema_nodes_are_not_group_options(composer):
         ("epochs=0", "epochs"),
         ("data.val_fraction=1.0", "data.val_fraction"),
         ("data.val_fraction=0", "data.val_fraction"),
+        ("data.test_fraction=1", "data.test_fraction"),
+        ("patience=0", "patience"),
+        ("threads=0", "threads"),
+        ("divergence_factor=1", "divergence_factor"),
         ("+model.widht=3", "model.widht"),
         ("+lr=3", "'lr'"),
     ],
@@ -98,6 +123,49 @@ def test_out_of_range_values_and_added_keys_are_named(composer, override, key):
 def test_an_optimizers_own_knobs_are_checked_by_its_class(composer, optimizer, override, key):
     with pytest.raises(ConfigError, match=key):
         validate(composer(f"optimizer={optimizer}", override))
+
+
+def test_every_range_check_names_its_key_its_value_and_what_to_use(composer):
+    checked = {check.key for check in RANGES}
+    assert {"optimizer.lr", "epochs", "data.val_fraction", "data.test_fraction"} <= checked
+    assert checked <= set(schema_keys())  # no check of a key that no schema declares
+    with pytest.raises(ConfigError) as caught:
+        validate(composer("optimizer.lr=-0.5"))
+    assert str(caught.value) == "optimizer.lr=-0.5 is invalid: use a learning rate > 0, e.g. optimizer.lr=0.1"
+    validate(composer("data=mnist"))  # test_fraction is digits' own: not checked where it does not exist
+    validate(composer("patience=3", "threads=null"))
+
+
+def test_settings_with_fixed_values_are_enums_that_read_as_their_values(composer):
+    cfg = composer("optimizer=adam", "objective=best_val_acc")
+    assert (cfg.optimizer.name, cfg.objective) == (OptimizerName.adam, FinalMetric.best_val_acc)
+    assert f"{cfg.objective}" == str(cfg.objective) == "best_val_acc" and cfg.objective == "best_val_acc"
+    assert isinstance(cfg.data.name, DataName) and str(cfg.data.name) == "digits"
+    assert to_plain(cfg)["optimizer"]["name"] == "adam"  # records and the config hash see the plain name
+    assert choices(ModelConfig, "init") == ["assignment", "he", "glorot"] and choices(ModelConfig, "decay") == []
+    assert choices(Config, "objective")[-1] == "best_val_ce"
+
+
+def test_the_enums_list_exactly_the_optimizers_and_data_readers():
+    assert list(OptimizerName.__members__) == list(OPTIMIZERS)
+    assert set(DataName.__members__) == {str(option.name) for option in group_files("data").values()}
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optimizer.name=adam"], "optimizer.name=adam is invalid: it names the optimizer chosen (sgd); "),
+        (["optimizer=momentum", "optimizer.name=sgd"], "to use sgd, choose optimizer=sgd"),
+        (["data.name=mnist"], "data.name=mnist is invalid: it names the data chosen (digits); "),
+        (["data=mnist", "data.name=fashion_mnist"], None),  # one reader, one schema: both IDX sources
+    ],
+)
+def test_a_groups_name_must_be_one_its_chosen_schema_serves(composer, overrides, message):
+    if message is None:
+        validate(composer(*overrides))
+        return
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(composer(*overrides))
 
 
 def test_typos_get_a_suggestion_and_never_plus_advice(composer):

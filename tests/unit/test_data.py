@@ -5,8 +5,8 @@ import gzip
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
+from src.config.schema import DigitsConfig, IdxConfig, NpzConfig
 from src.data import loader
 from src.data.idx import IDX_FILES, load_idx_dataset, load_idx_folder, read_idx
 from src.data.loader import load_dataset, share_source
@@ -18,9 +18,7 @@ from ..helpers import write_idx, write_idx_folder
 
 
 def idx_cfg(root, name="mnist"):
-    return OmegaConf.create(
-        {"name": name, "root": str(root), "val_fraction": 0.25, "download": False, "cache_dir": str(root)}
-    )
+    return IdxConfig(name=name, root=str(root), val_fraction=0.25, download=False, cache_dir=str(root))
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -86,7 +84,7 @@ def test_read_idx_checks_dimensions(tmp_path):
 
 
 def npz_cfg(path):
-    return OmegaConf.create({"name": "npz", "path": str(path), "val_fraction": 0.2})
+    return NpzConfig(name="npz", path=str(path), val_fraction=0.2)
 
 
 def _npz_arrays(rng, dtype=np.uint8):
@@ -141,7 +139,7 @@ def test_missing_and_non_npz_files_are_named(tmp_path):
 
 
 def test_digits_default_has_a_fixed_test_set():
-    cfg = OmegaConf.create({"name": "digits", "val_fraction": 0.15, "test_fraction": 0.2})
+    cfg = DigitsConfig(name="digits", val_fraction=0.15, test_fraction=0.2)
     a, b = load_dataset(cfg, seed=0), load_dataset(cfg, seed=5)
     assert a.input_dim == 64 and a.num_classes == 10
     assert (len(a.y_train) + len(a.y_val), len(a.y_test)) == (1438, 359)
@@ -175,9 +173,13 @@ def test_a_shared_source_is_decoded_once_and_memory_mapped(tmp_path):
     np.testing.assert_array_equal(shared.X_train, alone.X_train)
     assert shared.fingerprint == alone.fingerprint and shared.source == str(tmp_path)
     read = share.read(entry.name)
-    assert isinstance(read[0]["X_train"], np.memmap)
-    np.testing.assert_array_equal(read[0]["y_test"], arrays["y_test"])
-    share.write(entry.name, *read)  # publishing twice keeps the first copy
+    assert isinstance(read.X_train, np.memmap) and read.layout == {
+        "image_shape": [6, 6],
+        "dtype": "uint8",
+        "pixel_max": 255,
+    }
+    np.testing.assert_array_equal(read.y_test, arrays["y_test"])
+    share.write(entry.name, read)  # publishing twice keeps the first copy
     share.remove()
     assert not (tmp_path / "share").exists()
     unseen = DataShare(str(tmp_path / "elsewhere"))  # a worker on another machine: the parent's share is not there

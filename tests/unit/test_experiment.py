@@ -1,18 +1,21 @@
 """One config -> one tracked run, in process: every way a run can end, and a sweep's job attaching to the
 run its parent created."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from src.data.loader import share_source
+from src.config.schema import OPTIMIZER_SCHEMAS, SCHEMAS, Config, DType, Init, ModelConfig
 from src.data.shared import DataShare
 from src.errors import ConfigError, RunDiverged, WorkerLost
 from src.experiment import runner
 from src.experiment.job import SweepJob, current_sweep_job
 from src.experiment.runner import run_config
+from src.nn.optim import OPTIMIZERS, knobs
 from src.outcomes import Outcome
 from src.tracking import names
-from src.tracking.store import open_store
+from src.tracking.opening import open_store
 
 from ..helpers import read_store
 
@@ -95,7 +98,7 @@ def _scheduled_run(store_uri):
 def test_a_sweep_job_trains_into_the_run_its_parent_created(cfg_for, store_uri, tmp_path):
     store, run_id = _scheduled_run(store_uri)
     job = SweepJob(run_id, store_uri, DataShare(str(tmp_path / "share")))
-    share_source(cfg_for().data, job.data_share)  # as the sweep's parent does
+    runner.publish_data(cfg_for().data, job.data_share)  # as the sweep's parent does
     with job:
         assert current_sweep_job() is job
         summary = run_config(cfg_for(), ["epochs=2"], sweep_job=current_sweep_job())
@@ -145,13 +148,13 @@ def test_patience_stops_a_run_early_and_it_ends_finished(cfg_for, store_uri):
 def test_an_interrupted_run_keeps_the_epochs_it_trained(cfg_for, store_uri, monkeypatch, tmp_path):
     real_fit = runner.fit
 
-    def interrupted_at_epoch_2(*args, on_epoch_end, **kwargs):
+    def interrupted_at_epoch_2(*args, callbacks, **kwargs):
         def end(epoch, row):
-            on_epoch_end(epoch, row)
+            callbacks.on_epoch_end(epoch, row)
             if epoch == 2:
                 raise KeyboardInterrupt
 
-        return real_fit(*args, on_epoch_end=end, **kwargs)
+        return real_fit(*args, callbacks=dataclasses.replace(callbacks, on_epoch_end=end), **kwargs)
 
     monkeypatch.setattr(runner, "fit", interrupted_at_epoch_2)
     with pytest.raises(KeyboardInterrupt):
@@ -160,3 +163,30 @@ def test_an_interrupted_run_keeps_the_epochs_it_trained(cfg_for, store_uri, monk
     (run,) = view.runs
     assert run.data.tags["outcome"] == "killed" and view.steps(run, "val_loss") == [1, 2]
     assert {"history.csv", "figure1.png"} <= set(view.artifacts(run)) and (tmp_path / "figure1.png").is_file()
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize(
+    "data,schema", [("digits", "digits"), ("mnist", "idx"), ("fashion_mnist", "idx"), ("npz", "npz")]
+)
+def test_a_composed_config_becomes_the_schemas_dataclasses_once(compose_cfg, data, schema, optimizer):
+    extra = ["data.path=x.npz"] if data == "npz" else []
+    cfg = compose_cfg(f"data={data}", f"optimizer={optimizer}", "optimizer.lr=0.25", *extra)
+    settings = runner.settings_of(cfg)
+    assert type(settings) is Config and type(settings.model) is ModelConfig
+    assert type(settings.data) is SCHEMAS[f"data/{schema}"]
+    assert type(settings.optimizer) is OPTIMIZER_SCHEMAS[optimizer]
+    assert isinstance(settings.model.dtype, DType) and isinstance(settings.model.init, Init)
+    assert settings.data.val_fraction == cfg.data.val_fraction and settings.seed == cfg.seed
+    params = {"W1": np.zeros((2, 2)), "b1": np.zeros(2), "W2": np.zeros((2, 2)), "b2": np.zeros(2)}
+    built = runner.optimizer_for(settings, params)
+    assert type(built) is OPTIMIZERS[optimizer]
+    assert (built.lr, built.decay) == (0.25, cfg.model.decay)  # the optimizer owns the model's decay
+    own = {knob: vars(built)[knob] for knob in knobs(optimizer)}
+    assert own == {knob: cfg.optimizer[knob] for knob in knobs(optimizer)}
+
+
+def test_the_optimizers_knobs_reach_it(compose_cfg):
+    cfg = compose_cfg("optimizer=momentum", "optimizer.momentum=0.5", "optimizer.nesterov=true")
+    built = runner.optimizer_for(runner.settings_of(cfg), {"W1": np.zeros((1, 1))})
+    assert (built.momentum, built.nesterov) == (0.5, True)

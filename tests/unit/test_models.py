@@ -1,16 +1,20 @@
 """A finished run's net as an MLflow model: loaded with mlflow.pyfunc, it predicts the run's test images
 exactly; its signature, input example, requirements and training data are recorded; evaluation and the
-registry the MLflow way; the predict command."""
+registry the MLflow way, leaving MLflow's global state as it was; the predict command."""
+
+import os
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
 from src.data.loader import load_dataset
 from src.experiment.runner import evaluate_run, run_config
 from src.predict import main as predict_main
-from src.tracking.store import open_store
+from src.tracking.opening import open_store
 
 
 @pytest.fixture
@@ -20,14 +24,15 @@ def trained(compose_cfg, store_uri):
 
 
 def _pyfunc(store_uri, uri):
-    mlflow.set_tracking_uri(store_uri)
-    return mlflow.pyfunc.load_model(uri)
+    """The model at `uri` (runs:/...) as MLflow users load it, resolved against `store_uri` (no global state set)."""
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=store_uri)
+    return mlflow.pyfunc.load_model(local)
 
 
 def test_the_model_predicts_the_runs_test_images_exactly(trained, store_uri):
     cfg, summary = trained
     model = _pyfunc(store_uri, f"runs:/{summary.run_id}/model")
-    dataset = load_dataset(cfg.data, cfg.seed)
+    dataset = load_dataset(OmegaConf.to_object(cfg.data), cfg.seed)
     raw = dataset.X_test_raw
     assert raw.dtype == np.uint8 and raw.shape[1:] == (8, 8) and raw.max() == 16
     predicted = model.predict(raw)
@@ -41,16 +46,15 @@ def test_the_model_predicts_the_runs_test_images_exactly(trained, store_uri):
 
 def test_the_model_carries_a_signature_an_example_and_netsweeps_requirements(trained, store_uri):
     _, summary = trained
-    mlflow.set_tracking_uri(store_uri)
-    info = mlflow.models.get_model_info(f"runs:/{summary.run_id}/model")
+    client = MlflowClient(store_uri)
+    folder = client.download_artifacts(summary.run_id, "model")
+    info = mlflow.models.Model.load(folder)
     (spec,) = info.signature.inputs.inputs
     assert spec.type == np.dtype("uint8") and spec.shape == (-1, 8, 8)
     assert info.signature.params.params[0].name == "probabilities"
-    client = MlflowClient(store_uri)
-    folder = client.download_artifacts(summary.run_id, "model")
-    requirements = open(f"{folder}/requirements.txt").read()
+    requirements = Path(folder, "requirements.txt").read_text()
     assert "numpy==" in requirements and "mlflow==" in requirements and "netsweep" not in requirements
-    assert "import src" not in open(f"{folder}/pyfunc_net.py").read()  # self-contained
+    assert "import src" not in Path(folder, "pyfunc_net.py").read_text()  # self-contained
     example = mlflow.models.Model.load(folder).load_input_example(folder)
     assert np.asarray(example).shape == (5, 8, 8) and np.asarray(example).dtype == np.uint8
 
@@ -73,10 +77,25 @@ def test_evaluation_logs_per_class_metrics_and_a_confusion_matrix(trained, store
     assert {"per_class_metrics.csv", "confusion_matrix.png"} <= artifacts
     after = client.get_run(summary.run_id).info
     assert (after.status, after.end_time) == ("FINISHED", ended.end_time)  # as the run ended
-    with pytest.raises(Exception):  # a failed evaluation leaves the run as it was too
+    with pytest.raises(Exception):  # noqa: B017 (whatever MLflow raises): a failed evaluation leaves the run as it was
         open_store(store_uri).evaluate_model(summary.run_id, np.zeros((3, 8, 8), np.uint8), np.zeros(2, int))
     after = client.get_run(summary.run_id).info
     assert (after.status, after.end_time) == ("FINISHED", ended.end_time)
+
+
+def test_loading_and_evaluating_leave_mlflows_global_state_as_it_was(trained, store_uri, monkeypatch, tmp_path):
+    cfg, summary = trained
+    store = open_store(store_uri)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    dataset = load_dataset(OmegaConf.to_object(cfg.data), cfg.seed)
+    net = store.load_model(summary.run_id)
+    assert np.mean(net.labels(dataset.X_test_raw) == dataset.y_test) == summary.test_acc
+    assert not mlflow.tracking.is_tracking_uri_set() and "MLFLOW_TRACKING_URI" not in os.environ
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"  # a user's own setting: still theirs afterwards
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    store.evaluate_model(summary.run_id, dataset.X_test_raw, dataset.y_test)
+    assert os.environ["MLFLOW_TRACKING_URI"] == elsewhere and mlflow.get_tracking_uri() == elsewhere
+    assert mlflow.active_run() is None and not (tmp_path / "elsewhere.db").exists()
 
 
 def test_registering_moves_the_alias_only_when_the_winner_changes(compose_cfg, store_uri):
@@ -89,12 +108,13 @@ def test_registering_moves_the_alias_only_when_the_winner_changes(compose_cfg, s
     assert MlflowClient(store_uri).get_model_version_by_alias("net", "best").run_id == second
     assert store.register_model("net", first, "best", {"sweep_id": "s"}) == (1, True)  # back: no new version
     assert len(MlflowClient(store_uri).search_model_versions("name = 'net'")) == 2
-    assert (_pyfunc(store_uri, "models:/net@best").predict(np.zeros((2, 8, 8), np.uint8))).shape == (2,)
+    assert store.load_model("models:/net@best").labels(np.zeros((2, 8, 8), np.uint8)).shape == (2,)
+    assert store.load_model("models:/net/2").table(np.zeros((2, 64))).shape == (2, 11)  # label, p_0..p_9
 
 
 def test_the_predict_command_scores_an_npz(trained, compose_cfg, store_uri, tmp_path, capsys):
     cfg, summary = trained
-    dataset = load_dataset(cfg.data, cfg.seed)
+    dataset = load_dataset(OmegaConf.to_object(cfg.data), cfg.seed)
     np.savez(tmp_path / "images.npz", X_test=dataset.X_test_raw, y_test=dataset.y_test)
     assert (
         predict_main(

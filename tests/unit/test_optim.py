@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from src.nn.optim import OPTIMIZERS, build_optimizer
+from src.nn.mlp import cost_grad, decay_penalty, init_params
+from src.nn.optim import OPTIMIZERS, SGD, Optimizer, build_optimizer
+from src.nn.train import TrainingData, TrainSettings, fit
 
 
 def _setup():
@@ -20,7 +22,7 @@ def test_sgd_is_a_step_on_the_full_cost_with_decay_on_weights_only():
     params, grads = _setup()
     lr, decay = 0.1, 0.01
     expected = {k: params[k] - lr * (grads[k] + (2 * decay * params[k] if k.startswith("W") else 0)) for k in params}
-    optimizer = build_optimizer({"name": "sgd", "lr": lr, "batch_size": 32}, params, decay)
+    optimizer = build_optimizer("sgd", params, lr=lr, decay=decay)
     scaled = {k: optimizer.grad_scale * g for k, g in grads.items()}  # what the backward pass hands SGD
     optimizer.step(params, scaled)
     for k in params:
@@ -60,3 +62,39 @@ def test_adam_three_steps_by_hand():
         optimizer.step(params, _copy(grads))
     for k in params:
         np.testing.assert_allclose(params[k], expected[k], rtol=1e-10)
+
+
+class Recording(Optimizer):
+    """An optimizer that only records what the loop hands its `step`."""
+
+    grad_scale = 0.5
+
+    def __init__(self, decay: float):
+        self.decay, self.seen = decay, []
+
+    def step(self, params, grads):
+        self.seen.append({k: g.copy() for k, g in grads.items()})
+
+
+def test_the_loop_hands_step_the_scaled_cross_entropy_gradient_and_reads_the_decay_from_the_optimizer(rng):
+    X, y = rng.random((24, 5)), rng.integers(0, 3, 24)
+    params = init_params(5, 4, 3, rng)
+    start = {k: v.copy() for k, v in params.items()}
+    optimizer = Recording(decay=0.05)
+    data = TrainingData(X[:16], y[:16], X[16:], y[16:])
+    result = fit(params, data, optimizer=optimizer, settings=TrainSettings(batch_size=16, epochs=1), rng=rng)
+    (grads,) = optimizer.seen  # one full batch: one step
+    _, expected = cost_grad(start, X[:16], y[:16], decay=0.0)  # the decay term is the optimizer's to add
+    for k in params:
+        np.testing.assert_allclose(grads[k], 0.5 * expected[k], rtol=1e-10, atol=1e-14)
+    metrics = result.history.metrics
+    assert metrics["val_loss"][0] - metrics["val_ce"][0] == pytest.approx(decay_penalty(start, 0.05), rel=1e-9)
+    assert decay_penalty(start, 0.05) > 0
+
+
+def test_every_optimizer_implements_the_contract():
+    params, _ = _setup()
+    for name, cls in OPTIMIZERS.items():
+        optimizer = build_optimizer(name, params, lr=0.1, decay=0.01)
+        assert isinstance(optimizer, Optimizer) and optimizer.decay == 0.01
+        assert optimizer.grad_scale == (0.1 if cls is SGD else 1.0)

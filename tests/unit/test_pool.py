@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from src.errors import ConfigError
-from src.sweep.pool import WorkerPool, check_settings, effective_n_jobs, remote_hosts, worker_threads
+from src.sweep.pool import WorkerPool, effective_n_jobs, remote_hosts, worker_threads
+from src.sweep.settings import LauncherSettings
 
 
 def _settings(**changes):
@@ -24,14 +25,14 @@ def test_workers_are_capped_by_tasks_and_share_the_cores(monkeypatch):
 @pytest.mark.parametrize(
     "changes,needle",
     [
-        ({"backend": "ray"}, "hydra.launcher.backend='ray' is unknown"),
+        ({"backend": "ray"}, "hydra.launcher.backend=ray is invalid: use one of loky, dask"),
         ({"address": "tcp://h:1"}, "only used with hydra.launcher.backend=dask"),
         ({"n_jobs": 0}, "hydra.launcher.n_jobs=0"),
     ],
 )
 def test_unusable_settings_are_named(changes, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
-        check_settings(_settings(**changes))
+        LauncherSettings(**changes)
 
 
 def test_a_local_store_is_refused_when_workers_are_elsewhere():

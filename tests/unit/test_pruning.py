@@ -1,5 +1,5 @@
-"""The pruning rules as published (median stopping rule, asynchronous successive halving), on curves, and the
-sweep's pruner that applies them to the curves its runs publish."""
+"""The pruning rules as published (median stopping rule, asynchronous successive halving), on curves; the
+decision among a sweep's peers, on plain records; and the sweep's pruner that reads them from its runs."""
 
 import math
 import time
@@ -8,7 +8,7 @@ import pytest
 
 from src.experiment.epochs import SweepPruner, encode_curve
 from src.experiment.job import SweepJob
-from src.pruning import PruneRule, best_so_far, decide, mean_curve
+from src.pruning import Peer, PruneRule, Rule, best_so_far, decide, mean_curve, prune_among
 from src.tracking import names
 
 from ..fakes import FakeStore
@@ -45,8 +45,35 @@ def test_asha_keeps_the_top_third_at_each_rung():
 
 def test_no_rule_no_pruning_and_unknown_rules_are_refused():
     assert decide(PruneRule("none"), 5, 10, [9] * 5, {"a": [0.1] * 5, "b": [0.1] * 5}) is None
-    with pytest.raises(ValueError, match="unknown pruning rule"):
-        decide(PruneRule("bogus"), 5, 10, [1] * 5, {})
+    assert PruneRule("asha").rule is Rule.asha  # named by its value, as in the launcher's settings
+    with pytest.raises(ValueError, match="unknown pruning rule 'bogus'; use one of none, median, asha"):
+        PruneRule("bogus")
+
+
+def test_each_other_config_counts_once_with_its_longest_curve_and_never_this_configs_own_runs():
+    mine = Peer("mine", "g-mine", [0.9, 0.9])
+    runs = [
+        Peer("mine", "g-mine", [0.1, 0.1, 0.1]),  # an earlier attempt of this config: not a peer
+        Peer("a", "g-a", [0.5, 0.4]),
+        Peer("a", "g-a", [0.5, 0.4, 0.3]),  # config a trained again: one peer, the longer curve
+    ]
+    assert prune_among(MEDIAN, 2, 6, mine, runs) is None  # one peer: the median rule waits for MIN_PEERS
+    runs.append(Peer("b", "g-b", [0.6, 0.5]))
+    assert "worse than the median 0.45 of 2 other configs" in prune_among(MEDIAN, 2, 6, mine, runs)
+    assert prune_among(MEDIAN, 2, 6, Peer("mine", "g-mine", [0.9, 0.3]), runs) is None  # better than both
+
+
+def test_seeds_are_judged_on_their_mean_and_follow_a_sibling_pruned_in_this_attempt():
+    seed1 = Peer("seed1", "g", [0.2])
+    others = [Peer("x", "x", [0.3]), Peer("y", "y", [0.4])]
+    assert prune_among(ASHA, 1, 30, seed1, others) is None  # alone: the best of three goes on
+    with_seed0 = [*others, Peer("seed0", "g", [0.9])]
+    assert "not in the top 1 of 3" in prune_among(ASHA, 1, 30, seed1, with_seed0)  # the mean of 0.2 and 0.9
+    by_seed = PruneRule("asha", min_epochs=1, factor=3, by_config=False)
+    assert prune_among(by_seed, 1, 30, Peer("seed1", "seed1", [0.2]), with_seed0) is None  # each seed alone
+    pruned = [*with_seed0, Peer("seed2", "g", [0.9], pruned="asha rung at epoch 1")]
+    assert prune_among(ASHA, 1, 30, seed1, pruned) == "pruned with its config (asha rung at epoch 1)"
+    assert prune_among(by_seed, 1, 30, Peer("seed1", "seed1", [0.2]), pruned) is None  # not followed by seed
 
 
 def _publish(store, experiment, key, group, curve, pruned=None):
@@ -109,18 +136,6 @@ def test_a_seed_pruned_in_this_attempt_stops_its_siblings_but_one_pruned_in_an_e
     _publish(store, experiment, "seed2", "g", [0.9], pruned="asha rung at epoch 1").record.start_time_ms = attempt
     assert sibling(1, [0.2]) == "pruned with its config (asha rung at epoch 1)"
     assert _pruner(store, experiment, "seed1", "g", ASHA, started_ms=attempt, epochs=1)(1, [0.2]) is None
-
-
-def test_runs_recorded_before_val_ce_are_peers_with_their_cost_curve():
-    store = FakeStore()
-    experiment = store.experiment_id("e")
-    for key, cost in (("a", [0.5, 0.4]), ("b", [0.6, 0.5])):
-        store.create_run(
-            experiment,
-            key,
-            {names.SWEEP_ID: "s1", names.CONFIG_HASH: key, names.GROUP_HASH: key, names.COST_CURVE: encode_curve(cost)},
-        )
-    assert "of 2 other configs" in _pruner(store, experiment, "mine", "mine", MEDIAN)(2, [0.9, 0.9])
 
 
 def test_between_asha_rungs_a_config_without_seeds_does_not_read_the_store():

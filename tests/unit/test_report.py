@@ -1,6 +1,7 @@
 """The report without a store: swept keys, grouping over seeds, the one ranking (ties included), the
 leaderboard, the figures; then built from a real store and from the CLI."""
 
+import json
 import math
 
 import numpy as np
@@ -13,7 +14,7 @@ from src.report.build import build_report, summary, winner_tags
 from src.report.load import Member, SweepData, load_sweep, ranked_groups, swept_keys
 from src.report.ranking import Entry, rank, winners
 from src.tracking import names
-from src.tracking.store import open_store
+from src.tracking.opening import open_store
 
 from ..fakes import FakeStore
 
@@ -27,7 +28,7 @@ def _member(lr, decay, seed, accs, outcome=Outcome.FINISHED, test_acc=0.9, losse
         "model.hidden_size": "256",
     }
     losses = losses or [1 - a for a in accs]
-    history = {"val_acc": accs, "val_loss": losses, "train_loss": [], "train_acc": []}
+    history = {"val_acc": accs, "val_loss": losses, "val_ce": losses, "train_loss": [], "train_acc": []}
     metrics = {"test_acc": test_acc} if outcome == Outcome.FINISHED else {}
     return Member(
         f"id-{lr}-{decay}-{seed}",
@@ -224,13 +225,14 @@ def _stored_sweep(store_uri):
         )
         run.log_params({"optimizer.lr": lr, "model.decay": "0.0001", "seed": "0"})
         for epoch, acc in enumerate(accs, start=1):
-            run.log_metrics({"val_acc": acc, "val_loss": 1 - acc, "train_acc": acc, "train_loss": 1 - acc}, epoch)
-        run.log_metrics({"best_val_acc": max(accs), "best_val_loss": 1 - max(accs), "test_acc": max(accs)}, 2)
+            run.log_metrics(
+                {"val_acc": acc, "val_loss": 1 - acc, "val_ce": 1 - acc, "train_acc": acc, "train_loss": 1 - acc}, epoch
+            )
+        best = {"best_val_acc": max(accs), "best_val_loss": 1 - max(accs), "best_val_ce": 1 - max(accs)}
+        run.log_metrics({**best, "test_acc": max(accs)}, 2)
         run.close(Outcome.FINISHED)
         configs.append({"config_hash": lr, "run_id": run.run_id})
-    parent.log_text(
-        '{"configs": %s, "defaults": {"optimizer.lr": "0.1"}}' % str(configs).replace("'", '"'), names.MANIFEST
-    )
+    parent.log_text(json.dumps({"configs": configs, "defaults": {"optimizer.lr": "0.1"}}), names.MANIFEST)
     return store, parent
 
 
@@ -288,26 +290,17 @@ def test_equal_accuracies_are_separated_by_cross_entropy_not_by_the_decay_penalt
         run.close(Outcome.FINISHED)
     data = load_sweep(store, "s2")
     assert [g.values for g in data.groups] == [("1e-3",), ("0",)] and not data.groups[0].score.tied
-    old = Member("r", "old", Outcome.FINISHED, {}, {"best_val_loss": 0.4}, "", {"val_loss": [0.5, 0.4]})
-    assert old.best_val_ce == 0.4  # runs from before val_ce was logged: their validation cost
 
 
-def test_runs_from_before_val_ce_stand_in_with_their_cost_and_the_summary_says_so(tmp_path):
-    store = FakeStore()
-    experiment = store.experiment_id("netsweep")
-    store.create_run(experiment, "sweep s3", {names.SWEEP_ID: "s3", names.ROLE: names.ROLE_SWEEP})
-    for lr, new in (("0.1", True), ("0.3", False)):
-        run = store.create_run(experiment, f"lr={lr}", {names.SWEEP_ID: "s3"})
-        run.log_params({"optimizer.lr": lr, "seed": "0"})
-        for epoch, acc in enumerate([0.8, 0.9], start=1):
-            run.log_metrics({"val_acc": acc, "val_loss": 1.1 - acc, **({"val_ce": 1 - acc} if new else {})}, epoch)
-        run.log_metrics({"best_val_acc": 0.9, "best_val_loss": 0.2, **({"best_val_ce": 0.1} if new else {})}, 2)
-        run.close(Outcome.FINISHED)
-    report = build_report(store, "s3", out_dir=tmp_path, log=False)
-    old = next(m for m in report.data.members if m.params["optimizer.lr"] == "0.3")
-    assert not old.has_val_ce and old.best_val_ce == pytest.approx(0.2)
-    assert report.data.groups[0].values == ("0.1",)  # the tie goes to the run whose cross-entropy is known
-    assert "1 run(s) were recorded before netsweep logged val_ce" in "\n".join(summary(report))
-    loss_axis = figures.sweep_curves(report.data, "t").axes[0]
-    assert "older runs: their cost" in loss_axis.get_ylabel()
-    assert len(loss_axis.lines) == 2  # the older run is drawn too
+def test_the_loss_panel_draws_the_cross_entropy_not_the_cost():
+    ce, cost = [0.5, 0.3], [0.6, 0.45]  # the cost adds the decay penalty
+    member = _member("0.1", "1e-3", "0", [0.8, 0.9], losses=cost)
+    member.history["val_ce"] = ce
+    without_ce = _member("0.3", "1e-3", "0", [0.7, 0.8], losses=[0.9, 0.8])
+    del without_ce.history["val_ce"]  # the cost never stands in for the cross-entropy
+    figure = figures.sweep_curves(_data([member, without_ce]), "t")
+    loss_axis = figure.axes[0]
+    assert loss_axis.get_ylabel() == "Validation cross-entropy (log scale)"
+    assert [list(line.get_ydata()) for line in loss_axis.lines] == [ce]
+    assert member.best_val_ce == 0.3 and member.best_val_loss == 0.45
+    assert math.isnan(without_ce.best_val_ce) and without_ce.best_val_loss == 0.8

@@ -11,14 +11,17 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
 from src.config.identity import flatten, to_plain
-from src.errors import ConfigError, RunDiverged, SweepBusy, SweepIncomplete
+from src.errors import ConfigError, RunDiverged, SweepBusy, SweepIncomplete, WorkerLost
 from src.experiment.job import current_sweep_job
 from src.outcomes import Outcome
+from src.pruning import Rule
 from src.sweep.apps import HydraApp, NetsweepApp
-from src.sweep.jobs import failure
+from src.sweep.jobs import classify, failure
+from src.sweep.plan import Ending, Job
 from src.sweep.record import process_started
 from src.sweep.runner import SweepRunner
-from src.sweep.settings import LauncherSettings
+from src.sweep.settings import Backend, LauncherSettings, PruneBy, Resume
+from src.sweep.slots import WorkerDied
 from src.tracking import names
 
 from ..fakes import FakeStore, InlinePool, WorkerVanished
@@ -247,9 +250,9 @@ def test_pruned_configs_are_results_that_resume_keeps_unless_asked(make):
 
 
 def test_pruning_settings_are_checked_before_anything_runs(make):
-    with pytest.raises(ConfigError, match="hydra.launcher.prune='hyperband' is unknown"):
+    with pytest.raises(ConfigError, match="hydra.launcher.prune=hyperband is invalid: use one of none, median, asha"):
         make(prune="hyperband")
-    with pytest.raises(ConfigError, match="hydra.launcher.resume='sometimes' is unknown"):
+    with pytest.raises(ConfigError, match="hydra.launcher.resume=sometimes is invalid: use one of true, false, except"):
         make(resume="sometimes")
     with pytest.raises(ConfigError, match="prune_factor=1 is invalid: use 2 or more"):
         make(prune="asha", prune_factor=1)
@@ -321,3 +324,65 @@ def test_mlflow_grouping_is_refused_for_another_hydra_apps_config(loader):
     assert isinstance(
         SweepRunner(HydraContext(loader, NoCallbacks()), fake_task, other_app, LauncherSettings()).app, HydraApp
     )
+
+
+def _returned(task, *args):
+    """A JobReturn as a worker sends it back after running `task(*args)`."""
+    from hydra.core.utils import JobReturn
+
+    ret = JobReturn(status=JobStatus.COMPLETED)
+    try:
+        ret.return_value = task(*args)
+    except Exception as exc:
+        ret.status, ret.return_value = JobStatus.FAILED, exc
+    return ret
+
+
+def test_one_function_says_how_a_job_ended_from_what_came_back():
+    def diverge():
+        raise RunDiverged("diverged at epoch 3")
+
+    def fail():
+        raise ValueError("bad data\nmore detail")
+
+    def lose():
+        raise WorkerLost("its run was already started")
+
+    assert classify(WorkerDied((None,), "SIGKILL")) == Ending(Outcome.KILLED, "its worker process died (SIGKILL)")
+    assert classify(_returned(lambda: 0.25)) == Ending(Outcome.FINISHED, value=0.25)
+    assert classify(_returned(diverge)) == Ending(Outcome.DIVERGED, "diverged at epoch 3")
+    assert classify(_returned(fail)) == Ending(Outcome.ERROR, "ValueError: bad data")  # one line
+    assert classify(_returned(lose)).outcome == Outcome.KILLED
+
+
+def test_any_hydra_apps_dead_worker_comes_back_to_hydra_as_a_failure(loader):
+    master = OmegaConf.create({"lr": 0.1, "hydra": {"job": {"num": 0}}})
+    app = HydraApp(master, LauncherSettings())
+    job = Job(0, ["lr=0.1"], master)
+    app.plan([job])
+    app.prepare([job])
+    app.read_result(job, WorkerDied((master,), "SIGKILL"))
+    ret = app.job_return(job)
+    assert job.outcome == Outcome.KILLED and ret.status == JobStatus.FAILED
+    assert isinstance(failure(ret), WorkerLost) and "job 0 (lr=0.1): its worker process died (SIGKILL)" in str(
+        failure(ret)
+    )
+    assert app.tracking_uri is None and app.finish(False) == ["done: 1 killed"]
+
+
+def test_launcher_settings_are_declared_choices_checked_as_they_are_made():
+    settings = LauncherSettings(backend="dask", resume=False, prune="asha", prune_by="seed")
+    assert (settings.backend, settings.resume_mode, settings.prune, settings.prune_by) == (
+        Backend.dask,
+        Resume.false,
+        Rule.asha,
+        PruneBy.seed,
+    )
+    assert LauncherSettings(resume="except_pruned").resume_mode is Resume.except_pruned
+    assert LauncherSettings().resume_mode is Resume.true  # Hydra's YAML true
+    assert not settings.prune_rule.by_config and settings.prune_rule.rule is Rule.asha
+    assert settings.tags()["launcher.backend"] == "dask" and settings.tags()["launcher.resume"] == "false"
+    with pytest.raises(ConfigError, match="hydra.launcher.backend=ray is invalid: use one of loky, dask"):
+        LauncherSettings(backend="ray")
+    with pytest.raises(ConfigError, match="address=tcp://h:1 is only used with hydra.launcher.backend=dask"):
+        LauncherSettings(address="tcp://h:1")

@@ -1,6 +1,8 @@
-"""The tracking layer: retries on a busy store, URI resolution, interrupts held back during a write, and the
-Store API on a real (copied) SQLite store: outcomes, statuses, searches, manifests."""
+"""The tracking layer: retries on a busy store, URI resolution, interrupts held back during a write, new
+stores copied from a pristine one, and the Store API on a real (copied) SQLite store: outcomes, statuses,
+searches, manifests."""
 
+import contextlib
 import os
 import re
 import signal
@@ -10,32 +12,113 @@ import subprocess
 import threading
 import time
 
+import mlflow
 import pytest
+import sqlalchemy.exc
+from alembic.util import CommandError
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from src import interrupts
 from src.errors import ConfigError, Interrupted
 from src.outcomes import RESULTS, Outcome
-from src.tracking import names, retry
-from src.tracking.client import _latest_schema
+from src.tracking import names, retry, sqlite_files
+from src.tracking.opening import is_local_file, open_store, resolve_uri
 from src.tracking.provenance import git_tags
-from src.tracking.retry import schema_version, wait_for_migrations
-from src.tracking.store import is_local_file, open_store, resolve_uri
+from src.tracking.sqlite_files import latest_schema, schema_version, wait_for_migrations
 
 from ..helpers import REPO
 
 
-def test_retries_outlast_a_locked_store_and_nothing_else(monkeypatch):
+def _sqlite_error(tmp_path, sql: str, locked: bool = False) -> sqlite3.Error:
+    """The error SQLite itself raises for `sql` (on a database another connection holds locked)."""
+    db = tmp_path / "errors.db"
+    with contextlib.closing(sqlite3.connect(db)) as setup:
+        setup.executescript(
+            "CREATE TABLE IF NOT EXISTS runs (name TEXT);"
+            "CREATE TABLE IF NOT EXISTS datasets (experiment_id INT, name TEXT, UNIQUE (experiment_id, name));"
+            "CREATE TABLE IF NOT EXISTS experiments (name TEXT UNIQUE);"
+            "INSERT OR IGNORE INTO datasets VALUES (1, 'd'); INSERT OR IGNORE INTO experiments VALUES ('x');"
+        )
+    holder, trying = sqlite3.connect(db, isolation_level=None), sqlite3.connect(db, timeout=0)
+    if locked:
+        holder.execute("BEGIN EXCLUSIVE")
+    try:
+        trying.execute(sql)
+    except sqlite3.Error as error:
+        return error
+    finally:
+        trying.close()
+        holder.close()
+    raise AssertionError(f"{sql} raised nothing")
+
+
+def _as_mlflow_raises_it(error: BaseException) -> MlflowException:
+    """`error` as MLflow's SQL store raises it: an MlflowException from SQLAlchemy's error from the driver's."""
+    wrapper = (
+        sqlalchemy.exc.IntegrityError if isinstance(error, sqlite3.IntegrityError) else sqlalchemy.exc.OperationalError
+    )
+    try:
+        try:
+            raise wrapper("SQL", {}, error) from error
+        except sqlalchemy.exc.DBAPIError as wrapped:
+            raise MlflowException(f"({type(error).__module__}.{type(error).__name__}) {error}") from wrapped
+    except MlflowException as raised:
+        return raised
+
+
+def test_a_busy_store_is_told_by_the_errors_behind_the_exception(tmp_path):
+    locked = _sqlite_error(tmp_path, "SELECT * FROM runs", locked=True)
+    assert locked.sqlite_errorname == "SQLITE_BUSY"
+    transient = [
+        locked,
+        _sqlite_error(tmp_path, "ALTER TABLE runs ADD COLUMN name TEXT"),  # a migration step taken already
+        _sqlite_error(tmp_path, "CREATE TABLE experiments (x)"),
+        _sqlite_error(tmp_path, "INSERT INTO datasets VALUES (1, 'd')"),  # two runs logging one new dataset
+        CommandError("Online migration expected to match one row when updating 'a' to 'b' in 'alembic_version'"),
+    ]
+    for error in transient:
+        assert retry.is_transient(_as_mlflow_raises_it(error)), error
+    lasting = [
+        _sqlite_error(tmp_path, "SELECT * FROM no_such_table"),
+        _sqlite_error(tmp_path, "INSERT INTO experiments VALUES ('x')"),  # an experiment name taken: not a race
+        CommandError("Can't locate revision identified by 'zzz'"),
+    ]
+    for error in lasting:
+        assert not retry.is_transient(_as_mlflow_raises_it(error)), error
+    # The error behind decides, whatever the wrapper's text says
+    try:
+        raise MlflowException("database is locked, or so the message says") from lasting[0]
+    except MlflowException as mislabelled:
+        assert not retry.is_transient(mislabelled)
+    # A tracking server's reply is text only: its store's words for a lock, or for the dataset race
+    assert retry.is_transient(MlflowException("TEMPORARILY_UNAVAILABLE: (sqlite3.OperationalError) database is locked"))
+    assert retry.is_transient(RuntimeError("BAD_REQUEST: UNIQUE constraint failed: datasets.experiment_id"))
+    assert not retry.is_transient(RuntimeError("Experiment 'x' already exists"))
+    assert not retry.is_transient(RuntimeError("UNIQUE constraint failed: experiments.name"))
+
+
+def test_retries_outlast_a_locked_store_and_nothing_else(tmp_path, monkeypatch):
     monkeypatch.setattr(retry, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
+    locked = _as_mlflow_raises_it(_sqlite_error(tmp_path, "SELECT * FROM runs", locked=True))
     calls = []
 
     def flaky():
         calls.append(1)
         if len(calls) < 3:
-            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+            raise locked
         return "ok"
 
     assert retry.with_retries(flaky)() == "ok" and len(calls) == 3
+
+    def always_locked():
+        calls.append(1)
+        raise locked
+
+    calls.clear()
+    with pytest.raises(MlflowException):
+        retry.with_retries(always_locked)()
+    assert len(calls) == 4  # every delay, then the last attempt's error goes up
 
     def broken():
         calls.append(1)
@@ -45,20 +128,11 @@ def test_retries_outlast_a_locked_store_and_nothing_else(monkeypatch):
     with pytest.raises(ValueError):
         retry.with_retries(broken)()
     assert len(calls) == 1  # other errors are not retried
-    for transient in (
-        "Online migration expected to match one row when updating",
-        "table experiments already exists",
-        "duplicate column name: storage_location",
-        "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id",
-    ):
-        assert retry.is_transient(RuntimeError(transient))
-    assert not retry.is_transient(RuntimeError("Experiment 'x' already exists"))
-    assert not retry.is_transient(RuntimeError("UNIQUE constraint failed: experiments.name"))
 
 
 def test_a_store_whose_folder_takes_no_lock_file_is_still_read(tmp_path):
     ran = []
-    with retry.exclusive(tmp_path / "missing-folder" / "mlflow.db.lock"):  # as in a read-only folder
+    with sqlite_files.exclusive(tmp_path / "missing-folder" / "mlflow.db.lock"):  # as in a read-only folder
         ran.append(True)
     assert ran == [True] and not (tmp_path / "missing-folder").exists()
 
@@ -181,8 +255,52 @@ def test_provenance_names_the_commit():
 def test_a_new_store_is_created_aside_and_put_in_place_whole(tmp_path):
     db = tmp_path / "fresh.db"
     store = open_store(f"sqlite:///{db}")
-    assert schema_version(db) == _latest_schema() and store.experiment_id("e")
+    assert schema_version(db) == latest_schema() and store.experiment_id("e")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.db", "fresh.db.lock"]
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """An empty cache of pristine stores of this test's own (and a count of the migrations MLflow ran)."""
+    monkeypatch.setenv(sqlite_files.CACHE_ENV, str(tmp_path / "cache"))
+    migrations = []
+    migrate = sqlite_files.migrate_new
+    monkeypatch.setattr(sqlite_files, "migrate_new", lambda target: migrations.append(target) or migrate(target))
+    return migrations
+
+
+def test_new_stores_are_copies_of_one_pristine_store_per_mlflow_version(own_cache, tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    first = open_store(f"sqlite:///{tmp_path / 'first.db'}")
+    open_store(f"sqlite:///{tmp_path / 'second.db'}")
+    assert len(own_cache) == 1  # one migration, by the first store
+    pristine = tmp_path / "cache" / f"mlflow-{mlflow.__version__}.db"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [pristine.name, pristine.name + ".lock"]
+    assert schema_version(tmp_path / "second.db") == schema_version(pristine) == latest_schema() is not None
+    first.experiment_id("e")  # a copy is a store of its own, as MLflow would have made it here
+    assert schema_version(pristine) and MlflowClient(f"sqlite:///{pristine}").search_experiments()[0].name == "Default"
+    default = MlflowClient(f"sqlite:///{tmp_path / 'second.db'}").get_experiment("0")
+    assert default.artifact_location == str(tmp_path / "here" / "mlruns" / "0")
+
+
+def test_processes_starting_at_once_make_the_pristine_store_once(own_cache, tmp_path):
+    barrier = threading.Barrier(3)
+    made = []
+
+    def start():  # each thread locks through its own file, as another process would
+        barrier.wait()
+        made.append(sqlite_files.pristine_in(tmp_path / "cache"))
+
+    starters = [threading.Thread(target=start) for _ in range(3)]
+    for thread in starters:
+        thread.start()
+    for thread in starters:
+        thread.join()
+    assert len(own_cache) == 1 and len(set(made)) == 1 and schema_version(made[0]) is not None
+    broken = made[0]
+    broken.write_bytes(b"not a database")  # a damaged cache is made again, not copied
+    assert schema_version(sqlite_files.pristine_in(tmp_path / "cache")) is not None and len(own_cache) == 2
 
 
 def test_opening_waits_while_another_process_migrates(tmp_path):

@@ -4,14 +4,14 @@ import warnings
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
+from src.config.schema import DigitsConfig
 from src.data.loader import load_dataset
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import build_optimizer
-from src.nn.train import EPOCH_METRICS, Diverged, fit
+from src.nn.train import EPOCH_METRICS, Callbacks, Diverged, TrainingData, TrainSettings, fit
 
 
 def _blobs(rng, n=300, d=10, k=3):
@@ -25,20 +25,14 @@ def _blobs(rng, n=300, d=10, k=3):
 def _fit(X, y, seed=0, lr=0.1, epochs=5, dtype=np.float32, on_epoch_end=None, decay=1e-4, batch_size=16, factor=100.0):
     rng = np.random.default_rng(seed)
     params = init_params(X.shape[1], 32, 3, rng, dtype=dtype)
-    optimizer = build_optimizer({"name": "sgd", "lr": lr}, params, decay)
+    optimizer = build_optimizer("sgd", params, lr=lr, decay=decay)
     return fit(
         params,
-        X[:200],
-        y[:200],
-        X[200:],
-        y[200:],
+        TrainingData(X[:200], y[:200], X[200:], y[200:]),
         optimizer=optimizer,
-        decay=decay,
-        batch_size=batch_size,
-        epochs=epochs,
+        settings=TrainSettings(batch_size=batch_size, epochs=epochs, divergence_factor=factor),
         rng=rng,
-        on_epoch_end=on_epoch_end,
-        divergence_factor=factor,
+        callbacks=Callbacks(on_epoch_end=on_epoch_end),
     )
 
 
@@ -101,19 +95,14 @@ def test_float64_and_float32_paths_agree(rng):
 
 def test_accuracy_matches_scikit_learn_mlp_on_the_same_split():
     """Same width, batch, learning rate, epochs and L2 strength as MLPClassifier (plain SGD) on digits."""
-    ds = load_dataset(OmegaConf.create({"name": "digits", "val_fraction": 0.15, "test_fraction": 0.2}), 0)
+    ds = load_dataset(DigitsConfig(name="digits", val_fraction=0.15, test_fraction=0.2), 0)
     rng = np.random.default_rng(0)
     params = init_params(ds.input_dim, 256, ds.num_classes, rng, dtype=np.float32)
     result = fit(
         params,
-        ds.X_train,
-        ds.y_train,
-        ds.X_val,
-        ds.y_val,
-        optimizer=build_optimizer({"name": "sgd", "lr": 0.1}, params, 1e-4),
-        decay=1e-4,
-        batch_size=32,
-        epochs=30,
+        TrainingData(ds.X_train, ds.y_train, ds.X_val, ds.y_val),
+        optimizer=build_optimizer("sgd", params, lr=0.1, decay=1e-4),
+        settings=TrainSettings(batch_size=32, epochs=30),
         rng=rng,
     )
     ours = evaluate(result.params, ds.X_test, ds.y_test, 1e-4)[1]
@@ -151,3 +140,22 @@ def test_the_validation_cross_entropy_leaves_the_decay_penalty_out(rng):
     metrics = decayed.history.metrics
     assert metrics["val_ce"][kept] == pytest.approx(ce, rel=1e-6)
     assert metrics["val_loss"][kept] - metrics["val_ce"][kept] == pytest.approx(penalty, rel=1e-4)
+
+
+def test_patience_runs_out_after_that_many_epochs_without_a_lower_validation_loss():
+    settings = TrainSettings(batch_size=16, epochs=10, patience=3)
+    assert settings.out_of_patience(5, best_epoch=2) == "no lower validation loss for 3 epochs (best at epoch 2)"
+    assert settings.out_of_patience(4, best_epoch=2) is None
+    assert settings.out_of_patience(10, best_epoch=2) is None  # the last epoch: training ends anyway
+    assert TrainSettings(batch_size=16, epochs=10).out_of_patience(9, best_epoch=1) is None  # no patience set
+
+
+def test_a_fit_stops_when_its_patience_runs_out(rng):
+    X, y = _blobs(rng)
+    params = init_params(X.shape[1], 32, 3, rng)
+    settings = TrainSettings(batch_size=16, epochs=200, patience=2)
+    data = TrainingData(X[:200], y[:200], X[200:], y[200:])
+    optimizer = build_optimizer("sgd", params, lr=2.0, decay=1e-4)
+    result = fit(params, data, optimizer=optimizer, settings=settings, rng=rng)
+    assert result.epochs_trained < 200 and result.epochs_trained - result.best_epoch == 2
+    assert result.stopped == f"no lower validation loss for 2 epochs (best at epoch {result.best_epoch})"

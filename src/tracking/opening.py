@@ -1,4 +1,5 @@
-"""Opening a tracking store, and the plain records it hands back (`RunRecord`): no mlflow imported here.
+"""Opening a tracking store: the URI resolved and checked, then the MLflow implementation imported and
+the store opened, once per URI and process. No mlflow imported here.
 
 Importing mlflow costs about a second, so it happens in `open_store` (or in the background, `preload`),
 never when netsweep's modules are imported: a typo on the command line is answered at once.
@@ -7,17 +8,15 @@ never when netsweep's modules are imported: a typo on the command line is answer
 import importlib
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from src.errors import ConfigError
-from src.outcomes import Outcome
-from src.tracking import names
+from src.tracking.api import Store
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 SQLITE_PREFIX = "sqlite:///"
-CLIENT_MODULE = "src.tracking.client"  # the module that imports mlflow
+IMPLEMENTATION = "src.tracking.mlflow_store"  # the module that imports mlflow
 URI_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -78,25 +77,25 @@ def is_local_file(uri: str) -> bool:
 
 def preload() -> threading.Thread:
     """Import the mlflow side in a thread, overlapping it with work that does not need it."""
-    thread = threading.Thread(target=importlib.import_module, args=(CLIENT_MODULE,), daemon=True)
+    thread = threading.Thread(target=importlib.import_module, args=(IMPLEMENTATION,), daemon=True)
     thread.start()
     return thread
 
 
-_OPENED: dict = {}  # uri -> Store: a process opens (creates, migrates, checks) each store once
+_OPENED: dict[str, Store] = {}  # uri -> its store: a process opens (creates, migrates, checks) each store once
 
 
-def open_store(uri: str):
-    """The `Store` (src/tracking/client.py) for `uri`, created (and migrated) on first use; later calls in the
-    same process (the configs a worker trains, the parent's steps) get the same one."""
+def open_store(uri: str) -> Store:
+    """The store at `uri` (src/tracking/mlflow_store.py), created (and migrated) on first use; later calls in
+    the same process (the configs a worker trains, the parent's steps) get the same one."""
     if uri not in _OPENED:
         check_uri(uri)
-        client = importlib.import_module(CLIENT_MODULE)  # deferred: importing mlflow takes ~1 s
-        _OPENED[uri] = client.Store(uri)
+        implementation = importlib.import_module(IMPLEMENTATION)  # deferred: importing mlflow takes ~1 s
+        _OPENED[uri] = implementation.connect(uri)
     return _OPENED[uri]
 
 
-def open_existing_store(uri: str):
+def open_existing_store(uri: str) -> Store:
     """`open_store` for commands that only read a store: a SQLite file that is not there is an error, not a
     new empty store."""
     path = Path(uri.removeprefix(SQLITE_PREFIX))
@@ -106,28 +105,3 @@ def open_existing_store(uri: str):
             "(or set MLFLOW_TRACKING_URI)"
         )
     return open_store(uri)
-
-
-def result_per_config(runs) -> dict:
-    """{config_hash: run} over runs that ended with a result; a finished run wins over a diverged or pruned one."""
-    best = {}
-    for run in runs:
-        key = run.tags.get(names.CONFIG_HASH)
-        if key and run.outcome.is_result and (key not in best or run.outcome == Outcome.FINISHED):
-            best[key] = run
-    return best
-
-
-@dataclass
-class RunRecord:
-    """One run as netsweep reads it back: what it is, how it stands, what it logged."""
-
-    run_id: str
-    name: str
-    experiment_id: str
-    outcome: Outcome
-    params: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)  # the last value of each metric
-    tags: dict = field(default_factory=dict)  # netsweep's tags (MLflow's own are left out)
-    parent_run_id: str | None = None
-    start_time_ms: int = 0
