@@ -33,7 +33,7 @@ from src.data.loader import load_dataset  # noqa: E402
 from src.errors import DataError  # noqa: E402
 from src.nn.mlp import init_params  # noqa: E402
 from src.nn.optim import build_optimizer  # noqa: E402
-from src.nn.train import TrainingData, TrainSettings, fit  # noqa: E402
+from src.nn.train import Progress, TrainingData, TrainSettings, fit  # noqa: E402
 from src.sweep.pool import worker_threads  # noqa: E402
 from src.tracking.opening import open_store  # noqa: E402
 
@@ -96,7 +96,7 @@ def netsweep_epochs(ds, dtype, epochs: int) -> list:
         TrainingData(ds.X_train, ds.y_train, ds.X_val, ds.y_val),
         optimizer=build_optimizer("sgd", params, lr=LR, decay=DECAY),
         settings=TrainSettings(batch_size=BATCH, epochs=epochs),
-        rng=rng,
+        progress=Progress.start(rng),
     )
     return result.history.metrics["epoch_time_s"]
 

@@ -68,6 +68,10 @@ class FakeRunLog:
         self.store.status[self.run_id] = self.record.outcome = Outcome.RUNNING
         self.set_tags({names.OUTCOME: Outcome.RUNNING.value})
 
+    def reschedule(self) -> None:
+        self.store.status[self.run_id] = self.record.outcome = Outcome.SCHEDULED
+        self.set_tags({names.OUTCOME: Outcome.SCHEDULED.value})
+
     def close(self, outcome: Outcome, reason: str | None = None) -> None:
         self.set_tags({names.OUTCOME: Outcome(outcome).value, **({names.FAILURE_REASON: reason} if reason else {})})
         self.store.status[self.run_id] = Outcome(outcome)

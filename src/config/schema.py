@@ -136,6 +136,7 @@ class TrackingConfig:
     log_weights: bool = MISSING
     log_model: bool = MISSING
     evaluate: bool = MISSING
+    checkpoint_dir: str | None = None
     ui_port: int = MISSING
 
 

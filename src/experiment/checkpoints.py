@@ -19,8 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from src.nn.arrays import Params
+from src.nn.optim import Optimizer
+from src.nn.train import EPOCH_METRICS, History, Progress
+
 META = "__meta__"  # the array holding the JSON document
 SUFFIX = ".ckpt.npz"
+FOLDER = "netsweep-checkpoints"  # next to a SQLite store's file, unless tracking.checkpoint_dir says where
+SQLITE_PREFIX = "sqlite:///"
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,53 @@ class Checkpoint:
     meta: dict[str, Any]
 
 
+def folder_for(configured: str | None, tracking_uri: str) -> Path:
+    """Where a store's runs keep their checkpoints: `tracking.checkpoint_dir` when set (absolute, so workers
+    elsewhere find the same folder), else a folder next to a SQLite store's file, else one in netsweep's
+    cache folder of this user (a tracking server keeps no files of ours)."""
+    if configured:
+        return Path(configured).expanduser().resolve()
+    if tracking_uri.startswith(SQLITE_PREFIX):
+        return Path(tracking_uri.removeprefix(SQLITE_PREFIX)).parent / FOLDER
+    cache = os.environ.get("NETSWEEP_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "netsweep"
+    return Path(cache).expanduser().resolve() / "checkpoints"
+
+
 def path_for(folder: Path, run_id: str) -> Path:
     return folder / f"{run_id}{SUFFIX}"
+
+
+def snapshot(params: Params, optimizer: Optimizer, progress: Progress, identity: str) -> Checkpoint:
+    """A fit's whole state after `progress.epochs_done` epochs, for the config whose hash is `identity`."""
+    arrays = {f"param.{name}": value for name, value in params.items()}
+    arrays.update({f"best.{name}": value for name, value in progress.best_params.items()})
+    arrays.update({f"optimizer.{name}": value for name, value in optimizer.state().items()})
+    arrays.update({f"history.{name}": np.asarray(progress.history.metrics[name]) for name in EPOCH_METRICS})
+    meta = {
+        "config_hash": identity,
+        "epochs_done": progress.epochs_done,
+        "best_epoch": progress.best_epoch,
+        "best_val_loss": progress.best_val_loss,
+        "cost_limit": progress.cost_limit,
+        "rng": progress.rng.bit_generator.state,
+    }
+    return Checkpoint(arrays, meta)
+
+
+def restore(checkpoint: Checkpoint, params: Params, optimizer: Optimizer) -> Progress:
+    """Put a snapshot's parameters and optimizer state into `params` and `optimizer` (in place, built for
+    the same config) and return where its fit stood."""
+    arrays, meta = checkpoint.arrays, checkpoint.meta
+    for name, value in params.items():
+        np.copyto(value, arrays[f"param.{name}"])
+    optimizer.load_state(
+        {name.removeprefix("optimizer."): v for name, v in arrays.items() if name.startswith("optimizer.")}
+    )
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["rng"]
+    history = History({name: [float(v) for v in arrays[f"history.{name}"]] for name in EPOCH_METRICS})
+    best = {name: arrays[f"best.{name}"].astype(params[name].dtype) for name in params}
+    return Progress(rng, history, best, int(meta["best_epoch"]), float(meta["best_val_loss"]), meta["cost_limit"])
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -54,16 +105,20 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
         raise
 
 
-def load(path: Path) -> Checkpoint | None:
-    """The checkpoint at `path`, or None when there is none (or it cannot be read: a run then starts over)."""
+def load(path: Path | None, identity: str) -> Checkpoint | None:
+    """The checkpoint at `path` of the config whose hash is `identity`, or None when there is none (or it
+    cannot be read, or is another config's: the run then starts over)."""
+    if path is None or not path.is_file():
+        return None
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files if name != META}
             meta = json.loads(str(stored[META]))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
-    return Checkpoint(arrays, meta)
+    return Checkpoint(arrays, meta) if meta.get("config_hash") == identity else None
 
 
-def remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
+def remove(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)

@@ -2,8 +2,11 @@
 line is printed, and in a sweep that prunes, the decision to go on or stop is made."""
 
 import logging
+from dataclasses import dataclass, field
 
 from src.experiment.job import SweepJob
+from src.experiment.threads import ThreadGovernor
+from src.nn.arrays import Metrics
 from src.nn.train import History
 from src.pruning import Peer, best_so_far, prune_among
 from src.tracking import names
@@ -51,26 +54,33 @@ class SweepPruner:
         return peers
 
 
+@dataclass
 class EpochEnd:
-    """The `on_epoch_end` of `fit`: log, print, and return a reason to stop when the sweep prunes this run."""
+    """The `on_epoch_end` of `fit`: log, print, and return a reason to stop when the sweep prunes this run.
 
-    def __init__(
-        self, run: RunLog, epochs: int, pruner: SweepPruner | None = None, publish_curve: bool = False, threads=None
-    ):
-        """`publish_curve`: a sweep's run tags its curve each epoch, for this sweep's pruner and later ones;
-        `threads`: the run's ThreadGovernor, whose choice is logged with each epoch."""
-        self.run, self.epochs, self.pruner, self.publish_curve = run, epochs, pruner, publish_curve
-        self.threads = threads
-        self.history = History()  # the epochs so far, kept should training be interrupted
-        self.pruned: str | None = None
+    `history` is the fit's own (its `Progress.history`, which `fit` appends each epoch to before calling
+    this), so an interrupted run keeps every epoch trained, those of an earlier attempt included.
+    `publish_curve`: a sweep's run tags its curve each epoch, for this sweep's pruner and later ones;
+    `threads`: the run's ThreadGovernor, whose choice is logged with each epoch; `logged`: epochs the run
+    already holds (an attempt continued from a checkpoint retrains, but does not log again, the epochs an
+    earlier attempt logged after its last checkpoint)."""
 
-    def __call__(self, epoch: int, row: dict) -> str | None:
-        self.history.append(row)
-        curve = best_so_far(self.history.metrics["val_ce"])
+    run: RunLog
+    epochs: int
+    history: History
+    pruner: SweepPruner | None = None
+    publish_curve: bool = False
+    threads: ThreadGovernor | None = None
+    logged: int = 0
+    pruned: str | None = field(default=None, init=False)
+
+    def __call__(self, epoch: int, row: Metrics) -> str | None:
+        curve = best_so_far(self.history.metrics["val_ce"][:epoch])
         encoded = encode_curve(curve) if self.publish_curve else ""
         tags = {names.CURVE: encoded} if encoded and len(encoded) <= CURVE_MAX_CHARS else {}
         chosen = {"blas_threads": self.threads.current} if self.threads and self.threads.current else {}
-        self.run.log_metrics({**row, **chosen}, step=epoch, tags=tags)
+        if epoch > self.logged:
+            self.run.log_metrics({**row, **chosen}, step=epoch, tags=tags)
         width = len(str(self.epochs))
         log.info(
             f"epoch {epoch:>{width}}/{self.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"

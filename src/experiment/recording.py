@@ -64,7 +64,8 @@ class ConfigRecord:
 class RunContext:
     """One run once it exists: where it records (`store`, `run`), the config it trains (`settings`, typed;
     `record`, its identity), the data it trains on, its name, where Figure 1 is also kept (`output_dir`,
-    when there is one) and the sweep job it belongs to (None for a run of its own)."""
+    when there is one), the sweep job it belongs to (None for a run of its own) and its checkpoint file
+    (src/experiment/checkpoints.py)."""
 
     store: Store
     run: RunLog
@@ -74,6 +75,9 @@ class RunContext:
     name: str
     output_dir: Path | None = None
     sweep_job: SweepJob | None = None
+    checkpoint: Path = Path(
+        os.devnull
+    )  # where its fit's state is saved after each epoch (src/experiment/checkpoints.py)
 
     @property
     def title(self) -> str:
@@ -97,6 +101,8 @@ def run_tags(record: ConfigRecord, dataset: Dataset, overrides: Sequence[str] | 
     }
     if overrides is not None:
         tags[names.OVERRIDES] = " ".join(overrides)
+    if os.environ.get("SLURM_JOB_ID"):  # trained in a Slurm job (hydra.launcher.backend=slurm): which one
+        tags[names.SLURM_JOB_ID] = os.environ["SLURM_JOB_ID"]
     return tags
 
 
@@ -151,8 +157,9 @@ def closing_on_failure(run: RunLog) -> Iterator[None]:
 
 
 def refuse_a_second_attempt(store: Store, run_id: str) -> None:
-    """A distributed engine re-runs a task whose worker died. Training again into the same run would log
-    every epoch twice, so the lost attempt ends `killed` and a rerun of the sweep trains the config anew."""
+    """A distributed engine re-runs a task whose worker died. Without a checkpoint to continue from, training
+    again into the same run would log its first epochs twice, so the lost attempt ends `killed` and a rerun
+    of the sweep trains the config anew."""
     phase = store.phase(run_id)
     if phase == Outcome.SCHEDULED:
         return

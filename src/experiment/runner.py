@@ -12,6 +12,8 @@ out from the DictConfig there too (`ConfigRecord`). Past that point a run travel
 
 import dataclasses
 import logging
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from src.data.dataset import Dataset
 from src.data.loader import load_dataset, share_source
 from src.data.shared import DataShare
 from src.errors import ConfigError, RunDiverged
+from src.experiment import checkpoints
 from src.experiment.epochs import EpochEnd, SweepPruner
 from src.experiment.job import SweepJob
 from src.experiment.recording import (
@@ -46,10 +49,20 @@ from src.experiment.threads import ThreadGovernor
 from src.nn.arrays import Params
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import Optimizer, build_optimizer, knobs
-from src.nn.train import Callbacks, Diverged, FitResult, TrainingData, TrainSettings, fit
+from src.nn.train import (
+    Callbacks,
+    Diverged,
+    FitResult,
+    History,
+    Progress,
+    ProgressHook,
+    TrainingData,
+    TrainSettings,
+    fit,
+)
 from src.outcomes import Outcome
 from src.tracking import names
-from src.tracking.api import DatasetRecord, RunLog, Store
+from src.tracking.api import DatasetRecord, RunLog, RunRecord, Store
 from src.tracking.opening import open_store, preload, resolve_uri
 
 log = logging.getLogger("netsweep")
@@ -110,8 +123,27 @@ def optimizer_for(settings: Config, params: Params) -> Optimizer:
     return build_optimizer(name, params, lr=settings.optimizer.lr, decay=settings.model.decay, **own)
 
 
-def train(settings: Config, dataset: Dataset, callbacks: Callbacks) -> FitResult:
-    """The net `settings` describe, trained on `dataset`; seeded so the same config gives the same metrics."""
+@dataclass
+class Fit:
+    """A fit of the config's net, ready to run or to go on: its parameters and optimizer (trained in place),
+    where it stands, its loop settings and what it trains on."""
+
+    params: Params
+    optimizer: Optimizer
+    progress: Progress
+    loop: TrainSettings
+    data: TrainingData
+
+    def run(self, callbacks: Callbacks) -> FitResult:
+        return fit(
+            self.params, self.data, optimizer=self.optimizer, settings=self.loop, progress=self.progress,
+            callbacks=callbacks,
+        )  # fmt: skip
+
+
+def new_fit(settings: Config, dataset: Dataset, saved: checkpoints.Checkpoint | None = None) -> Fit:
+    """The net `settings` describe, on `dataset`, seeded so the same config gives the same metrics; with
+    `saved`, where that checkpoint of it stood (the rest of the fit goes as it would have gone)."""
     init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(2))
     model = settings.model
     params = init_params(
@@ -122,6 +154,8 @@ def train(settings: Config, dataset: Dataset, callbacks: Callbacks) -> FitResult
         dtype=np.dtype(model.dtype.value),
         scheme=model.init.value,
     )
+    optimizer = optimizer_for(settings, params)
+    progress = Progress.start(shuffle_rng) if saved is None else checkpoints.restore(saved, params, optimizer)
     loop = TrainSettings(
         batch_size=settings.optimizer.batch_size,
         epochs=settings.epochs,
@@ -129,9 +163,7 @@ def train(settings: Config, dataset: Dataset, callbacks: Callbacks) -> FitResult
         patience=settings.patience,
     )
     data = TrainingData(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
-    return fit(
-        params, data, optimizer=optimizer_for(settings, params), settings=loop, rng=shuffle_rng, callbacks=callbacks
-    )
+    return Fit(params, optimizer, progress, loop, data)
 
 
 def thread_governor(settings: Config, dataset: Dataset) -> ThreadGovernor:
@@ -194,9 +226,12 @@ def run_config(
     experiment_id = (
         sweep_job.experiment_id if sweep_job else store.experiment_id(settings.tracking.experiment, EXPERIMENT_NOTE)
     )
-    run = _open_run(store, run_tags(record, dataset, overrides), name, experiment_id, sweep_job)
+    folder = checkpoints.folder_for(settings.tracking.checkpoint_dir, uri)
+    request = RunRequest(run_tags(record, dataset, overrides), name, experiment_id, record.config_hash, folder)
+    run = _open_run(store, request, sweep_job)
     log.info(f"run {run.run_id} ({name}) on {dataset.summary()}")
-    ctx = RunContext(store, run, settings, record, dataset, name, output_dir, sweep_job)
+    checkpoint = checkpoints.path_for(folder, run.run_id)
+    ctx = RunContext(store, run, settings, record, dataset, name, output_dir, sweep_job, checkpoint)
     with closing_on_failure(run):
         summary = _train_and_record(ctx)
     summary.experiment_id = experiment_id
@@ -207,50 +242,118 @@ def run_config(
     return summary
 
 
-def _open_run(store: Store, tags: dict[str, Any], name: str, experiment_id: str, sweep_job: SweepJob | None) -> RunLog:
-    """The run this config records into: created here (in `experiment_id`), or the one a sweep created for it."""
+@dataclass(frozen=True)
+class RunRequest:
+    """What a config asks of the store before it trains: a run with these tags and name in this experiment,
+    or the killed run of the same config (`config_hash`) whose checkpoint in `checkpoints` it continues."""
+
+    tags: dict[str, Any]
+    name: str
+    experiment_id: str
+    config_hash: str
+    checkpoints: Path
+
+
+def _open_run(store: Store, request: RunRequest, sweep_job: SweepJob | None) -> RunLog:
+    """The run this config records into: the one a sweep created for it (a sweep's killed config continues
+    in its run), a killed run of the same config that left a checkpoint, or a new run."""
     if sweep_job:
-        refuse_a_second_attempt(store, sweep_job.run_id)
-        return store.attach_run(sweep_job.run_id, tags)
-    return store.create_run(experiment_id, name, tags)
+        if not checkpoints.path_for(request.checkpoints, sweep_job.run_id).is_file():
+            refuse_a_second_attempt(store, sweep_job.run_id)
+        return store.attach_run(sweep_job.run_id, request.tags)
+    earlier = store.runs(
+        [request.experiment_id], config_hash=request.config_hash, outcomes=[Outcome.KILLED, Outcome.RUNNING]
+    )
+    for candidate in sorted(earlier, key=lambda r: r.start_time_ms, reverse=True):
+        if names.SWEEP_ID in candidate.tags or (candidate.outcome == Outcome.RUNNING and not abandoned(candidate)):
+            continue  # a sweep's config (its sweep continues it), or a run that may still be training
+        if checkpoints.path_for(request.checkpoints, candidate.run_id).is_file():
+            log.info(f"continuing run {candidate.run_id}, killed before it ended, from its checkpoint")
+            return store.attach_run(candidate.run_id, request.tags)
+    return store.create_run(request.experiment_id, request.name, request.tags)
 
 
-def _epoch_end(ctx: RunContext, governor: ThreadGovernor) -> EpochEnd:
-    """What happens as each epoch ends: logged, printed, and in a sweep that prunes, judged."""
+def abandoned(run: RunRecord) -> bool:
+    """A RUNNING run whose process is gone (killed with SIGKILL, its machine restarted): it ran on this
+    machine and its pid is dead. A run of another machine cannot be checked, and is left alone."""
+    pid = run.tags.get("worker_pid", "")
+    if run.tags.get("host") != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _epoch_end(ctx: RunContext, governor: ThreadGovernor, history: History, logged: int) -> EpochEnd:
+    """What happens as each epoch ends: logged (unless the run holds it already), printed, and in a sweep
+    that prunes, judged."""
     job, epochs = ctx.sweep_job, ctx.settings.epochs
     pruner = None
     if job is not None and job.prune.active:
         pruner = SweepPruner(ctx.store, job, ctx.record.config_hash, ctx.record.group_hash, epochs)
-    return EpochEnd(ctx.run, epochs, pruner, publish_curve=job is not None, threads=governor)
+    return EpochEnd(ctx.run, epochs, history, pruner, job is not None, governor, logged)
+
+
+def _saving(ctx: RunContext, training: Fit) -> ProgressHook | None:
+    """The `on_progress` of a run's fit: its state written to its checkpoint after every epoch."""
+    path = ctx.checkpoint
+    if path is None:
+        return None
+
+    def save(progress: Progress) -> None:
+        checkpoints.save(
+            path,
+            checkpoints.snapshot(training.params, training.optimizer, progress, ctx.record.config_hash),
+        )
+
+    return save
 
 
 def _train_and_record(ctx: RunContext) -> RunSummary:
     """Params, the resolved config and every epoch as it ends, then the final scores, Figure 1, the weights
     and the outcome."""
     run, dataset = ctx.run, ctx.dataset
-    if ctx.sweep_job is None:  # a sweep's parent logged them on the run it created for this config
-        run.log_params(ctx.record.params)
-    run.log_text(ctx.record.yaml, names.CONFIG)
-    run.log_training_data(
-        DatasetRecord(
-            dataset.name, dataset.fingerprint, dataset.source, dataset.layout, len(dataset.y_train), dataset.num_classes
-        )
-    )
+    saved = checkpoints.load(ctx.checkpoint, ctx.record.config_hash)
+    if saved is None:
+        if ctx.sweep_job is None:  # a sweep's parent logged them on the run it created for this config
+            run.log_params(ctx.record.params)
+        run.log_text(ctx.record.yaml, names.CONFIG)
+        run.log_training_data(
+            DatasetRecord(
+                dataset.name, dataset.fingerprint, dataset.source, dataset.layout, len(dataset.y_train),
+                dataset.num_classes,
+            )
+        )  # fmt: skip
+    training = new_fit(ctx.settings, dataset, saved)
+    logged = 0
+    if saved is not None:
+        logged = ctx.store.epochs_logged(run.run_id)
+        log.info(f"continuing from epoch {training.progress.epochs_done} (checkpoint {ctx.checkpoint})")
     governor = thread_governor(ctx.settings, dataset)
-    epoch_end = _epoch_end(ctx, governor)
+    epoch_end = _epoch_end(ctx, governor, training.progress.history, logged)
+    callbacks = Callbacks(on_epoch_end=epoch_end, on_step=governor, on_progress=_saving(ctx, training))
     try:
-        result = train(ctx.settings, dataset, Callbacks(on_epoch_end=epoch_end, on_step=governor))
+        result = training.run(callbacks)
     except Diverged as stop:
         record_history(ctx, stop.history, diverged_at=stop.epoch)
         run.close(Outcome.DIVERGED, str(stop))
+        checkpoints.remove(ctx.checkpoint)
         raise RunDiverged(f"run {run.run_id} {stop}; try a smaller optimizer.lr") from None
     except BaseException as exc:  # interrupted or failed: what was trained so far is kept
         _keep_partial_history(ctx, epoch_end, exc)
+        if not isinstance(exc, KeyboardInterrupt):  # killed: the next attempt continues from the checkpoint
+            checkpoints.remove(ctx.checkpoint)
         raise
     finally:
         governor.close()
         run.set_tags({"blas_threads": governor.used, "blas_threads_policy": governor.policy})
-    return _close_trained(ctx, result, epoch_end)
+    summary = _close_trained(ctx, result, epoch_end)
+    checkpoints.remove(ctx.checkpoint)
+    return summary
 
 
 def _keep_partial_history(ctx: RunContext, epoch_end: EpochEnd, exc: BaseException) -> None:

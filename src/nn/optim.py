@@ -5,9 +5,10 @@ what `grad_scale` asks of the backward pass, and that the optimizer owns the dec
 Adam implement it, each an exact step on the assignment's full cost
 mean cross-entropy + decay * (||W1||^2 + ||W2||^2).
 
-Adding an optimizer takes two steps: its class here (listed in `OPTIMIZERS`, with its knobs as typed
-keyword arguments and their allowed ranges in `CHECKS`) and its YAML file in conf/optimizer/ giving every
-knob a value. The config schema is derived from the class's signature.
+Adding an optimizer takes three steps: its class here (an `Optimizer`, listed in `OPTIMIZERS`, with its
+knobs as typed keyword arguments, their allowed ranges in `CHECKS`, and what it carries between steps in
+`state`), its name in `OptimizerName` (src/config/schema.py) and its YAML file in conf/optimizer/ giving
+every knob a value. The config schema is derived from the class's signature.
 """
 
 import inspect
@@ -50,6 +51,16 @@ class Optimizer(ABC):
     def step(self, params: Params, grads: Params) -> None:
         """Update `params` in place by one step; `grads` as the class docstring says (may be overwritten)."""
 
+    def state(self) -> Params:
+        """What the optimizer carries from step to step (moments, step counts), by name: with the
+        parameters, what a checkpoint needs for the next step to be the one an unbroken run takes."""
+        return {}
+
+    def load_state(self, state: Params) -> None:
+        """Take up `state` (from `state()` of an optimizer of the same kind and shapes), in place."""
+        for name, value in self.state().items():
+            np.copyto(value, state[name])
+
 
 class SGD(Optimizer):
     """W <- W - lr * (g + 2 decay W), computed as W *= (1 - 2 lr decay); W -= lr g.
@@ -77,6 +88,9 @@ class Momentum(Optimizer):
     def __init__(self, params: Params, lr: float, decay: float, momentum: float = 0.9, nesterov: bool = False):
         self.lr, self.decay, self.momentum, self.nesterov = lr, decay, momentum, nesterov
         self.velocity = {name: np.zeros_like(value) for name, value in params.items()}
+
+    def state(self) -> Params:
+        return {f"velocity.{name}": value for name, value in self.velocity.items()}
 
     def step(self, params: Params, grads: Params) -> None:
         for name, value in params.items():
@@ -109,6 +123,16 @@ class Adam(Optimizer):
         self.mean = {name: np.zeros_like(value) for name, value in params.items()}
         self.var = {name: np.zeros_like(value) for name, value in params.items()}
         self.steps = 0
+        self._steps = np.zeros((), dtype=np.float64)  # `steps` as an array, for `state`
+
+    def state(self) -> Params:
+        self._steps[...] = self.steps
+        moments = {f"mean.{name}": value for name, value in self.mean.items()}
+        return {**moments, **{f"var.{name}": value for name, value in self.var.items()}, "steps": self._steps}
+
+    def load_state(self, state: Params) -> None:
+        super().load_state(state)
+        self.steps = int(state["steps"])
 
     def step(self, params: Params, grads: Params) -> None:
         self.steps += 1

@@ -68,15 +68,19 @@ class TrainSettings:
 
 EpochEndHook = Callable[[int, Metrics], str | None]  # (epoch, metrics) -> a reason to stop, or None
 StepHook = Callable[[int, int], None]  # (epoch, step), called before each step
+ProgressHook = Callable[["Progress"], None]  # where training stands, after an epoch it goes on from
 
 
 @dataclass(frozen=True)
 class Callbacks:
     """How the caller watches (and may stop) training: `on_epoch_end` returns a reason to stop (a sweep's
-    pruner) or None; `on_step` may pace the machine's threads before each step."""
+    pruner) or None; `on_step` may pace the machine's threads before each step; `on_progress` sees where
+    training stands after every epoch but the last one it trains (a checkpoint: the parameters and the
+    optimizer it needs too are the caller's own objects, which `fit` updates in place)."""
 
     on_epoch_end: EpochEndHook | None = None
     on_step: StepHook | None = None
+    on_progress: ProgressHook | None = None
 
 
 class Diverged(Exception):
@@ -102,17 +106,32 @@ class FitResult:
         return self.history.epochs
 
 
-class _BestSoFar:
-    """The parameters of the epoch with the lowest validation loss so far (a copy: training goes on)."""
+@dataclass
+class Progress:
+    """Where a fit stands after `epochs_done` epochs. With the parameters and the optimizer's `state()`,
+    it is everything the next epoch depends on, so a fit started from a saved `Progress` goes on exactly
+    as the one that saved it would have (`Progress.start` for a fit from its first epoch)."""
 
-    def __init__(self, params: Params):
-        self.params = {name: value.copy() for name, value in params.items()}
-        self.epoch, self.val_loss = 0, np.inf
+    rng: np.random.Generator  # the shuffling's: each epoch draws its order from it
+    history: History = field(default_factory=History)
+    best_params: Params = field(default_factory=dict)  # of the epoch with the lowest validation loss so far
+    best_epoch: int = 0  # 0: no epoch yet
+    best_val_loss: float = float("inf")
+    cost_limit: float | None = None  # the divergence limit, set by the first step's cost
+
+    @classmethod
+    def start(cls, rng: np.random.Generator) -> "Progress":
+        return cls(rng)
+
+    @property
+    def epochs_done(self) -> int:
+        return self.history.epochs
 
     def consider(self, epoch: int, val_loss: float, params: Params) -> None:
-        if val_loss < self.val_loss:
-            self.epoch, self.val_loss = epoch, val_loss
-            self.params = {name: value.copy() for name, value in params.items()}
+        """Keep a copy of `params` when `epoch` has the lowest validation loss so far (training goes on)."""
+        if val_loss < self.best_val_loss or not self.best_params:
+            self.best_epoch, self.best_val_loss = epoch, val_loss
+            self.best_params = {name: value.copy() for name, value in params.items()}
 
 
 class DivergenceGuard:
@@ -121,9 +140,9 @@ class DivergenceGuard:
     A huge learning rate can also kill every ReLU and leave a finite but absurd cost, hence the bound.
     """
 
-    def __init__(self, factor: float, history: History):
+    def __init__(self, factor: float, history: History, limit: float | None = None):
         self.factor, self.history = factor, history
-        self.limit: float | None = None
+        self.limit = limit  # None until the first step's cost sets it
 
     def check(self, epoch: int, step: int, cost: float) -> None:
         if self.limit is None:  # the first step's cost is computed before any update
@@ -180,10 +199,11 @@ def fit(
     *,
     optimizer: Optimizer,
     settings: TrainSettings,
-    rng: np.random.Generator,
+    progress: Progress,
     callbacks: Callbacks | None = None,
 ) -> FitResult:
-    """Train `params` in place; keep and return the parameters with the best validation loss.
+    """Train `params` in place from where `progress` stands (`Progress.start(rng)`: the first epoch); keep
+    and return the parameters with the best validation loss.
 
     Per epoch: `train_loss` (the cost averaged over the epoch's steps, weighted by batch size),
     `train_acc` (over the same steps), `val_loss` (the cost, its penalty from `optimizer.decay`), `val_acc`,
@@ -198,26 +218,36 @@ def fit(
     data = TrainingData(
         data.X_train.astype(dtype, copy=False), data.y_train, data.X_val.astype(dtype, copy=False), data.y_val
     )
-    history, best = History(), _BestSoFar(params)
-    guard = DivergenceGuard(settings.divergence_factor, history)
+    if not progress.best_params:
+        progress.consider(0, float("inf"), params)
+    guard = DivergenceGuard(settings.divergence_factor, progress.history, progress.cost_limit)
     steps = _Steps(
         params, Workspace(params, settings.batch_size), optimizer, guard, settings.batch_size, callbacks.on_step
     )
     stopped = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for epoch in range(1, settings.epochs + 1):
-            order = rng.permutation(len(data.y_train))
-            started = time.perf_counter()
-            train_loss, train_acc = _train_epoch(steps, data, order, epoch)
-            epoch_time = time.perf_counter() - started
-            if not all_finite(params):  # the last step's update overflowed
-                raise guard.overflowed(epoch, -(-len(order) // settings.batch_size))
-            row = {"train_loss": train_loss, "train_acc": train_acc, **_validation(params, data, optimizer.decay)}
-            row["epoch_time_s"] = epoch_time
-            history.append(row)
-            best.consider(epoch, row["val_loss"], params)
-            stopped = callbacks.on_epoch_end(epoch, row) if callbacks.on_epoch_end is not None else None
-            stopped = stopped or settings.out_of_patience(epoch, best.epoch)
+        for epoch in range(progress.epochs_done + 1, settings.epochs + 1):
+            stopped = _epoch(steps, data, progress, epoch, callbacks) or settings.out_of_patience(
+                epoch, progress.best_epoch
+            )
             if stopped:
                 break
-    return FitResult(best.params, best.epoch, history, stopped)
+            if callbacks.on_progress is not None and epoch < settings.epochs:
+                callbacks.on_progress(progress)
+    return FitResult(progress.best_params, progress.best_epoch, progress.history, stopped)
+
+
+def _epoch(steps: _Steps, data: TrainingData, progress: Progress, epoch: int, callbacks: Callbacks) -> str | None:
+    """Train epoch `epoch`, record it in `progress` and tell the caller; returns the caller's reason to stop."""
+    order = progress.rng.permutation(len(data.y_train))
+    started = time.perf_counter()
+    train_loss, train_acc = _train_epoch(steps, data, order, epoch)
+    epoch_time = time.perf_counter() - started
+    if not all_finite(steps.params):  # the last step's update overflowed
+        raise steps.guard.overflowed(epoch, -(-len(order) // steps.batch_size))
+    progress.cost_limit = steps.guard.limit
+    row = {"train_loss": train_loss, "train_acc": train_acc, **_validation(steps.params, data, steps.optimizer.decay)}
+    row["epoch_time_s"] = epoch_time
+    progress.history.append(row)
+    progress.consider(epoch, row["val_loss"], steps.params)
+    return callbacks.on_epoch_end(epoch, row) if callbacks.on_epoch_end is not None else None

@@ -28,6 +28,7 @@ from src.config.naming import run_name
 from src.config.schema import Config
 from src.data.shared import DataShare
 from src.errors import ConfigError, DataError, SweepIncomplete, WorkerLost
+from src.experiment import checkpoints
 from src.experiment.job import SweepJob, prepare_worker
 from src.experiment.recording import EXPERIMENT_NOTE
 from src.experiment.runner import publish_data
@@ -51,11 +52,13 @@ def is_netsweep_config(config: DictConfig) -> bool:
     return OmegaConf.get_type(config) is Config
 
 
-def _tell_job(config: DictConfig, uri: str, run_id: str) -> None:
-    """The job's config names the store and the run it records into (so its params say so too), and its
-    console goes to its log file only: the parent's console shows the sweep's progress."""
+def _tell_job(config: DictConfig, uri: str, run_id: str, checkpoints: Path) -> None:
+    """The job's config names the store and the run it records into and the checkpoint folder (all
+    absolute: its params say so too), and its console goes to its log file only: the parent's console
+    shows the sweep's progress."""
     with open_dict(config):
         config.tracking.uri, config.tracking.run_id = uri, run_id
+        config.tracking.checkpoint_dir = str(checkpoints)
         handlers = OmegaConf.select(config, "hydra.job_logging.root.handlers")
         if handlers is not None and "file" in handlers:
             config.hydra.job_logging.root.handlers = ["file"]
@@ -143,6 +146,7 @@ class NetsweepApp(HydraApp):
         super().__init__(master, settings)
         self.open_store = store_opener
         self.uri = resolve_uri(master.tracking.uri)
+        self.checkpoints = checkpoints.folder_for(master.tracking.checkpoint_dir, self.uri)
         self.record: SweepRecord | None = None  # opened in `start`
         self.share: DataShare | None = None
         self.started_ms = 0  # when this command began the sweep (set in `start`)
@@ -203,7 +207,7 @@ class NetsweepApp(HydraApp):
             self.seeds[job.group].add(job.key)
         resume = self.settings.resume_mode
         done = resume.skipped(self._opened.results()) if resume is not Resume.false else {}
-        self._opened.prepare(jobs, done, params_of=self._params)
+        self._opened.prepare(jobs, done, params_of=self._params, continuable=self._continuable)
         for job in jobs:
             if job.twin is not None:
                 print(
@@ -222,10 +226,17 @@ class NetsweepApp(HydraApp):
             with contextlib.suppress(DataError):  # the configs that use it will each end `error` with its message
                 publish_data(data, self.share)
 
+    def _continuable(self, run_id: str) -> bool:
+        """Whether the config's earlier run left a checkpoint to continue from."""
+        if checkpoints.path_for(self.checkpoints, run_id).is_file():
+            print(f"[{self.label}] continue run {run_id} from its checkpoint", flush=True)
+            return True
+        return False
+
     def _params(self, job: Job) -> dict[str, object]:
         """Once a job has its run: its config names the run, and its params are the config's (as the run
         itself will log them)."""
-        _tell_job(job.config, self.uri, str(job.run_id))
+        _tell_job(job.config, self.uri, str(job.run_id), self.checkpoints)
         return flatten(to_plain(job.task_config))
 
     def context_of(self, job: Job) -> SweepJob:

@@ -19,6 +19,7 @@ from joblib import Parallel, cpu_count, delayed, parallel_config
 from src.errors import ConfigError
 from src.sweep.settings import Backend, LauncherSettings
 from src.sweep.slots import ProcessSlotsBackend
+from src.sweep.slurm import SLURM_JOBS, slurm_cluster
 from src.tracking.opening import is_local_file
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
@@ -56,11 +57,14 @@ class WorkerPool:
     dying costs only its config; with n_jobs=1, jobs run in this process.
     dask: the cluster at `address`, or a LocalCluster of `n_jobs` single-threaded workers started and
     stopped with the pool.
+    slurm: `n_jobs` Slurm jobs (-1: one per config, at most SLURM_JOBS), each a Dask worker, submitted when
+    the pool opens, replaced when one is lost, and cancelled when it closes (src/sweep/slurm.py).
     """
 
     def __init__(self, settings: LauncherSettings, n_tasks: int):
         self.settings = settings  # checked as they were made
-        self.n_workers = effective_n_jobs(settings.n_jobs, n_tasks)
+        most = SLURM_JOBS if settings.backend == Backend.slurm and settings.n_jobs <= 0 else settings.n_jobs
+        self.n_workers = effective_n_jobs(most, n_tasks)
         self.threads = worker_threads(self.n_workers) if settings.backend == Backend.loky else None
         self._config: Any = None  # joblib's parallel_config, entered while the pool is open
         self._parallel: Parallel | None = None
@@ -69,9 +73,12 @@ class WorkerPool:
         self._slots: ProcessSlotsBackend | None = None
 
     def open(self) -> WorkerPool:
-        """Connect to the engine (a Dask scheduler, or a LocalCluster started here) and start the workers."""
+        """Connect to the engine (a Dask scheduler, a LocalCluster or Slurm jobs started here) and start
+        the workers."""
         if self.settings.backend == Backend.dask:
             self._connect_dask()
+        elif self.settings.backend == Backend.slurm:
+            self._cluster, self._client = slurm_cluster(self.settings.slurm, self.n_workers)
         self._open()
         return self
 

@@ -142,20 +142,31 @@ class SweepRecord:
         return self.store.results_by_config(self.experiment_id)
 
     def prepare(
-        self, jobs: list[Job], done: Mapping[str, RunRecord], params_of: Callable[[Job], Mapping[str, object]]
+        self,
+        jobs: list[Job],
+        done: Mapping[str, RunRecord],
+        params_of: Callable[[Job], Mapping[str, object]],
+        continuable: Callable[[str], bool],
     ) -> None:
-        """Jobs whose config is in `done` (see `results`) are `reused`; the rest get a SCHEDULED child run,
-        with the params `params_of(job)` gives once the job knows its run (so a config that never gets to
-        start still shows its settings)."""
+        """Jobs whose config is in `done` (see `results`) are `reused`; a config whose earlier run in this
+        sweep ended without a result but left a checkpoint (`continuable(run_id)`) continues in that run;
+        the rest get a SCHEDULED child run, with the params `params_of(job)` gives once the job knows its
+        run (so a config that never gets to start still shows its settings)."""
         in_batch: dict[str, Job] = {}
         for job in jobs:
             previous = done.get(job.key)
             if job.key in in_batch:  # a sweeper asked twice for one config (Optuna can): train it once
                 job.follow(in_batch[job.key])
                 continue
+            earlier = self.entries.get(job.key, {}).get("run_id")
             if previous is not None:
                 job.reuse(previous.run_id, previous.outcome, previous.metrics)
                 self._link(job, previous)
+            elif earlier and continuable(earlier):
+                self.store.run_log(earlier).reschedule()
+                job.schedule(earlier)
+                params_of(job)  # logged by the earlier attempt already: the job only learns its run
+                in_batch[job.key] = job
             else:
                 child = self.store.create_run(
                     self.experiment_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ from src.tracking.api import RunRecord
 LAUNCHER_TARGET = "hydra_plugins.netsweep_launcher.netsweep_launcher.NetsweepLauncher"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")  # fits in models:/<name>@best and registry filters
 Choice = TypeVar("Choice", bound=Enum)
+TIME_LIMIT = re.compile(r"(\d+-)?\d+(:\d\d){0,2}|\d+-\d+|UNLIMITED|INFINITE")  # sbatch --time
 
 
 class Backend(str, Enum):
@@ -30,6 +31,7 @@ class Backend(str, Enum):
 
     loky = "loky"  # local worker processes
     dask = "dask"  # a Dask cluster (see `address`)
+    slurm = "slurm"  # Slurm jobs, each a Dask worker (dask-jobqueue), started and ended with the sweep
 
 
 class PruneBy(str, Enum):
@@ -56,6 +58,45 @@ class Resume(str, Enum):
 
 
 @dataclass
+class SlurmSettings:
+    """`hydra.launcher.slurm.*`: the jobs a sweep submits with backend=slurm. Each job is one Dask worker
+    that trains configs one after another (what Slurm users set, as sbatch options)."""
+
+    partition: str | None = None  # --partition; null: the cluster's default partition
+    time: str = "01:00:00"  # --time of each job (a job trains several configs; a config it cannot finish
+    #                        continues from its checkpoint in another job)
+    cpus_per_job: int = 1  # --cpus-per-task: the BLAS threads one config trains with
+    mem_per_job: str = "4G"  # --mem
+    gpus_per_job: int = 0  # --gpus (0: none asked for)
+    account: str | None = None  # --account
+    qos: str | None = None  # --qos
+    extra_directives: list[str] = field(default_factory=list)  # more #SBATCH options, e.g. ["--constraint=avx2"]
+    setup: list[str] = field(default_factory=list)  # shell lines each job runs first: ["source ~/venv/bin/activate"]
+    requeue: bool = True  # --requeue: a preempted job goes back in the queue (its config continues)
+    scheduler_host: str | None = None  # the address of this machine the compute nodes reach; null: Dask's choice
+    start_timeout_s: float = 600.0  # how long the sweep waits for its jobs to start (they may queue)
+    log_dir: str = "slurm-logs"  # where the jobs' output goes (relative: to the working directory)
+
+    def __post_init__(self) -> None:
+        for key, value, least in (("cpus_per_job", self.cpus_per_job, 1), ("gpus_per_job", self.gpus_per_job, 0)):
+            if value < least:
+                raise ConfigError(f"hydra.launcher.slurm.{key}={value} is invalid: use a number >= {least}")
+        if not TIME_LIMIT.fullmatch(self.time):
+            raise ConfigError(
+                f"hydra.launcher.slurm.time={self.time} is invalid: use sbatch's format, e.g. 01:00:00 or 1-12:00:00"
+            )
+        self.extra_directives = [str(line) for line in self.extra_directives]
+        self.setup = [str(line) for line in self.setup]
+
+    def directives(self) -> list[str]:
+        """The sbatch options beyond what dask-jobqueue writes itself (partition, account, time, cpus, memory)."""
+        lines = [f"--qos={self.qos}"] if self.qos else []
+        lines += [f"--gpus={self.gpus_per_job}"] if self.gpus_per_job else []
+        lines += ["--requeue"] if self.requeue else []
+        return [*lines, *self.extra_directives]
+
+
+@dataclass
 class LauncherSettings:
     _target_: str = LAUNCHER_TARGET
     n_jobs: int = -1  # configs trained at once; -1: one per core
@@ -70,9 +111,12 @@ class LauncherSettings:
     prune_factor: int = 3  # asha: rungs at min_epochs x factor^k, the top 1/factor go on
     prune_by: PruneBy = PruneBy.config  # config: a config's seeds are judged on their mean, stop together | seed
     register_best: str | None = None  # a model name: register the winner's model under it, alias "best"
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)  # backend=slurm: the jobs it submits
 
     def __post_init__(self) -> None:
         """Check every setting once (a value no sweep could use fails here, before anything is recorded)."""
+        if not isinstance(self.slurm, SlurmSettings):  # Hydra hands nested settings over as a mapping
+            self.slurm = SlurmSettings(**dict(self.slurm))
         self.backend = _choice(Backend, "backend", self.backend)
         self.prune = _choice(Rule, "prune", self.prune)
         self.prune_by = _choice(PruneBy, "prune_by", self.prune_by)

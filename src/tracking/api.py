@@ -102,6 +102,10 @@ class RunLog(Protocol):
         """An ended run taking up work again (a resumed sweep's parent): RUNNING."""
         ...
 
+    def reschedule(self) -> None:
+        """A run waiting again for a worker, which continues it from its checkpoint: SCHEDULED."""
+        ...
+
     def close(self, outcome: Outcome, reason: str | None = None) -> None:
         """End the run with `outcome` (and why, when it did not finish)."""
         ...

@@ -168,6 +168,11 @@ class MlflowRunLog:
         self._client.update_run(self.run_id, status=STATUS[Outcome.RUNNING])
         self.set_tags({names.OUTCOME: Outcome.RUNNING.value})
 
+    def reschedule(self) -> None:
+        """A run waiting again for a worker, which continues it from its checkpoint."""
+        self._client.update_run(self.run_id, status=STATUS[Outcome.SCHEDULED])
+        self.set_tags({names.OUTCOME: Outcome.SCHEDULED.value})
+
     def close(self, outcome: Outcome, reason: str | None = None) -> None:
         """End the run with the status its outcome maps to, tagging `outcome` (and `failure_reason`)."""
         tags = {names.OUTCOME: Outcome(outcome).value}

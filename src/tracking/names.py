@@ -11,6 +11,7 @@ REUSED_FROM = "netsweep.reused_from"  # on a child that stands for a result an e
 REUSED_CONFIG_HASH = "netsweep.reused_config_hash"
 DATA_FINGERPRINT = "data_fingerprint"
 OVERRIDES = "overrides"  # the command line's overrides of this config
+SLURM_JOB_ID = "slurm_job_id"  # the Slurm job a run trained in (the last one, for a run continued in another)
 SWEEP_ID = "sweep_id"  # on a sweep's parent and on every run it trained
 ROLE = "netsweep.role"  # "sweep" on a sweep's parent run
 ROLE_SWEEP = "sweep"

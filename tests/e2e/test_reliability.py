@@ -16,8 +16,8 @@ from ..helpers import IDX_FILES, read_store, run_cli, write_idx, write_idx_folde
 pytestmark = pytest.mark.slow
 
 
-def _runs(uri):
-    view = read_store(uri)
+def _runs(uri, experiment="netsweep"):
+    view = read_store(uri, experiment)
     return view.client, view.runs
 
 
@@ -89,10 +89,13 @@ def test_every_bad_input_gets_one_line_exit_2_and_no_run(cli):
 
 def _start(cli, *args):
     """Start the CLI; for a sweep, return once its store exists (polling a fresh store while the sweep
-    creates it would race its schema migration, which is not what these tests are about)."""
+    creates it would race its schema migration, which is not what these tests are about). The lines read
+    until then are kept as `process.head`."""
     process = run_cli(list(args), cli.cwd, background=True)
+    process.head = []
     if "-m" in args:
         for line in process.stdout:
+            process.head.append(line)
             if " configs (" in line:  # "[sweep ...] training N configs (...)": the store is ready
                 break
     return process
@@ -133,12 +136,13 @@ def test_ctrl_c_stops_a_sweep_keeps_finished_configs_and_kills_running_ones(cli)
     assert states == [("100000", "KILLED", "killed"), ("2", "FINISHED", "finished"), ("sweep", "KILLED", "killed")]
 
 
-def test_a_killed_worker_costs_only_its_config_and_the_rerun_trains_just_that(cli):
+def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_its_checkpoint(cli):
     grid = [
         "-m",
         "optimizer.lr=0.05,0.1",
         "model.decay=0,1e-4",
         "epochs=400",
+        "threads=1",
         "hydra.launcher.n_jobs=2",
         "hydra.launcher.progress_interval_s=1",
     ]
@@ -151,23 +155,46 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_trains_just_that(cl
         return training if len(training) == 2 else None
 
     victim = _wait_for(two_training)[0]
-    os.kill(int(victim.data.tags["worker_pid"]), signal.SIGKILL)
+    os.kill(int(victim.data.tags["worker_pid"]), signal.SIGKILL)  # kill -9, mid-config
     stdout, stderr = sweep.communicate(timeout=300)
     assert sweep.returncode == 1, stderr
     assert "1 of 4 configs did not finish" in stderr and "Traceback" not in stderr
-    runs = _runs(cli.uri)[1]
+    client, runs = _runs(cli.uri)
     assert not [r for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
     children = {r.info.run_id: r for r in runs if r.data.tags.get("netsweep.role") != "sweep"}
     assert children[victim.info.run_id].info.status == "KILLED"
     assert children[victim.info.run_id].data.tags["outcome"] == "killed"
     assert sorted(r.data.tags["outcome"] for r in children.values()) == ["finished"] * 3 + ["killed"]
+    trained_before = len(client.get_metric_history(victim.info.run_id, "val_acc"))
+    assert 5 <= trained_before < 400
+    folder = cli.cwd / "netsweep-checkpoints"
+    assert [p.name for p in folder.iterdir()] == [f"{victim.info.run_id}.ckpt.npz"]  # only the killed config's
 
     rerun = _start(cli, *grid)
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert "[4/4 configs done]" in stdout and stdout.count(" finished, best val_acc") == 1
-    retrained = [r for r in _runs(cli.uri)[1] if r.data.tags.get("config_hash") == victim.data.tags["config_hash"]]
-    assert sorted(r.data.tags["outcome"] for r in retrained) == ["finished", "killed"]
+    assert f"continue run {victim.info.run_id} from its checkpoint" in "".join(rerun.head)
+    client, runs = _runs(cli.uri)
+    same_config = [r for r in runs if r.data.tags.get("config_hash") == victim.data.tags["config_hash"]]
+    assert [r.info.run_id for r in same_config] == [victim.info.run_id]  # continued in the same run
+    continued = same_config[0]
+    assert continued.info.status == "FINISHED" and continued.data.tags["outcome"] == "finished"
+    steps = sorted(m.step for m in client.get_metric_history(victim.info.run_id, "val_acc"))
+    assert steps == list(range(1, 401))  # every epoch logged exactly once
+    assert list(folder.iterdir()) == []
+
+    # the same config trained without a break gives the same final metrics, bit for bit (threads=1)
+    lr, decay = continued.data.params["optimizer.lr"], continued.data.params["model.decay"]
+    whole = run_cli(
+        [f"optimizer.lr={lr}", f"model.decay={decay}", "epochs=400", "threads=1", "tracking.experiment=whole"],
+        cli.cwd,
+        uri=cli.uri,
+    )
+    assert whole.returncode == 0, whole.stderr
+    (unbroken,) = _runs(cli.uri, "whole")[1]
+    for metric in ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_ce"):
+        assert continued.data.metrics[metric] == unbroken.data.metrics[metric], metric
 
 
 def test_a_run_survives_its_store_being_locked_longer_than_sqlite_waits(cli):

@@ -5,7 +5,7 @@ import pytest
 
 from src.nn.mlp import cost_grad, decay_penalty, init_params
 from src.nn.optim import OPTIMIZERS, SGD, Optimizer, build_optimizer
-from src.nn.train import TrainingData, TrainSettings, fit
+from src.nn.train import Progress, TrainingData, TrainSettings, fit
 
 
 def _setup():
@@ -82,7 +82,9 @@ def test_the_loop_hands_step_the_scaled_cross_entropy_gradient_and_reads_the_dec
     start = {k: v.copy() for k, v in params.items()}
     optimizer = Recording(decay=0.05)
     data = TrainingData(X[:16], y[:16], X[16:], y[16:])
-    result = fit(params, data, optimizer=optimizer, settings=TrainSettings(batch_size=16, epochs=1), rng=rng)
+    result = fit(
+        params, data, optimizer=optimizer, settings=TrainSettings(batch_size=16, epochs=1), progress=Progress.start(rng)
+    )
     (grads,) = optimizer.seen  # one full batch: one step
     _, expected = cost_grad(start, X[:16], y[:16], decay=0.0)  # the decay term is the optimizer's to add
     for k in params:

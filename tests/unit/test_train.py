@@ -11,7 +11,7 @@ from src.config.schema import DigitsConfig
 from src.data.loader import load_dataset
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import build_optimizer
-from src.nn.train import EPOCH_METRICS, Callbacks, Diverged, TrainingData, TrainSettings, fit
+from src.nn.train import EPOCH_METRICS, Callbacks, Diverged, Progress, TrainingData, TrainSettings, fit
 
 
 def _blobs(rng, n=300, d=10, k=3):
@@ -31,7 +31,7 @@ def _fit(X, y, seed=0, lr=0.1, epochs=5, dtype=np.float32, on_epoch_end=None, de
         TrainingData(X[:200], y[:200], X[200:], y[200:]),
         optimizer=optimizer,
         settings=TrainSettings(batch_size=batch_size, epochs=epochs, divergence_factor=factor),
-        rng=rng,
+        progress=Progress.start(rng),
         callbacks=Callbacks(on_epoch_end=on_epoch_end),
     )
 
@@ -103,7 +103,7 @@ def test_accuracy_matches_scikit_learn_mlp_on_the_same_split():
         TrainingData(ds.X_train, ds.y_train, ds.X_val, ds.y_val),
         optimizer=build_optimizer("sgd", params, lr=0.1, decay=1e-4),
         settings=TrainSettings(batch_size=32, epochs=30),
-        rng=rng,
+        progress=Progress.start(rng),
     )
     ours = evaluate(result.params, ds.X_test, ds.y_test, 1e-4)[1]
     theirs = []
@@ -156,6 +156,6 @@ def test_a_fit_stops_when_its_patience_runs_out(rng):
     settings = TrainSettings(batch_size=16, epochs=200, patience=2)
     data = TrainingData(X[:200], y[:200], X[200:], y[200:])
     optimizer = build_optimizer("sgd", params, lr=2.0, decay=1e-4)
-    result = fit(params, data, optimizer=optimizer, settings=settings, rng=rng)
+    result = fit(params, data, optimizer=optimizer, settings=settings, progress=Progress.start(rng))
     assert result.epochs_trained < 200 and result.epochs_trained - result.best_epoch == 2
     assert result.stopped == f"no lower validation loss for 2 epochs (best at epoch {result.best_epoch})"

@@ -1,0 +1,147 @@
+"""Per-epoch checkpoints: a fit stopped after any epoch and continued from its checkpoint ends exactly as
+the unbroken fit, for every optimizer; checkpoints are written whole; a run killed mid-training continues
+in the same run, logging each epoch once."""
+
+import numpy as np
+import pytest
+
+from src.experiment import checkpoints, runner
+from src.experiment.checkpoints import Checkpoint
+from src.experiment.runner import run_config
+from src.nn.mlp import init_params
+from src.nn.optim import build_optimizer
+from src.nn.train import EPOCH_METRICS, Callbacks, Progress, TrainingData, TrainSettings, fit
+from src.outcomes import Outcome
+from src.tracking import names
+
+from ..helpers import read_store
+
+OPTIMIZERS = [("sgd", {}), ("momentum", {"momentum": 0.9, "nesterov": True}), ("adam", {})]
+
+
+class Stop(Exception):
+    pass
+
+
+def _fit(X, y, name, knobs, epochs, saved=None, stop_after=None, dtype=np.float64):
+    """A small fit; `stop_after`: raise once the checkpoint of that epoch is taken (as a kill would)."""
+    rng = np.random.default_rng(7)
+    params = init_params(X.shape[1], 16, 3, rng, dtype=dtype)
+    optimizer = build_optimizer(name, params, lr=0.05, decay=1e-3, **knobs)
+    progress = Progress.start(rng) if saved is None else checkpoints.restore(saved, params, optimizer)
+    taken = []
+
+    def on_progress(state):
+        taken.append(checkpoints.snapshot(params, optimizer, state, "config"))
+        if state.epochs_done == stop_after:
+            raise Stop
+
+    data = TrainingData(X[:150], y[:150], X[150:], y[150:])
+    try:
+        result = fit(
+            params,
+            data,
+            optimizer=optimizer,
+            settings=TrainSettings(batch_size=16, epochs=epochs, patience=4),
+            progress=progress,
+            callbacks=Callbacks(on_progress=on_progress),
+        )
+    except Stop:
+        return None, taken
+    return result, taken
+
+
+@pytest.fixture
+def blobs(rng):
+    centers = rng.normal(scale=2, size=(3, 8))
+    y = rng.integers(0, 3, size=200)
+    X = centers[y] + rng.normal(size=(200, 8))
+    return (X - X.min()) / (X.max() - X.min()), y
+
+
+@pytest.mark.parametrize(("name", "knobs"), OPTIMIZERS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_fit_continued_from_any_epoch_ends_exactly_as_the_unbroken_fit(blobs, tmp_path, name, knobs, dtype):
+    X, y = blobs
+    whole, _ = _fit(X, y, name, knobs, epochs=8, dtype=dtype)
+    for stop_after in (1, 4, 7):
+        _, taken = _fit(X, y, name, knobs, epochs=8, stop_after=stop_after, dtype=dtype)
+        path = tmp_path / f"{name}-{stop_after}.ckpt.npz"
+        checkpoints.save(path, taken[-1])  # through the file, as a later process reads it
+        saved = checkpoints.load(path, "config")
+        assert saved is not None and saved.meta["epochs_done"] == stop_after
+        continued, _ = _fit(X, y, name, knobs, epochs=8, saved=saved, dtype=dtype)
+        assert continued.best_epoch == whole.best_epoch and continued.stopped == whole.stopped
+        for metric in EPOCH_METRICS[:-1]:  # epoch_time_s is wall time
+            assert continued.history.metrics[metric] == whole.history.metrics[metric]
+        for key, value in whole.params.items():
+            assert np.array_equal(continued.params[key], value) and continued.params[key].dtype == dtype
+
+
+def test_checkpoints_are_written_whole_and_read_only_for_their_config(tmp_path):
+    path = tmp_path / "deep" / "run.ckpt.npz"
+    checkpoints.save(path, Checkpoint({"a": np.arange(3.0)}, {"config_hash": "c", "rng": {"state": 2**100}}))
+    first = checkpoints.load(path, "c")
+    assert first is not None and first.meta["rng"]["state"] == 2**100 and list(first.arrays["a"]) == [0, 1, 2]
+    assert checkpoints.load(path, "another config") is None
+    with pytest.raises(ValueError, match="reserved"):  # a failed write leaves the last checkpoint as it was
+        checkpoints.save(path, Checkpoint({checkpoints.META: np.zeros(1)}, {}))
+    assert checkpoints.load(path, "c") is not None
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no staging file left behind
+    path.write_bytes(b"not an npz")  # damaged (a machine lost mid-write): the run starts over
+    assert checkpoints.load(path, "c") is None
+    checkpoints.remove(path)
+    assert checkpoints.load(path, "c") is None
+
+
+def test_the_checkpoint_folder_is_configured_or_beside_a_sqlite_store(tmp_path, monkeypatch):
+    assert checkpoints.folder_for(str(tmp_path / "c"), "http://host:5000") == tmp_path / "c"
+    assert checkpoints.folder_for(None, f"sqlite:///{tmp_path}/mlflow.db") == tmp_path / checkpoints.FOLDER
+    monkeypatch.setenv("NETSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    assert checkpoints.folder_for(None, "http://host:5000") == tmp_path / "cache" / "checkpoints"
+
+
+def test_a_run_killed_mid_training_continues_in_the_same_run_and_ends_as_an_unbroken_one(
+    compose_cfg, store_uri, tmp_path, monkeypatch
+):
+    def cfg():
+        return compose_cfg(f"tracking.uri={store_uri}", "epochs=6", "threads=1", "optimizer=adam")
+
+    whole = run_config(cfg())
+    killed_at = []
+    saving = runner._saving
+
+    def kill_after_epoch_3(ctx, training):
+        save = saving(ctx, training)
+
+        def save_then_die(progress):
+            save(progress)
+            if progress.epochs_done == 3:
+                killed_at.append(ctx.run.run_id)
+                raise KeyboardInterrupt  # Ctrl-C or SIGTERM, right after the checkpoint of epoch 3
+
+        return save_then_die
+
+    monkeypatch.setattr(runner, "_saving", kill_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(cfg())
+    monkeypatch.setattr(runner, "_saving", saving)
+    folder = checkpoints.folder_for(None, store_uri)
+    assert [p.name for p in folder.iterdir()] == [f"{killed_at[0]}{checkpoints.SUFFIX}"]
+    view = read_store(store_uri)
+    assert view.client.get_run(killed_at[0]).data.tags[names.OUTCOME] == Outcome.KILLED.value
+
+    continued = run_config(cfg())
+    assert continued.run_id == killed_at[0]  # the same MLflow run
+    view = read_store(store_uri)
+    run = view.client.get_run(continued.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[names.OUTCOME] == Outcome.FINISHED.value
+    assert view.steps(run, "val_loss") == [1, 2, 3, 4, 5, 6]  # each epoch logged once
+    first = view.client.get_run(whole.run_id)
+    assert view.history(run, "val_loss") == view.history(first, "val_loss")
+    for metric in ("test_acc", "test_loss", "insample_acc", "best_val_ce", "best_epoch", "epochs_trained"):
+        assert continued.metrics.get(metric, run.data.metrics[metric]) == whole.metrics.get(
+            metric, first.data.metrics[metric]
+        )
+    assert list(folder.iterdir()) == []  # the run ended: its checkpoint is gone
+    assert len(view.runs) == 2
