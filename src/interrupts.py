@@ -11,10 +11,12 @@ from src.errors import Interrupted
 
 _shield_depth = 0  # tracking writes in progress on the main thread
 _pending_signal = None
+_received = 0  # signals that arrived: a library may have swallowed the Interrupted one raised
 
 
 def _on_signal(signum, frame) -> None:
-    global _pending_signal
+    global _pending_signal, _received
+    _received += 1
     if _shield_depth:
         _pending_signal = signum
         return
@@ -43,3 +45,9 @@ def shielded():
         if _shield_depth == 0 and _pending_signal is not None:
             signum, _pending_signal = _pending_signal, None
             raise Interrupted(f"signal {signum}")
+
+
+def received() -> int:
+    """How many times Ctrl-C or SIGTERM arrived, counting those whose `Interrupted` was caught on the way
+    (Dask's client turns an interrupted wait into a cancelled task): compare before and after a call."""
+    return _received

@@ -22,11 +22,12 @@ import numpy as np
 from src.nn.arrays import Params
 from src.nn.optim import Optimizer
 from src.nn.train import EPOCH_METRICS, History, Progress
+from src.tracking.opening import SQLITE_PREFIX
+from src.tracking.sqlite_files import cache_dir
 
 META = "__meta__"  # the array holding the JSON document
 SUFFIX = ".ckpt.npz"
 FOLDER = "netsweep-checkpoints"  # next to a SQLite store's file, unless tracking.checkpoint_dir says where
-SQLITE_PREFIX = "sqlite:///"
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,7 @@ def folder_for(configured: str | None, tracking_uri: str) -> Path:
         return Path(configured).expanduser().resolve()
     if tracking_uri.startswith(SQLITE_PREFIX):
         return Path(tracking_uri.removeprefix(SQLITE_PREFIX)).parent / FOLDER
-    cache = os.environ.get("NETSWEEP_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "netsweep"
-    return Path(cache).expanduser().resolve() / "checkpoints"
+    return cache_dir().resolve() / "checkpoints"
 
 
 def path_for(folder: Path, run_id: str) -> Path:

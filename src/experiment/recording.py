@@ -75,9 +75,7 @@ class RunContext:
     name: str
     output_dir: Path | None = None
     sweep_job: SweepJob | None = None
-    checkpoint: Path = Path(
-        os.devnull
-    )  # where its fit's state is saved after each epoch (src/experiment/checkpoints.py)
+    checkpoint: Path | None = None  # where its fit's state is saved after each epoch (None: nowhere)
 
     @property
     def title(self) -> str:

@@ -258,7 +258,8 @@ def _open_run(store: Store, request: RunRequest, sweep_job: SweepJob | None) -> 
     """The run this config records into: the one a sweep created for it (a sweep's killed config continues
     in its run), a killed run of the same config that left a checkpoint, or a new run."""
     if sweep_job:
-        if not checkpoints.path_for(request.checkpoints, sweep_job.run_id).is_file():
+        saved = checkpoints.path_for(request.checkpoints, sweep_job.run_id)
+        if checkpoints.load(saved, request.config_hash) is None:  # nothing to continue from
             refuse_a_second_attempt(store, sweep_job.run_id)
         return store.attach_run(sweep_job.run_id, request.tags)
     earlier = store.runs(
@@ -267,7 +268,7 @@ def _open_run(store: Store, request: RunRequest, sweep_job: SweepJob | None) -> 
     for candidate in sorted(earlier, key=lambda r: r.start_time_ms, reverse=True):
         if names.SWEEP_ID in candidate.tags or (candidate.outcome == Outcome.RUNNING and not abandoned(candidate)):
             continue  # a sweep's config (its sweep continues it), or a run that may still be training
-        if checkpoints.path_for(request.checkpoints, candidate.run_id).is_file():
+        if checkpoints.load(checkpoints.path_for(request.checkpoints, candidate.run_id), request.config_hash):
             log.info(f"continuing run {candidate.run_id}, killed before it ended, from its checkpoint")
             return store.attach_run(candidate.run_id, request.tags)
     return store.create_run(request.experiment_id, request.name, request.tags)
@@ -340,8 +341,8 @@ def _train_and_record(ctx: RunContext) -> RunSummary:
         result = training.run(callbacks)
     except Diverged as stop:
         record_history(ctx, stop.history, diverged_at=stop.epoch)
-        run.close(Outcome.DIVERGED, str(stop))
         checkpoints.remove(ctx.checkpoint)
+        run.close(Outcome.DIVERGED, str(stop))
         raise RunDiverged(f"run {run.run_id} {stop}; try a smaller optimizer.lr") from None
     except BaseException as exc:  # interrupted or failed: what was trained so far is kept
         _keep_partial_history(ctx, epoch_end, exc)
@@ -351,9 +352,7 @@ def _train_and_record(ctx: RunContext) -> RunSummary:
     finally:
         governor.close()
         run.set_tags({"blas_threads": governor.used, "blas_threads_policy": governor.policy})
-    summary = _close_trained(ctx, result, epoch_end)
-    checkpoints.remove(ctx.checkpoint)
-    return summary
+    return _close_trained(ctx, result, epoch_end)
 
 
 def _keep_partial_history(ctx: RunContext, epoch_end: EpochEnd, exc: BaseException) -> None:
@@ -385,6 +384,7 @@ def _close_trained(ctx: RunContext, result: FitResult, epoch_end: EpochEnd) -> R
         run.set_tags({names.STOPPED_EARLY: result.stopped})
         log.info(f"stopped early at epoch {trained}: {result.stopped}")
     outcome = Outcome.PRUNED if epoch_end.pruned else Outcome.FINISHED
+    checkpoints.remove(ctx.checkpoint)  # first: a run that ended is never continued
     run.close(outcome, epoch_end.pruned)
     return RunSummary(run.run_id, ctx.store.uri, metrics, figure_path, outcome=outcome)
 

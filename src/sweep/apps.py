@@ -207,7 +207,8 @@ class NetsweepApp(HydraApp):
             self.seeds[job.group].add(job.key)
         resume = self.settings.resume_mode
         done = resume.skipped(self._opened.results()) if resume is not Resume.false else {}
-        self._opened.prepare(jobs, done, params_of=self._params, continuable=self._continuable)
+        continuable = self._continuable if resume is not Resume.false else (lambda run_id: False)  # false: afresh
+        self._opened.prepare(jobs, done, params_of=self._params, continuable=continuable)
         for job in jobs:
             if job.twin is not None:
                 print(

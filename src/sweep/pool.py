@@ -1,4 +1,5 @@
-"""Where sweep jobs run: joblib on a local process pool (loky) or on a Dask cluster.
+"""Where sweep jobs run: joblib on a local process pool (loky), on a Dask cluster, or on Slurm jobs that are
+Dask workers (src/sweep/slurm.py).
 
 A `WorkerPool` runs (function, args) calls and yields their results in completion order, whatever the
 backend, so the sweep logic never depends on where jobs run. A call whose local worker process died
@@ -16,6 +17,7 @@ from urllib.parse import urlparse
 
 from joblib import Parallel, cpu_count, delayed, parallel_config
 
+from src import interrupts
 from src.errors import ConfigError
 from src.sweep.settings import Backend, LauncherSettings
 from src.sweep.slots import ProcessSlotsBackend
@@ -50,6 +52,20 @@ def remote_hosts(worker_addresses: Iterable[str]) -> list[str]:
     return sorted(host for host in hosts if host is not None and host not in here)
 
 
+def dask_backend(client: Any) -> Any:
+    """joblib's Dask backend for `client`, sized by the sweep's workers rather than by those connected now:
+    joblib runs every call in this process when the cluster has one worker core, and Slurm jobs join as
+    the queue starts them."""
+    from joblib._dask import DaskDistributedBackend  # deferred: imports distributed (optional, ~1 s)
+
+    class SweepDaskBackend(DaskDistributedBackend):
+        def effective_n_jobs(self, n_jobs: int) -> int:
+            connected = int(super().effective_n_jobs(n_jobs))
+            return max(connected, n_jobs, 2)
+
+    return SweepDaskBackend(client=client)
+
+
 class WorkerPool:
     """joblib's Parallel, kept open across calls.
 
@@ -79,6 +95,8 @@ class WorkerPool:
             self._connect_dask()
         elif self.settings.backend == Backend.slurm:
             self._cluster, self._client = slurm_cluster(self.settings.slurm, self.n_workers)
+        if self._client is not None:  # Dask's in-process scheduler takes over SIGINT: Ctrl-C ends the sweep
+            interrupts.install()
         self._open()
         return self
 
@@ -115,8 +133,8 @@ class WorkerPool:
         elif self.settings.backend == Backend.loky:
             self._slots = self._slots or ProcessSlotsBackend(threads=self.threads)
             self._config = parallel_config(backend=self._slots, n_jobs=self.n_workers)
-        else:
-            self._config = parallel_config(backend="dask", client=self._client)
+        else:  # every call goes to the cluster, even with one worker there (or none yet)
+            self._config = parallel_config(backend=dask_backend(self._client), n_jobs=self.n_workers)
         self._config.__enter__()
         self._parallel = Parallel(return_as="generator_unordered")
         self._parallel.__enter__()

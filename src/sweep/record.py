@@ -162,27 +162,8 @@ class SweepRecord:
             if previous is not None:
                 job.reuse(previous.run_id, previous.outcome, previous.metrics)
                 self._link(job, previous)
-            elif earlier and continuable(earlier):
-                self.store.run_log(earlier).reschedule()
-                job.schedule(earlier)
-                params_of(job)  # logged by the earlier attempt already: the job only learns its run
-                in_batch[job.key] = job
             else:
-                child = self.store.create_run(
-                    self.experiment_id,
-                    job.name,
-                    {
-                        names.SWEEP_ID: self.sweep_id,
-                        names.CONFIG_HASH: job.key,
-                        names.GROUP_HASH: job.group,
-                        names.OUTCOME: Outcome.SCHEDULED.value,
-                        names.OVERRIDES: " ".join(job.overrides),
-                    },
-                    parent_run_id=self.parent_run_id,
-                    scheduled=True,
-                )
-                job.schedule(child.run_id)
-                child.log_params(params_of(job))
+                self._schedule(job, params_of, earlier if earlier and continuable(earlier) else None)
                 in_batch[job.key] = job
             self.entries[job.key] = {
                 **self.entries.get(job.key, {}),
@@ -193,6 +174,29 @@ class SweepRecord:
                 "reused": job.reused,
             }
         self.write_manifest()
+
+    def _schedule(self, job: Job, params_of: Callable[[Job], Mapping[str, object]], earlier: str | None) -> None:
+        """The job's run, SCHEDULED: its `earlier` run, which it continues from its checkpoint, or a new child."""
+        if earlier is not None:
+            self.store.run_log(earlier).reschedule()
+            job.schedule(earlier)
+            params_of(job)  # logged by the earlier attempt already: the job only learns its run
+            return
+        child = self.store.create_run(
+            self.experiment_id,
+            job.name,
+            {
+                names.SWEEP_ID: self.sweep_id,
+                names.CONFIG_HASH: job.key,
+                names.GROUP_HASH: job.group,
+                names.OUTCOME: Outcome.SCHEDULED.value,
+                names.OVERRIDES: " ".join(job.overrides),
+            },
+            parent_run_id=self.parent_run_id,
+            scheduled=True,
+        )
+        job.schedule(child.run_id)
+        child.log_params(params_of(job))
 
     def _link(self, job: Job, previous: RunRecord) -> None:
         """A child under this sweep's parent standing for a result an earlier sweep trained, so the UI

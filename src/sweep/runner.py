@@ -17,7 +17,8 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from src.errors import ConfigError
+from src import interrupts
+from src.errors import ConfigError, Interrupted
 from src.sweep.apps import HydraApp, NetsweepApp, is_netsweep_config
 from src.sweep.dispatch import Task, dispatch
 from src.sweep.plan import Composer, Job
@@ -97,7 +98,10 @@ class SweepRunner:
         self.done += len(jobs)
         interrupted = False
         try:
+            signals = interrupts.received()
             self._run([j for j in jobs if not j.reused], progress)
+            if interrupts.received() > signals:  # Ctrl-C reached a library that took it for a failed task
+                raise Interrupted("interrupted while the sweep's jobs ran")
         except KeyboardInterrupt:
             interrupted = True
             raise
@@ -110,7 +114,8 @@ class SweepRunner:
     def _start(self, jobs: list[Job], composer: Composer) -> Progress:
         if self.total is None and OmegaConf.select(self.config, "hydra.sweeper.max_batch_size", default=0) is None:
             self.total = len(jobs)  # Hydra's basic sweeper without batches: this is the whole sweep
-        if self.settings.backend == Backend.dask:  # connect first: a store the cluster cannot reach is refused early
+        if self.settings.backend in (Backend.dask, Backend.slurm):  # connect first: a store the cluster
+            # cannot reach, or jobs that cannot start, are refused before anything is recorded
             self._open_pool(len(jobs))
         self.app.start(jobs, composer)
         self.progress = Progress(

@@ -2,7 +2,7 @@
 place they are set; Hydra's ConfigStore serves it as `hydra/launcher=netsweep`).
 
 Settings with a fixed set of values are Enums, so OmegaConf refuses any other value as Hydra composes the
-config ("hydra.launcher.backend=ray is invalid: use one of loky, dask"); `resume` is the
+config ("hydra.launcher.backend=ray is invalid: use one of loky, dask, slurm"); `resume` is the
 exception: Hydra reads `true` and `false` as booleans, which an Enum node refuses. Each setting is checked
 once, as the settings are made (`__post_init__`), whoever makes them: Hydra, or a test.
 """
@@ -23,7 +23,7 @@ from src.tracking.api import RunRecord
 LAUNCHER_TARGET = "hydra_plugins.netsweep_launcher.netsweep_launcher.NetsweepLauncher"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")  # fits in models:/<name>@best and registry filters
 Choice = TypeVar("Choice", bound=Enum)
-TIME_LIMIT = re.compile(r"(\d+-)?\d+(:\d\d){0,2}|\d+-\d+|UNLIMITED|INFINITE")  # sbatch --time
+TIME_LIMIT = re.compile(r"(\d+-)?\d+(:\d\d){0,2}|UNLIMITED|INFINITE")  # sbatch --time
 
 
 class Backend(str, Enum):
@@ -100,7 +100,7 @@ class SlurmSettings:
 class LauncherSettings:
     _target_: str = LAUNCHER_TARGET
     n_jobs: int = -1  # configs trained at once; -1: one per core
-    backend: Backend = Backend.loky  # loky: local worker processes | dask: a Dask cluster (see `address`)
+    backend: Backend = Backend.loky  # loky: local processes | dask: a Dask cluster (`address`) | slurm: jobs (`slurm`)
     address: str | None = None  # dask: scheduler address tcp://HOST:PORT; none starts a local cluster
     resume: bool | str = True  # true: skip configs with a result (finished, diverged, pruned); false: retrain all;
     #                           except_pruned: skip finished and diverged configs, retrain the pruned ones

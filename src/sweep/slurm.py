@@ -19,14 +19,12 @@ from typing import Any
 from src.errors import ConfigError
 from src.sweep.settings import SlurmSettings
 
-log = logging.getLogger("netsweep.sweep")
 SLURM_JOBS = 16  # n_jobs=-1 on Slurm: one job per config, at most this many at once
 
 
 def slurm_cluster(settings: SlurmSettings, jobs: int) -> tuple[Any, Any]:
-    """(cluster, client): `jobs` Slurm jobs submitted now, each one Dask worker; returns once they all run
-    (they may wait in the queue), or as many as started within `start_timeout_s` (at least two, or the one
-    a single-job sweep asked for)."""
+    """(cluster, client): `jobs` Slurm jobs submitted now, each one Dask worker; returns once the first one
+    runs (the others join as the queue starts them: configs wait for a worker at the scheduler)."""
     try:
         from dask_jobqueue import SLURMCluster  # deferred: optional, and ~1 s to import
         from distributed import Client
@@ -58,25 +56,23 @@ def slurm_cluster(settings: SlurmSettings, jobs: int) -> tuple[Any, Any]:
         raise ConfigError(f"hydra.launcher.backend=slurm: could not set up the Slurm jobs ({exc})") from None
     client = Client(cluster, set_as_default=False)
     cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)  # submits them now, and replaces a job that is lost
-    _wait_for_workers(client, jobs, settings.start_timeout_s)
+    _wait_for_a_worker(client, cluster, jobs, settings)
     return cluster, client
 
 
-def _wait_for_workers(client: Any, jobs: int, timeout_s: float) -> None:
-    """Wait until `jobs` workers have joined (joblib shares the work out over the workers there are when
-    the sweep starts), or the timeout passed with enough of them."""
-    print(f"[sweep] waiting for {jobs} Slurm job(s) to start (squeue shows them)", flush=True)
-    deadline = time.monotonic() + timeout_s
-    enough = min(jobs, 2)
+def _wait_for_a_worker(client: Any, cluster: Any, jobs: int, settings: SlurmSettings) -> None:
+    """Return once a job's worker has joined; refuse the sweep (cancelling its jobs) when none has within
+    `start_timeout_s`, which is what a job that fails at once (a wrong partition, a setup line that
+    fails) looks like from here."""
+    print(f"[sweep] submitted {jobs} Slurm job(s); waiting for the first to start (squeue shows them)", flush=True)
+    deadline = time.monotonic() + settings.start_timeout_s
     while time.monotonic() < deadline:
-        joined = len(client.scheduler_info()["workers"])
-        if joined >= jobs:
+        if client.scheduler_info()["workers"]:
             return
-        time.sleep(0.5)
-    joined = len(client.scheduler_info()["workers"])
-    if joined < enough:
-        raise ConfigError(
-            f"{joined} of {jobs} Slurm jobs started within hydra.launcher.slurm.start_timeout_s={timeout_s:g}: "
-            "check them with squeue (and their logs in hydra.launcher.slurm.log_dir), or wait longer"
-        )
-    log.warning(f"netsweep: {joined} of {jobs} Slurm jobs started; the sweep runs on those")
+        time.sleep(0.25)
+    client.close()
+    cluster.close()
+    raise ConfigError(
+        f"no Slurm job of the sweep started within hydra.launcher.slurm.start_timeout_s="
+        f"{settings.start_timeout_s:g}: see squeue and the jobs' logs in {settings.log_dir}, or wait longer"
+    )
