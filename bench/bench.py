@@ -262,9 +262,46 @@ def startup_and_memory(bench: Bench, ds) -> tuple[list, dict]:
     return [row("start-up: python -m src.run to its first training step", first_step)], memory
 
 
+def slurm_rows(bench: Bench) -> list:
+    """The 16-config decay_lr digits grid on a single-node Slurm cluster started for it (.ci/slurm-cluster):
+    netsweep's backend=slurm (two jobs, each a worker for many configs) against Hydra's own
+    hydra-submitit-launcher (one job per config, each paying its own start-up; no parent run, report,
+    resume or pruning), both recording into a SQLite store on this machine."""
+    cluster = Path(tempfile.mkdtemp(prefix="netsweep-bench-slurm-"))
+    script = REPO / ".ci" / "slurm-cluster"
+    subprocess.run([str(script), "start", str(cluster)], check=True, capture_output=True, text=True)
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster / "slurm.conf")
+    grid = ["-m", "+sweep=decay_lr"]
+    try:
+        ours, printed = bench.cli(
+            [*grid, "hydra.launcher.backend=slurm", "hydra.launcher.progress_interval_s=0", "hydra.launcher.n_jobs=2", "hydra.launcher.slurm.mem_per_job=1G",
+             "hydra.launcher.slurm.scheduler_host=127.0.0.1"],
+            bench.folder(),
+        )  # fmt: skip
+        assert "[16/16 configs done]" in printed, printed[-500:]
+        peer, _ = bench.cli(
+            [*grid, "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.mem_gb=1",
+             "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"],
+            bench.folder(),
+        )  # fmt: skip
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        subprocess.run([str(script), "stop", str(cluster)], capture_output=True, text=True)
+        shutil.rmtree(cluster, ignore_errors=True)
+    return [
+        row("16-config decay_lr grid on Slurm (digits): hydra-submitit-launcher", peer),
+        row("16-config decay_lr grid on Slurm (digits): netsweep backend=slurm", ours, ours / peer, "x the peer's"),
+    ]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="digits and short runs (CI)")
+    parser.add_argument("--slurm", action="store_true", help="also the Slurm rows (starts a single-node cluster)")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "bench.json")
     args = parser.parse_args(argv)
     try:
@@ -296,6 +333,8 @@ def main(argv=None) -> int:
         )
     )
     rows += pruning_rows(bench, epochs=3 if args.quick else 8)
+    if args.slurm:
+        rows += slurm_rows(bench)
     startup, memory = startup_and_memory(bench, ds)
     rows += startup
     print_table(rows, memory)
