@@ -274,17 +274,23 @@ def slurm_rows(bench: Bench) -> list:
     os.environ["SLURM_CONF"] = str(cluster / "slurm.conf")
     grid = ["-m", "+sweep=decay_lr"]
     try:
-        ours, printed = bench.cli(
-            [*grid, "hydra.launcher.backend=slurm", "hydra.launcher.progress_interval_s=0", "hydra.launcher.n_jobs=2", "hydra.launcher.slurm.mem_per_job=1G",
-             "hydra.launcher.slurm.scheduler_host=127.0.0.1"],
-            bench.folder(),
-        )  # fmt: skip
+        slurm = [
+            "hydra.launcher.backend=slurm",
+            "hydra.launcher.progress_interval_s=0",
+            "hydra.launcher.n_jobs=2",
+            "hydra.launcher.slurm.mem_per_job=1G",
+            "hydra.launcher.slurm.scheduler_host=127.0.0.1",
+        ]
+        ours, printed = bench.cli([*grid, *slurm], bench.folder())
         assert "[16/16 configs done]" in printed, printed[-500:]
-        peer, _ = bench.cli(
-            [*grid, "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.mem_gb=1",
-             "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"],
-            bench.folder(),
-        )  # fmt: skip
+        submitit = [
+            "hydra/launcher=submitit_slurm",
+            "hydra.launcher.partition=debug",
+            "hydra.launcher.mem_gb=1",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.timeout_min=10",
+        ]
+        peer, _ = bench.cli([*grid, *submitit], bench.folder())
     finally:
         if previous is None:
             os.environ.pop("SLURM_CONF", None)
