@@ -4,6 +4,7 @@ import gzip
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +108,14 @@ def write_idx_folder(folder, n_train=40, n_test=10, gz=True, rng=None, side=6):
     for key, stem in IDX_FILES.items():
         write_idx(Path(folder) / (stem + (".gz" if gz else "")), arrays[key], gz=gz)
     return arrays
+
+
+def wait_for(predicate, timeout: float = 120.0, every_s: float = 0.3):
+    """What `predicate()` returns once it is truthy, polled every `every_s`; AssertionError after `timeout`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(every_s)
+    raise AssertionError("timed out")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from ..helpers import IDX_FILES, read_store, run_cli, write_idx, write_idx_folder
+from ..helpers import IDX_FILES, read_store, run_cli, wait_for, write_idx, write_idx_folder
 
 pytestmark = pytest.mark.slow
 
@@ -101,16 +101,6 @@ def _start(cli, *args):
     return process
 
 
-def _wait_for(predicate, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError("timed out")
-
-
 def _running_long_config(cli):
     """The worker pid of the long config, once it is training."""
 
@@ -120,13 +110,13 @@ def _running_long_config(cli):
                 return int(run.data.tags["worker_pid"])
         return None
 
-    return _wait_for(find)
+    return wait_for(find)
 
 
 def test_ctrl_c_stops_a_sweep_keeps_finished_configs_and_kills_running_ones(cli):
     sweep = _start(cli, "-m", "epochs=2,100000", "hydra.launcher.n_jobs=2", "hydra.launcher.progress_interval_s=1")
     _running_long_config(cli)
-    _wait_for(lambda: any(r.data.tags.get("outcome") == "finished" for r in _runs(cli.uri)[1]))
+    wait_for(lambda: any(r.data.tags.get("outcome") == "finished" for r in _runs(cli.uri)[1]))
     sweep.send_signal(signal.SIGINT)
     _, stderr = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, stderr
@@ -154,7 +144,7 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_i
         training = [r for r in running if len(client.get_metric_history(r.info.run_id, "val_acc")) >= 5]
         return training if len(training) == 2 else None
 
-    victim = _wait_for(two_training)[0]
+    victim = wait_for(two_training)[0]
     os.kill(int(victim.data.tags["worker_pid"]), signal.SIGKILL)  # kill -9, mid-config
     stdout, stderr = sweep.communicate(timeout=300)
     assert sweep.returncode == 1, stderr

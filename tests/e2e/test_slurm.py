@@ -4,11 +4,10 @@ its checkpoint in the same run in another job."""
 
 import signal
 import subprocess
-import time
 
 import pytest
 
-from ..helpers import read_store, run_cli
+from ..helpers import read_store, run_cli, wait_for
 from .slurm_cluster import slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -30,18 +29,8 @@ def _epochs(view, run):
     return sorted(m.step for m in view.client.get_metric_history(run.info.run_id, "val_acc"))
 
 
-def _wait_for(predicate, timeout=120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError("timed out")
-
-
 def _no_jobs_left(cluster):
-    return _wait_for(lambda: not cluster.run("squeue", "-h").stdout.strip() or None, timeout=60)
+    return wait_for(lambda: not cluster.run("squeue", "-h").stdout.strip() or None, timeout=60)
 
 
 def _training(uri, at_least):
@@ -75,7 +64,7 @@ def test_a_cancelled_job_costs_its_config_one_epoch_and_the_config_continues_in_
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     grid = ["-m", "optimizer.lr=0.05,0.1", "epochs=1200", "threads=1", "hydra.launcher.n_jobs=2", *SLURM]
     sweep = run_cli(grid, tmp_path, env_extra={"SLURM_CONF": str(slurm_cluster.conf)}, background=True)
-    victim = _wait_for(lambda: _training(uri, 30))[0]
+    victim = wait_for(lambda: _training(uri, 30))[0]
     job = victim.data.tags["slurm_job_id"]
     slurm_cluster.run("scancel", job)
     stdout, stderr = sweep.communicate(timeout=600)
@@ -94,18 +83,18 @@ def test_a_job_out_of_time_hands_its_config_on_to_the_next_job(slurm_cluster, tm
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["-m", "epochs=100000", "threads=1", "hydra.launcher.slurm.time=00:01:00", *SLURM]
     sweep = run_cli(args, tmp_path, env_extra={"SLURM_CONF": str(slurm_cluster.conf)}, background=True)
-    (first,) = _wait_for(lambda: _training(uri, 5))
+    (first,) = wait_for(lambda: _training(uri, 5))
     job = first.data.tags["slurm_job_id"]
 
     def in_the_next_job():
         view, (run,) = _children(uri)
         return (view, run) if run.data.tags.get("slurm_job_id") not in (None, job) else None
 
-    view, run = _wait_for(in_the_next_job, timeout=240)  # Slurm checks time limits about every 30 s
+    view, run = wait_for(in_the_next_job, timeout=240)  # Slurm checks time limits about every 30 s
     state = slurm_cluster.run("scontrol", "show", "job", job, check=False).stdout
     assert "JobState=TIMEOUT" in state or "JobState=CANCELLED" in state or not state, state
     at_handover = len(_epochs(view, run))
-    _wait_for(lambda: len(_epochs(read_store(uri), run)) > at_handover + 10)  # training goes on there
+    wait_for(lambda: len(_epochs(read_store(uri), run)) > at_handover + 10)  # training goes on there
     sweep.send_signal(signal.SIGINT)
     try:
         _, stderr = sweep.communicate(timeout=120)
