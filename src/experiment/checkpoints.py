@@ -3,8 +3,10 @@
 A checkpoint is an `.npz` of plain arrays (read back with `allow_pickle=False`) plus a JSON document of
 everything else (the RNG's state, counters), stored in the same file as a 0-d string array. It is written
 to a private file in the same folder and moved over the previous one with `os.replace`, so a kill at any
-moment leaves either the last epoch's checkpoint or the one before, never half of one. A run keeps one
-checkpoint; it is removed when the run ends with an outcome that is not `killed`.
+moment leaves either the last epoch's checkpoint or the one before, never half of one (a writer killed
+mid-write leaves its private file behind: the next save or removal of that run's checkpoint deletes it, so a
+run holds at most one checkpoint and one such leftover). A run keeps one checkpoint; it is removed when the run
+ends with an outcome that is not `killed`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from src.tracking.sqlite_files import cache_dir
 
 META = "__meta__"  # the array holding the JSON document
 SUFFIX = ".ckpt.npz"
+_STAGING_PREFIX = ".{}."  # a writer's private file: .<checkpoint name>.<random>.tmp, in the same folder
 FOLDER = "netsweep-checkpoints"  # next to a SQLite store's file, unless tracking.checkpoint_dir says where
 
 
@@ -91,7 +94,8 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if META in checkpoint.arrays:
         raise ValueError(f"{META} is reserved for the checkpoint's document")
-    handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_leftovers(path)
+    handle, staging = tempfile.mkstemp(dir=path.parent, prefix=_STAGING_PREFIX.format(path.name), suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
             arrays = {**checkpoint.arrays, META: np.array(json.dumps(checkpoint.meta))}
@@ -119,6 +123,21 @@ def load(path: Path | None, identity: str) -> Checkpoint | None:
     return Checkpoint(arrays, meta) if meta.get("config_hash") == identity else None
 
 
+def _remove_leftovers(path: Path) -> None:
+    """Delete the private files of earlier writers of `path` that were killed mid-write (one process trains a
+    run at a time, so none of them is still being written)."""
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(_STAGING_PREFIX.format(path.name) + "*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def leftovers(path: Path) -> list[Path]:
+    """The private files killed writers of `path` left behind."""
+    return sorted(path.parent.glob(_STAGING_PREFIX.format(path.name) + "*.tmp")) if path.parent.is_dir() else []
+
+
 def remove(path: Path | None) -> None:
+    """Delete a run's checkpoint, and anything a killed writer of it left."""
     if path is not None:
         path.unlink(missing_ok=True)
+        _remove_leftovers(path)

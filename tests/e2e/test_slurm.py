@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from src.experiment import checkpoints
+
 from ..helpers import read_store, run_cli, wait_for
 from .slurm_cluster import slurm_cluster  # noqa: F401
 
@@ -105,5 +107,11 @@ def test_a_job_out_of_time_hands_its_config_on_to_the_next_job(slurm_cluster, tm
     view = read_store(uri)
     epochs = _epochs(view, view.client.get_run(run.info.run_id))
     assert epochs == list(range(1, len(epochs) + 1))  # no epoch lost or logged twice across the jobs
-    assert [p.name for p in (tmp_path / "netsweep-checkpoints").iterdir()] == [f"{run.info.run_id}.ckpt.npz"]
+    # the run keeps its one checkpoint (and, when the job was killed mid-write, that writer's leftover, which
+    # the next attempt deletes); it holds the last epoch logged
+    path = checkpoints.path_for(tmp_path / "netsweep-checkpoints", run.info.run_id)
+    assert sorted((tmp_path / "netsweep-checkpoints").iterdir()) == sorted([path, *checkpoints.leftovers(path)])
+    assert len(checkpoints.leftovers(path)) <= 1
+    kept = checkpoints.load(path, run.data.tags["config_hash"])
+    assert kept is not None and kept.meta["epochs_done"] in (len(epochs), len(epochs) - 1), kept.meta
     _no_jobs_left(slurm_cluster)

@@ -94,6 +94,19 @@ def test_checkpoints_are_written_whole_and_read_only_for_their_config(tmp_path):
     assert checkpoints.load(path, "c") is None
 
 
+def test_what_a_writer_killed_mid_write_left_is_deleted_by_the_next_save_or_removal(tmp_path):
+    path = tmp_path / "run.ckpt.npz"
+    killed = tmp_path / f".{path.name}.x1y2.tmp"  # what kill -9 during np.savez leaves
+    other_run = tmp_path / ".other.ckpt.npz.abcd.tmp"
+    killed.write_bytes(b"half"), other_run.write_bytes(b"half")
+    assert checkpoints.leftovers(path) == [killed]
+    checkpoints.save(path, Checkpoint({"a": np.zeros(1)}, {"config_hash": "c"}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, other_run.name])
+    killed.write_bytes(b"half")
+    checkpoints.remove(path)
+    assert [p.name for p in tmp_path.iterdir()] == [other_run.name]  # another run's writer is not ours to judge
+
+
 def test_the_checkpoint_folder_is_configured_or_beside_a_sqlite_store(tmp_path, monkeypatch):
     assert checkpoints.folder_for(str(tmp_path / "c"), "http://host:5000") == tmp_path / "c"
     assert checkpoints.folder_for(None, f"sqlite:///{tmp_path}/mlflow.db") == tmp_path / checkpoints.FOLDER
