@@ -27,6 +27,11 @@ class RunDiverged(NetsweepError):
     """Raised after a diverged run was recorded, so the process can exit non-zero with one line."""
 
 
+class RunPaused(NetsweepError):
+    """Raised after a sweep's run paused at a pruning rung (its checkpoint written, its run SCHEDULED again):
+    the sweep decides the rung, then continues it or closes it as pruned."""
+
+
 class WorkerLost(NetsweepError, RuntimeError):
     """A sweep job found its run already started: the engine is retrying it after losing a worker."""
 

@@ -15,6 +15,7 @@ class Outcome(str, Enum):
     FINISHED = "finished"  # trained every epoch, or stopped early by its own patience
     DIVERGED = "diverged"  # the cost exploded: a result of the config, not a failure of the tool
     PRUNED = "pruned"  # stopped by the sweep's pruner because other configs were doing better
+    PAUSED = "paused"  # a sweep's run waiting at a pruning rung, from its checkpoint, for the rung's decision
     ERROR = "error"  # raised an exception
     KILLED = "killed"  # interrupted, or its worker died
 
@@ -23,7 +24,7 @@ class Outcome(str, Enum):
 
     @property
     def ended(self) -> bool:
-        return self not in (Outcome.SCHEDULED, Outcome.RUNNING)
+        return self not in (Outcome.SCHEDULED, Outcome.RUNNING, Outcome.PAUSED)
 
     @property
     def is_result(self) -> bool:

@@ -7,6 +7,10 @@ with different decays compare fairly); no I/O (the caller reads the curves).
 - asha: asynchronous successive halving (Li et al. 2018; Optuna's SuccessiveHalvingPruner): at the rungs
   min_epochs x factor^k, a config goes on only if it is in the top 1/factor of the configs that reached
   that rung so far (while fewer than `factor` have, only the best goes on).
+- sha: synchronous successive halving (Jamieson & Talwalkar 2016; Karnin et al. 2013): the same rungs, but
+  every config pauses at a rung (from its checkpoint) until all of them have reached it, and the rung is
+  decided once for all (`halve`): the top 1/factor go on. Nothing is decided while configs train; the first
+  configs to arrive cannot run on before the others are compared with them, as they can under asha.
 
 No config is pruned before `min_epochs`. With seeds, a config's curve is the mean over its seeds.
 
@@ -30,6 +34,7 @@ class Rule(str, Enum):
     none = "none"
     median = "median"
     asha = "asha"
+    sha = "sha"
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,16 @@ class PruneRule:
     def active(self) -> bool:
         return self.rule != Rule.none
 
+    @property
+    def synchronous(self) -> bool:
+        """Decided by the sweep for all configs at once at each rung (sha), not by each config as it trains."""
+        return self.rule == Rule.sha
+
     def needs_peers(self, epoch: int, epochs: int, seeded: bool) -> bool:
         """Whether a config after `epoch` of `epochs` needs its peers' curves: the rule decides now, or it
         has other seeds whose pruning it follows (`seeded`)."""
+        if self.synchronous:  # the sweep decides, at the rungs, for every seed at once
+            return False
         return self.active and self.min_epochs <= epoch < epochs and (seeded or self.decides_at(epoch, epochs))
 
     def decides_at(self, epoch: int, epochs: int) -> bool:
@@ -60,11 +72,11 @@ class PruneRule:
         return (
             self.active
             and self.min_epochs <= epoch < epochs
-            and (self.rule != Rule.asha or epoch in self.rungs(epochs))
+            and (self.rule not in (Rule.asha, Rule.sha) or epoch in self.rungs(epochs))
         )
 
     def rungs(self, epochs: int) -> list[int]:
-        """The epochs at which asha decides (before the last epoch)."""
+        """The epochs at which asha and sha decide (before the last epoch)."""
         found, rung = [], self.min_epochs
         while rung < epochs:
             found.append(rung)
@@ -164,3 +176,43 @@ def prune_among(rule: PruneRule, epoch: int, epochs: int, mine: Peer, runs: Iter
     seeds = by_group.pop(mine.group, [])
     curve = mean_curve([mine.curve, *seeds]) if rule.by_config else mine.curve
     return decide(rule, epoch, epochs, curve, {group: mean_curve(curves) for group, curves in by_group.items()})
+
+
+def _group_scores(rule: PruneRule, rung: int, runs: Iterable[Peer]) -> dict[str, float]:
+    """Each config (or, by config, each group of seeds) that reached `rung`, with its score there: its best
+    validation cross-entropy so far (by config: the mean over its seeds that reached the rung). A config
+    counts once, with the longest curve any of its runs published."""
+    longest: dict[str, Peer] = {}
+    for run in runs:
+        if run.key not in longest or len(run.curve) > len(longest[run.key].curve):
+            longest[run.key] = run
+    by_group: dict[str, list[float]] = {}
+    for peer in longest.values():
+        if len(peer.curve) >= rung:
+            by_group.setdefault(peer.group if rule.by_config else peer.key, []).append(peer.curve[rung - 1])
+    return {group: sum(scores) / len(scores) for group, scores in by_group.items()}
+
+
+def halve(rule: PruneRule, rung: int, candidates: Iterable[Peer], others: Iterable[Peer] = ()) -> dict[str, str]:
+    """Synchronous successive halving at `rung`: {key: why it stops} for those of `candidates` (the configs
+    waiting at the rung) that do not go on.
+
+    Every config that reached the rung competes, the candidates and the sweep's `others` (runs of earlier
+    attempts or batches); the top max(1, n // factor) of the n competing configs go on, and so does any
+    config tied with the last of them. By config, seeds share one score and one decision."""
+    waiting = list(candidates)
+    scores = _group_scores(rule, rung, [*waiting, *others])
+    if not scores:
+        return {}
+    ranked = sorted(scores.values())
+    keep = max(1, len(ranked) // rule.factor)
+    cutoff = ranked[keep - 1]
+    verdicts = {}
+    for peer in waiting:
+        score = scores.get(peer.group if rule.by_config else peer.key)
+        if score is not None and score > cutoff:
+            verdicts[peer.key] = (
+                f"sha rung at epoch {rung}: best val_ce {score:.4g} is not in the top {keep} of "
+                f"{len(ranked)} configs (cutoff {cutoff:.4g})"
+            )
+    return verdicts

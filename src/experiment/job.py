@@ -28,6 +28,8 @@ class SweepJob:
     prune: PruneRule = PruneRule()
     attempt_started_ms: int = 0  # when this sweep command began: runs of the sweep created earlier are older attempts
     seeded: bool = True  # other seeds of this config are in the sweep (pruned together: read at every epoch)
+    pause_at: int | None = None  # synchronous halving: train to this rung, then pause there (checkpoint kept)
+    prune_now: str | None = None  # synchronous halving pruned it at its rung: close it from its checkpoint, why
     _token: list[contextvars.Token[SweepJob | None]] = field(default_factory=list, compare=False, repr=False)
 
     def __enter__(self) -> SweepJob:

@@ -21,7 +21,7 @@ from src import plots
 from src.config.identity import config_hash, flatten, group_hash, to_plain
 from src.config.schema import Config
 from src.data.dataset import Dataset
-from src.errors import RunDiverged, WorkerLost
+from src.errors import RunDiverged, RunPaused, WorkerLost
 from src.experiment.job import SweepJob
 from src.nn.train import History
 from src.outcomes import Outcome
@@ -144,7 +144,7 @@ def closing_on_failure(run: RunLog) -> Iterator[None]:
     """Whatever interrupts the run ends it: KILLED on Ctrl-C or SIGTERM, FAILED with a traceback on an error."""
     try:
         yield
-    except RunDiverged:
+    except (RunDiverged, RunPaused):
         raise  # already recorded
     except KeyboardInterrupt:
         run.close(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)")

@@ -29,7 +29,7 @@ from src.config.schema import FINAL_METRICS, Config, DataConfig
 from src.data.dataset import Dataset
 from src.data.loader import load_dataset, share_source
 from src.data.shared import DataShare
-from src.errors import ConfigError, RunDiverged
+from src.errors import ConfigError, RunDiverged, RunPaused
 from src.experiment import checkpoints
 from src.experiment.epochs import EpochEnd, SweepPruner
 from src.experiment.job import SweepJob
@@ -46,12 +46,13 @@ from src.experiment.recording import (
     run_tags,
 )
 from src.experiment.threads import ThreadGovernor
-from src.nn.arrays import Params
+from src.nn.arrays import Metrics, Params
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import Optimizer, build_optimizer, knobs
 from src.nn.train import (
     Callbacks,
     Diverged,
+    EpochEndHook,
     FitResult,
     History,
     Progress,
@@ -320,15 +321,7 @@ def _train_and_record(ctx: RunContext) -> RunSummary:
     run, dataset = ctx.run, ctx.dataset
     saved = checkpoints.load(ctx.checkpoint, ctx.record.config_hash)
     if saved is None:
-        if ctx.sweep_job is None:  # a sweep's parent logged them on the run it created for this config
-            run.log_params(ctx.record.params)
-        run.log_text(ctx.record.yaml, names.CONFIG)
-        run.log_training_data(
-            DatasetRecord(
-                dataset.name, dataset.fingerprint, dataset.source, dataset.layout, len(dataset.y_train),
-                dataset.num_classes,
-            )
-        )  # fmt: skip
+        _record_inputs(ctx)
     training = new_fit(ctx.settings, dataset, saved)
     logged = 0
     if saved is not None:
@@ -336,7 +329,16 @@ def _train_and_record(ctx: RunContext) -> RunSummary:
         log.info(f"continuing from epoch {training.progress.epochs_done} (checkpoint {ctx.checkpoint})")
     governor = thread_governor(ctx.settings, dataset)
     epoch_end = _epoch_end(ctx, governor, training.progress.history, logged)
-    callbacks = Callbacks(on_epoch_end=epoch_end, on_step=governor, on_progress=_saving(ctx, training))
+    job = ctx.sweep_job
+    if job is not None and job.prune_now:  # its sweep stopped it at the rung it waited at
+        governor.close()
+        return _close_pruned_at_rung(ctx, training, epoch_end, job.prune_now)
+    pause = Pause(job.pause_at, training) if job is not None and job.pause_at else None
+    if pause is not None and pause.reached_already():
+        governor.close()
+        pause.wait(ctx)
+    on_epoch_end = pause.watch(epoch_end) if pause is not None else epoch_end
+    callbacks = Callbacks(on_epoch_end=on_epoch_end, on_step=governor, on_progress=_saving(ctx, training))
     try:
         result = training.run(callbacks)
     except Diverged as stop:
@@ -352,7 +354,74 @@ def _train_and_record(ctx: RunContext) -> RunSummary:
     finally:
         governor.close()
         run.set_tags({"blas_threads": governor.used, "blas_threads_policy": governor.policy})
+    if pause is not None and pause.reached:
+        pause.wait(ctx)
     return _close_trained(ctx, result, epoch_end)
+
+
+@dataclass
+class Pause:
+    """A sweep's synchronous halving asks this run to stop at the rung `epoch` and wait there: its fit
+    stops after that epoch (unless it ends there anyway: its patience, its pruner), its whole state goes to
+    its checkpoint, and the run is SCHEDULED again until the sweep has decided the rung for every config."""
+
+    epoch: int
+    training: Fit
+    reached: bool = False
+
+    def reached_already(self) -> bool:
+        """Its checkpoint is at the rung or past it (a rerun of the sweep): it waits without training."""
+        return self.training.progress.epochs_done >= self.epoch
+
+    def watch(self, on_epoch_end: EpochEndHook) -> EpochEndHook:
+        progress, loop = self.training.progress, self.training.loop
+
+        def hook(epoch: int, row: Metrics) -> str | None:
+            reason = on_epoch_end(epoch, row)
+            if reason or epoch < self.epoch or loop.out_of_patience(epoch, progress.best_epoch):
+                return reason
+            self.reached = True
+            return f"paused at epoch {epoch}"
+
+        return hook
+
+    def wait(self, ctx: RunContext) -> None:
+        """Write the checkpoint, mark the run paused and raise RunPaused (the sweep reads it as `paused`)."""
+        training, epochs_done = self.training, self.training.progress.epochs_done
+        if ctx.checkpoint is not None and self.reached:
+            state = checkpoints.snapshot(training.params, training.optimizer, training.progress, ctx.record.config_hash)
+            checkpoints.save(ctx.checkpoint, state)
+        ctx.run.reschedule()
+        ctx.run.set_tags({names.OUTCOME: Outcome.PAUSED.value, names.PAUSED_AT: epochs_done})
+        log.info(f"paused at epoch {epochs_done}: waiting for the sweep to decide the rung")
+        raise RunPaused(f"run {ctx.run.run_id} paused at epoch {epochs_done}, waiting for the rung's decision")
+
+
+def _close_pruned_at_rung(ctx: RunContext, training: Fit, epoch_end: EpochEnd, reason: str) -> RunSummary:
+    """A run its sweep pruned while it waited at a rung: closed, from its checkpoint, as a run its pruner
+    stopped at that epoch is (final scores of its best epoch so far, Figure 1, history)."""
+    progress = training.progress
+    if not progress.epochs_done:
+        raise RuntimeError(f"run {ctx.run.run_id} was pruned at a rung but has no checkpoint to close it from")
+    epoch_end.pruned = reason
+    ctx.run.set_tags({names.PRUNED: reason})
+    log.info(f"pruned at epoch {progress.epochs_done}: {reason}")
+    result = FitResult(progress.best_params, progress.best_epoch, progress.history, reason)
+    return _close_trained(ctx, result, epoch_end)
+
+
+def _record_inputs(ctx: RunContext) -> None:
+    """What a run records before its first epoch: its params, its resolved config and its training data."""
+    run, dataset = ctx.run, ctx.dataset
+    if ctx.sweep_job is None:  # a sweep's parent logged them on the run it created for this config
+        run.log_params(ctx.record.params)
+    run.log_text(ctx.record.yaml, names.CONFIG)
+    run.log_training_data(
+        DatasetRecord(
+            dataset.name, dataset.fingerprint, dataset.source, dataset.layout, len(dataset.y_train),
+            dataset.num_classes,
+        )
+    )  # fmt: skip
 
 
 def _keep_partial_history(ctx: RunContext, epoch_end: EpochEnd, exc: BaseException) -> None:

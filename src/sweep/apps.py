@@ -34,6 +34,7 @@ from src.experiment.recording import EXPERIMENT_NOTE
 from src.experiment.runner import publish_data
 from src.outcomes import Outcome
 from src.report.build import build_report, summary
+from src.sweep.halving import Halving
 from src.sweep.jobs import classify
 from src.sweep.plan import Composer, Job
 from src.sweep.policy import SweepApp
@@ -116,6 +117,10 @@ class HydraApp(SweepApp):
     def read_result(self, job: Job, result: JobReturn | WorkerDied) -> None:
         job.end(classify(result), result if isinstance(result, JobReturn) else None)
 
+    def continuing(self, jobs: list[Job]) -> list[Job]:
+        """Any Hydra app's jobs never pause."""
+        return []
+
     def untouched(self, jobs: list[Job]) -> list[Job]:
         """No record says which jobs started: none is known to be safe to run again."""
         return []
@@ -154,6 +159,7 @@ class NetsweepApp(HydraApp):
         self.report_dir = Path(str(master.hydra.sweep.dir)) / "report"
         self.objective = str(master.objective)
         self.prune = settings.prune_rule
+        self.halving = Halving(self.prune, lambda: self._opened.curves())
         direction = OmegaConf.select(master, "hydra.sweeper.direction", default="minimize")
         self.worst = -math.inf if str(direction).lower() == "maximize" else math.inf  # a diverged config's value
 
@@ -251,6 +257,8 @@ class NetsweepApp(HydraApp):
             prune=prune,
             attempt_started_ms=self.started_ms,
             seeded=prune.by_config and len(self.seeds[job.group]) > 1,
+            pause_at=self.halving.pause_at(job),
+            prune_now=self.halving.prune_now(job),
         )
 
     def read_result(self, job: Job, result: JobReturn | WorkerDied) -> None:
@@ -259,6 +267,12 @@ class NetsweepApp(HydraApp):
             self._opened.read_result(job)  # the run's own account: pruned, its final metrics
         except Exception as exc:  # a busy store must not lose the job's outcome
             log.warning(f"netsweep: could not read back run {job.run_id}: {exc}")
+
+    def continuing(self, jobs: list[Job]) -> list[Job]:
+        again, lines = self.halving.decide(jobs)
+        for line in lines:
+            print(f"[{self.label}] {line}", flush=True)
+        return again
 
     def untouched(self, jobs: list[Job]) -> list[Job]:
         return self._opened.untouched(jobs)

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 
 from src import interrupts
-from src.errors import RunDiverged, WorkerLost
+from src.errors import RunDiverged, RunPaused, WorkerLost
 from src.outcomes import Outcome
 from src.sweep.plan import Ending
 from src.sweep.slots import WorkerDied
@@ -62,6 +62,8 @@ def classify(result: JobReturn | WorkerDied) -> Ending:
         return Ending(Outcome.FINISHED, value=result.return_value)
     if isinstance(exc, RunDiverged):
         return Ending(Outcome.DIVERGED, str(exc))
+    if isinstance(exc, RunPaused):
+        return Ending(Outcome.PAUSED, str(exc))
     if isinstance(exc, (WorkerLost, KeyboardInterrupt)):
         return Ending(Outcome.KILLED, str(exc))
     return Ending(Outcome.ERROR, f"{type(exc).__name__}: {exc}".splitlines()[0])

@@ -101,6 +101,11 @@ class Job:
             self.outcome, self.reason = outcome, self.reason or reason
         self.metrics = dict(metrics)
 
+    def go_on(self) -> None:
+        """It waited at a pruning rung, which is decided: it is dispatched again (to train on, or to close)."""
+        if self.outcome == Outcome.PAUSED:
+            self.outcome, self.reason = Outcome.SCHEDULED, ""
+
     def lost(self, reason: str) -> None:
         """No result ended it (interrupted, or its worker ended without one)."""
         if not self.outcome.ended:

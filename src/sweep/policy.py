@@ -48,6 +48,11 @@ class SweepApp(Protocol):
     def read_result(self, job: Job, result: JobReturn | WorkerDied) -> None:
         """A job came back from its worker (or its worker died): end it."""
 
+    def continuing(self, jobs: list[Job]) -> list[Job]:
+        """After a round of dispatch: those of `jobs` that paused at a pruning rung, the rung decided for them
+        all at once (synchronous halving), to dispatch again ([] when none waits)."""
+        ...
+
     def untouched(self, jobs: list[Job]) -> list[Job]:
         """Those of `jobs` known never to have started (safe to dispatch again after the pool broke)."""
 

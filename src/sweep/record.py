@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from src.errors import SweepBusy
+from src.experiment.epochs import decode_curve
 from src.outcomes import Outcome
+from src.pruning import Peer
 from src.sweep.plan import Job
 from src.tracking import names
 from src.tracking.api import RunRecord, Store
@@ -235,6 +237,17 @@ class SweepRecord:
         if job.run_id is not None:
             run = self.store.run(job.run_id)
             job.recorded(run.outcome, run.tags.get(names.FAILURE_REASON, ""), run.metrics)
+
+    def curves(self) -> dict[str, Peer]:
+        """The sweep's runs that published a curve (their best validation cross-entropy so far), by run id,
+        as the pruning rules see them."""
+        found = {}
+        for run in self.store.runs([self.experiment_id], sweep_id=self.sweep_id):
+            text = run.tags.get(names.CURVE)
+            if text:
+                key = run.tags.get(names.CONFIG_HASH) or run.tags.get(names.REUSED_CONFIG_HASH) or run.run_id
+                found[run.run_id] = Peer(key, run.tags.get(names.GROUP_HASH, key), decode_curve(text))
+        return found
 
     def untouched(self, jobs: list[Job]) -> list[Job]:
         """The jobs whose run no worker has started (safe to dispatch again)."""

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import interrupts
 from src.errors import ConfigError, Interrupted
+from src.outcomes import Outcome
 from src.sweep.apps import HydraApp, NetsweepApp, is_netsweep_config
 from src.sweep.dispatch import Task, dispatch
 from src.sweep.plan import Composer, Job
@@ -125,13 +126,19 @@ class SweepRunner:
         return self.progress
 
     def _run(self, jobs: list[Job], progress: Progress) -> None:
-        if not jobs:
-            return
+        """Dispatch the jobs; with synchronous halving, round after round: the jobs that paused at a rung go
+        again once the app has decided it (to train on, or to be closed as pruned)."""
+        while jobs:
+            self._dispatch(jobs, progress)
+            jobs = self.app.continuing(jobs)
+
+    def _dispatch(self, jobs: list[Job], progress: Progress) -> None:
         pool = self.pool or self._open_pool(len(jobs))
 
         def on_result(job: Job, result: JobReturn | WorkerDied) -> None:
             self.app.read_result(job, result)
-            progress.job_done(job)
+            if job.outcome != Outcome.PAUSED:  # a config waiting at a rung is not done
+                progress.job_done(job)
 
         dispatch(
             pool,

@@ -40,6 +40,7 @@ STATUS = {  # the MLflow status each outcome is shown with
     Outcome.PRUNED: "FINISHED",  # a result, not a failure: the run is whole up to where it stopped
     Outcome.ERROR: "FAILED",
     Outcome.KILLED: "KILLED",
+    Outcome.PAUSED: "SCHEDULED",  # waiting for a worker again, once its rung is decided
 }
 PHASE = {
     "SCHEDULED": Outcome.SCHEDULED,

@@ -3,6 +3,7 @@
 # Tags every run carries
 OUTCOME = "outcome"  # an `Outcome` value
 FAILURE_REASON = "failure_reason"  # why a run ended other than finished (first 5000 characters)
+PAUSED_AT = "netsweep.paused_at"  # the rung (epoch) a sweep's run waits at, from its checkpoint
 CONFIG_HASH = "config_hash"  # the hash of the config's results-relevant settings (resume matches on it)
 GROUP_HASH = "group_hash"  # the same without the seed: equal across the replicates of one setting
 # On a sweep's child that stands for a result an earlier sweep trained: that config's hash (not CONFIG_HASH,

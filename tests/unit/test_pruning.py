@@ -8,7 +8,7 @@ import pytest
 
 from src.experiment.epochs import SweepPruner, encode_curve
 from src.experiment.job import SweepJob
-from src.pruning import Peer, PruneRule, Rule, best_so_far, decide, mean_curve, prune_among
+from src.pruning import Peer, PruneRule, Rule, best_so_far, decide, halve, mean_curve, prune_among
 from src.tracking import names
 
 from ..fakes import FakeStore
@@ -153,3 +153,42 @@ def test_between_asha_rungs_a_config_without_seeds_does_not_read_the_store():
         store, SweepJob("me", store.uri, sweep_id="s1", experiment_id=experiment, prune=ASHA), "mine", "g", 9
     )
     assert seeded(2, [0.9, 0.9]) is None and len(searches) == 2  # a seed reads every epoch: its siblings may stop
+
+
+SHA = PruneRule("sha", min_epochs=1, factor=3)
+
+
+def _peer(key, curve, group=None):
+    return Peer(key, group or key, curve)
+
+
+def test_sha_decides_a_rung_once_for_all_waiting_configs_and_keeps_the_top_third():
+    assert SHA.synchronous and SHA.rungs(30) == [1, 3, 9, 27]
+    assert not SHA.needs_peers(1, 30, seeded=True)  # no config decides for itself as it trains
+    waiting = [_peer(str(i), [0.1 * (i + 1)]) for i in range(6)]  # 0.1 .. 0.6, all at the rung
+    verdicts = halve(SHA, 1, waiting)
+    assert sorted(verdicts) == ["2", "3", "4", "5"]  # 6 // 3 = 2 go on, whatever order they arrived in
+    assert "sha rung at epoch 1" in verdicts["5"] and "not in the top 2 of 6" in verdicts["5"]
+    assert halve(SHA, 1, list(reversed(waiting))) == verdicts
+    tied = halve(SHA, 1, [_peer("a", [0.4]), _peer("b", [0.4]), _peer("c", [0.5])])
+    assert sorted(tied) == ["c"]  # one place, two configs tied for it: both go on
+    assert halve(SHA, 1, [_peer("solo", [9.0])]) == {}  # alone: nothing to compare with
+
+
+def test_sha_counts_the_sweeps_other_runs_that_reached_the_rung_and_only_those():
+    waiting = [_peer("a", [0.5, 0.4, 0.3]), _peer("b", [0.6, 0.5, 0.45])]
+    earlier = [_peer("x", [0.5, 0.2, 0.1]), _peer("x", [0.5]), _peer("y", [0.4, 0.35])]  # y stopped before 3
+    verdicts = halve(SHA, 3, waiting, earlier)
+    assert sorted(verdicts) == ["a", "b"] and "top 1 of 3" in verdicts["b"]  # x (its longest run) leads at 3
+    assert sorted(halve(SHA, 3, waiting, [_peer("y", [0.4, 0.35])])) == ["b"]  # y never reached epoch 3
+
+
+def test_sha_by_config_gives_the_seeds_of_a_config_one_score_and_one_decision():
+    waiting = [
+        _peer("a0", [0.30], "a"), _peer("a1", [0.50], "a"),  # mean 0.40
+        _peer("b0", [0.35], "b"), _peer("b1", [0.35], "b"),  # mean 0.35
+        _peer("c0", [0.90], "c"), _peer("c1", [0.20], "c"),  # mean 0.55
+    ]  # fmt: skip
+    assert sorted(halve(SHA, 1, waiting)) == ["a0", "a1", "c0", "c1"]  # 3 configs: the best 1 goes on
+    by_seed = PruneRule("sha", 1, 3, by_config=False)
+    assert sorted(halve(by_seed, 1, waiting)) == ["a1", "b0", "b1", "c0"]  # 6 seeds: c1 and a0 go on

@@ -12,10 +12,13 @@ from omegaconf import OmegaConf
 
 from src.config.identity import flatten, to_plain
 from src.errors import ConfigError, RunDiverged, SweepBusy, SweepIncomplete, WorkerLost
+from src.experiment import checkpoints
 from src.experiment.job import current_sweep_job
+from src.experiment.runner import run_config
 from src.outcomes import Outcome
-from src.pruning import Rule
+from src.pruning import Peer, PruneRule, Rule
 from src.sweep.apps import HydraApp, NetsweepApp
+from src.sweep.halving import Halving
 from src.sweep.jobs import classify, failure
 from src.sweep.plan import Ending, Job
 from src.sweep.record import process_started
@@ -23,8 +26,10 @@ from src.sweep.runner import SweepRunner
 from src.sweep.settings import Backend, LauncherSettings, PruneBy, Resume
 from src.sweep.slots import WorkerDied
 from src.tracking import names
+from src.tracking.opening import open_store
 
 from ..fakes import FakeStore, InlinePool, WorkerVanished
+from ..helpers import read_store
 
 STORES: dict = {}  # uri -> FakeStore, for the fake task
 GRID = [[f"optimizer.lr={lr}", f"model.decay={decay}", "epochs=2"] for lr in (0.05, 0.1, 1e4) for decay in (0, 1e-4)]
@@ -78,7 +83,7 @@ class NoCallbacks:
 def make(loader, tmp_path):
     """make(store=..., pool=..., **settings) -> (runner, store, pool)."""
 
-    def build(store=None, pool=None, hydra_overrides=(), **settings):
+    def build(store=None, pool=None, hydra_overrides=(), task=fake_task, **settings):
         store = store or FakeStore(f"fake://{tmp_path}")
         STORES[store.uri] = store
         master = loader.load_configuration(
@@ -88,9 +93,7 @@ def make(loader, tmp_path):
         settings = LauncherSettings(progress_interval_s=0, **settings)
         pool = pool or InlinePool()
         app = NetsweepApp(master, settings, store_opener=lambda uri: store)
-        runner = SweepRunner(
-            HydraContext(loader, NoCallbacks()), fake_task, master, settings, app=app, pool_factory=pool
-        )
+        runner = SweepRunner(HydraContext(loader, NoCallbacks()), task, master, settings, app=app, pool_factory=pool)
         return runner, store, pool
 
     return build
@@ -386,3 +389,92 @@ def test_launcher_settings_are_declared_choices_checked_as_they_are_made():
         LauncherSettings(backend="ray")
     with pytest.raises(ConfigError, match="address=tcp://h:1 is only used with hydra.launcher.backend=dask"):
         LauncherSettings(address="tcp://h:1")
+
+
+def real_task(cfg):
+    """What `python -m src.run -m` runs for each job: the config trained for real, into its sweep's run."""
+    return run_config(cfg, list(HydraConfig.get().overrides.task), None, current_sweep_job()).objective(cfg.objective)
+
+
+SHA_GRID = [
+    [f"optimizer.lr={lr}", f"model.decay={decay}", "epochs=9", "threads=1", "tracking.log_model=false"]
+    for lr in (0.03, 0.1, 0.3)
+    for decay in (0, 1e-4)
+]
+
+
+@pytest.mark.slow
+def test_synchronous_halving_pauses_every_config_at_each_rung_and_an_interrupted_sweep_continues_exactly(
+    make, store_uri, compose_cfg, capsys, tmp_path
+):
+    """prune=sha: the 6 configs pause at epoch 1, the best 2 go on to epoch 3, the best of them to the end.
+    Interrupted while two configs wait at epoch 3, the rerun continues them from their checkpoints in their
+    runs, and the winner ends bit-identical to the same config trained alone (threads=1)."""
+    sha = dict(task=real_task, prune=Rule.sha, prune_min_epochs=1, prune_factor=3)
+    store = open_store(store_uri)
+    first, _, _ = make(store=store, **sha)
+    decisions = first.app.continuing
+    rounds = []
+
+    def interrupted_at_the_second_rung(jobs):
+        rounds.append(sorted(j.outcome.value for j in jobs))
+        if len(rounds) == 2:
+            raise KeyboardInterrupt
+        return decisions(jobs)
+
+    first.app.continuing = interrupted_at_the_second_rung
+    with pytest.raises(KeyboardInterrupt):
+        first.launch(SHA_GRID, 0)
+    assert rounds == [["paused"] * 6, ["paused"] * 2 + ["pruned"] * 4]
+    assert "rung at epoch 1 decided: 2 of 6 configs go on, 4 pruned" in capsys.readouterr().out
+    waiting = [j for j in first.app.jobs if j.outcome == Outcome.KILLED]
+    assert len(waiting) == 2 and all(store.epochs_logged(j.run_id) == 3 for j in waiting)
+
+    again, _, _ = make(store=store, **sha)
+    again.launch(SHA_GRID, 0)
+    out = capsys.readouterr().out
+    assert "rung at epoch 3 decided: 1 of 2 configs go on, 1 pruned" in out
+    runs = {j.run_id: store.run(j.run_id) for j in again.app.jobs}
+    trained = sorted((store.epochs_logged(run_id), run.outcome.value) for run_id, run in runs.items())
+    assert trained == [(1, "pruned")] * 4 + [(3, "pruned"), (9, "finished")]
+    assert {j.run_id for j in waiting} <= set(runs)  # continued in their own runs
+    view = read_store(store_uri)
+    for run_id in runs:  # each epoch logged once, across the attempts
+        steps = [m.step for m in view.client.get_metric_history(run_id, "val_acc")]
+        assert sorted(steps) == list(range(1, 1 + store.epochs_logged(run_id)))
+    assert all("sha rung at epoch" in run.tags[names.PRUNED] for run in runs.values() if run.outcome == Outcome.PRUNED)
+    assert list((tmp_path / checkpoints.FOLDER).iterdir()) == []
+
+    (winner,) = [run for run in runs.values() if run.outcome == Outcome.FINISHED]
+    overrides = winner.tags[names.OVERRIDES].split()
+    alone = run_config(compose_cfg(*overrides, f"tracking.uri={store_uri.replace('mlflow.db', 'alone.db')}"))
+    assert {k: winner.metrics[k] for k in alone.metrics} == alone.metrics
+
+
+def test_halving_rounds_send_the_best_on_rung_by_rung_and_the_rest_to_be_closed():
+    """The parent's side of prune=sha on plain jobs: where each job pauses, and what each decision sends out."""
+    curves = {}
+    halving = Halving(PruneRule("sha", 1, 3), lambda: curves)
+    jobs = [Job(i, [], OmegaConf.create({"epochs": 9})) for i in range(4)]
+    for job in jobs:
+        job.identify(f"c{job.index}", f"k{job.index}", f"k{job.index}", f"c{job.index}")
+        job.schedule(f"run{job.index}")
+    assert [halving.pause_at(j) for j in jobs] == [1] * 4
+    for job in jobs[:3]:  # job 3 diverged before the rung: it takes no part
+        job.end(Ending(Outcome.PAUSED), None)
+        curves[job.run_id] = Peer(job.key, job.group, [0.1 * (job.index + 1)])
+    jobs[3].end(Ending(Outcome.DIVERGED, "diverged"), None)
+    again, lines = halving.decide(jobs)
+    assert again == jobs[:3] and all(j.outcome == Outcome.SCHEDULED for j in again)
+    assert lines == [
+        "rung at epoch 1 decided: 1 of 3 configs go on, 2 pruned (the last one standing trains to its end)"
+    ]
+    assert halving.pause_at(jobs[0]) is None and halving.prune_now(jobs[0]) is None  # on to its last epoch
+    assert [halving.pause_at(j) for j in jobs[1:3]] == [None, None]
+    assert all("sha rung at epoch 1" in halving.prune_now(j) for j in jobs[1:3])
+    assert halving.decide(jobs) == ([], [])  # nothing paused: nothing to decide
+
+
+def test_without_sha_no_job_ever_pauses():
+    job = Job(0, [], OmegaConf.create({"epochs": 9}))
+    assert Halving(PruneRule("asha", 1, 3), dict).pause_at(job) is None
