@@ -129,9 +129,18 @@ class Progress:
 
     def consider(self, epoch: int, val_loss: float, params: Params) -> None:
         """Keep a copy of `params` when `epoch` has the lowest validation loss so far (training goes on)."""
-        if val_loss < self.best_val_loss or not self.best_params:
+        if self.improves(epoch, val_loss) or not self.best_params:
             self.best_epoch, self.best_val_loss = epoch, val_loss
             self.best_params = {name: value.copy() for name, value in params.items()}
+
+    def improves(self, epoch: int, val_loss: float) -> bool:
+        """Whether `epoch` has the lowest validation loss so far; if so it becomes the best epoch, and the
+        caller keeps its parameters as `best_params` (a pack keeps them on its device and brings them here
+        before a member's `on_progress` and at the end)."""
+        if not val_loss < self.best_val_loss:
+            return False
+        self.best_epoch, self.best_val_loss = epoch, val_loss
+        return True
 
 
 class DivergenceGuard:
