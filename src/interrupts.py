@@ -10,6 +10,7 @@ import threading
 from src.errors import Interrupted
 
 _shield_depth = 0  # tracking writes in progress on the main thread
+_stop_requested = threading.Event()  # a worker's process is ending (a Slurm job's SIGTERM): stop training
 _pending_signal = None
 _received = 0  # signals that arrived: a library may have swallowed the Interrupted one raised
 
@@ -51,3 +52,22 @@ def received() -> int:
     """How many times Ctrl-C or SIGTERM arrived, counting those whose `Interrupted` was caught on the way
     (Dask's client turns an interrupted wait into a cancelled task): compare before and after a call."""
     return _received
+
+
+def request_stop(why: str = "SIGTERM") -> None:
+    """Ask the training on this process's other threads to stop at its next step (a Dask worker's main thread
+    got SIGTERM: its Slurm job was cancelled, ran out of time or was preempted). The run ends `killed`, its
+    checkpoint whole, and continues from it in the next attempt."""
+    global _stop_why
+    _stop_why = why
+    _stop_requested.set()
+
+
+_stop_why = ""
+
+
+def check_stop() -> None:
+    """Raise `Interrupted` on a training thread once `request_stop` was called (a step boundary: no
+    checkpoint or tracking write is cut in half)."""
+    if _stop_requested.is_set():
+        raise Interrupted(f"{_stop_why}: the worker's process is ending")

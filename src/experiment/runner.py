@@ -23,6 +23,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
+from src import interrupts
 from src.config.checks import validate
 from src.config.naming import run_name
 from src.config.schema import FINAL_METRICS, Config, DataConfig
@@ -57,6 +58,7 @@ from src.nn.train import (
     History,
     Progress,
     ProgressHook,
+    StepHook,
     TrainingData,
     TrainSettings,
     fit,
@@ -338,7 +340,7 @@ def _train_and_record(ctx: RunContext) -> RunSummary:
         governor.close()
         pause.wait(ctx)
     on_epoch_end = pause.watch(epoch_end) if pause is not None else epoch_end
-    callbacks = Callbacks(on_epoch_end=on_epoch_end, on_step=governor, on_progress=_saving(ctx, training))
+    callbacks = Callbacks(on_epoch_end=on_epoch_end, on_step=_stoppable(governor), on_progress=_saving(ctx, training))
     try:
         result = training.run(callbacks)
     except Diverged as stop:
@@ -408,6 +410,16 @@ def _close_pruned_at_rung(ctx: RunContext, training: Fit, epoch_end: EpochEnd, r
     log.info(f"pruned at epoch {progress.epochs_done}: {reason}")
     result = FitResult(progress.best_params, progress.best_epoch, progress.history, reason)
     return _close_trained(ctx, result, epoch_end)
+
+
+def _stoppable(governor: ThreadGovernor) -> StepHook:
+    """The fit's `on_step`: the governor's pacing, and a stop asked for by the worker's process (its SIGTERM)."""
+
+    def on_step(epoch: int, step: int) -> None:
+        interrupts.check_stop()
+        governor(epoch, step)
+
+    return on_step
 
 
 def _record_inputs(ctx: RunContext) -> None:
