@@ -110,6 +110,7 @@ class FakeStore:
     def __init__(self, uri: str = "fake://store"):
         self.uri = uri
         self.experiments: dict = {}
+        self.experiment_tags: dict = {}
         self.records: dict = {}
         self.status: dict = {}
         self.histories: dict = {}
@@ -126,6 +127,9 @@ class FakeStore:
 
     def prefer_wal(self) -> None:
         pass
+
+    def set_experiment_tags(self, experiment_id: str, tags: Tags) -> None:
+        self.experiment_tags.setdefault(experiment_id, {}).update({k: str(v) for k, v in tags.items()})
 
     def create_run(
         self,
@@ -194,6 +198,10 @@ class FakeStore:
             sweeps_only=True,
         )
         return found[0] if found else None
+
+    def sweeps(self) -> list[RunRecord]:
+        found = self.runs(list(self.experiments.values()), sweeps_only=True)
+        return sorted(found, key=lambda run: run.start_time_ms, reverse=True)
 
     def history(self, run_id: str, metrics: Iterable[str] = names.EPOCH_METRICS) -> dict[str, list[float]]:
         logged = self.histories.get(run_id, {})

@@ -124,6 +124,10 @@ class Store(Protocol):
         """Let readers of a local SQLite store never block its writers (a no-op for other stores)."""
         ...
 
+    def set_experiment_tags(self, experiment_id: str, tags: Tags) -> None:
+        """Tags on the experiment (not on a run): what its UI reads, e.g. a saved view of the runs table."""
+        ...
+
     def create_run(
         self,
         experiment_id: str,
@@ -165,6 +169,10 @@ class Store(Protocol):
 
     def find_sweep(self, sweep_id: str, experiment_id: str | None = None) -> RunRecord | None:
         """The parent run of sweep `sweep_id`, in one experiment or in any."""
+        ...
+
+    def sweeps(self) -> list[RunRecord]:
+        """The parent runs of every sweep in the store (any experiment), newest first."""
         ...
 
     def history(self, run_id: str, metrics: Iterable[str] = names.EPOCH_METRICS) -> dict[str, list[float]]:

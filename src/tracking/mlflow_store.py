@@ -226,6 +226,11 @@ class MlflowStore:
 
     # --- writing ------------------------------------------------------------------------------------
 
+    def set_experiment_tags(self, experiment_id: str, tags: Tags) -> None:
+        """Tags on the experiment (not on a run): what its UI reads, e.g. a saved view of the runs table."""
+        for key, value in tags.items():
+            self._client.set_experiment_tag(experiment_id, key, str(value))
+
     def create_run(
         self,
         experiment_id: str,
@@ -302,6 +307,14 @@ class MlflowStore:
             if found:
                 return found[0]
         return None
+
+    def sweeps(self) -> list[RunRecord]:
+        """The parent runs of every sweep in the store (any experiment), newest first."""
+        experiment_ids = [e.experiment_id for e in self._client.search_experiments()]
+        found: list[RunRecord] = []
+        for start in range(0, len(experiment_ids), EXPERIMENTS_PER_SEARCH):
+            found.extend(self.runs(experiment_ids[start : start + EXPERIMENTS_PER_SEARCH], sweeps_only=True))
+        return sorted(found, key=lambda run: run.start_time_ms, reverse=True)
 
     def history(self, run_id: str, metrics: Iterable[str] = names.EPOCH_METRICS) -> dict[str, list[float]]:
         """{metric: [value at epoch 1, epoch 2, ...]} as logged so far."""
