@@ -317,50 +317,6 @@ def _saving(ctx: RunContext, training: Fit) -> ProgressHook | None:
     return save
 
 
-def _train_and_record(ctx: RunContext) -> RunSummary:
-    """Params, the resolved config and every epoch as it ends, then the final scores, Figure 1, the weights
-    and the outcome."""
-    run, dataset = ctx.run, ctx.dataset
-    saved = checkpoints.load(ctx.checkpoint, ctx.record.config_hash)
-    if saved is None:
-        _record_inputs(ctx)
-    training = new_fit(ctx.settings, dataset, saved)
-    logged = 0
-    if saved is not None:
-        logged = ctx.store.epochs_logged(run.run_id)
-        log.info(f"continuing from epoch {training.progress.epochs_done} (checkpoint {ctx.checkpoint})")
-    governor = thread_governor(ctx.settings, dataset)
-    epoch_end = _epoch_end(ctx, governor, training.progress.history, logged)
-    job = ctx.sweep_job
-    if job is not None and job.prune_now:  # its sweep stopped it at the rung it waited at
-        governor.close()
-        return _close_pruned_at_rung(ctx, training, epoch_end, job.prune_now)
-    pause = Pause(job.pause_at, training) if job is not None and job.pause_at else None
-    if pause is not None and pause.reached_already():
-        governor.close()
-        pause.wait(ctx)
-    on_epoch_end = pause.watch(epoch_end) if pause is not None else epoch_end
-    callbacks = Callbacks(on_epoch_end=on_epoch_end, on_step=_stoppable(governor), on_progress=_saving(ctx, training))
-    try:
-        result = training.run(callbacks)
-    except Diverged as stop:
-        record_history(ctx, stop.history, diverged_at=stop.epoch)
-        checkpoints.remove(ctx.checkpoint)
-        run.close(Outcome.DIVERGED, str(stop))
-        raise RunDiverged(f"run {run.run_id} {stop}; try a smaller optimizer.lr") from None
-    except BaseException as exc:  # interrupted or failed: what was trained so far is kept
-        _keep_partial_history(ctx, epoch_end, exc)
-        if not isinstance(exc, KeyboardInterrupt):  # killed: the next attempt continues from the checkpoint
-            checkpoints.remove(ctx.checkpoint)
-        raise
-    finally:
-        governor.close()
-        run.set_tags({"blas_threads": governor.used, "blas_threads_policy": governor.policy})
-    if pause is not None and pause.reached:
-        pause.wait(ctx)
-    return _close_trained(ctx, result, epoch_end)
-
-
 @dataclass
 class Pause:
     """A sweep's synchronous halving asks this run to stop at the rung `epoch` and wait there: its fit
@@ -397,6 +353,91 @@ class Pause:
         ctx.run.set_tags({names.OUTCOME: Outcome.PAUSED.value, names.PAUSED_AT: epochs_done})
         log.info(f"paused at epoch {epochs_done}: waiting for the sweep to decide the rung")
         raise RunPaused(f"run {ctx.run.run_id} paused at epoch {epochs_done}, waiting for the rung's decision")
+
+
+@dataclass
+class Begun:
+    """A run ready to train: its fit, what watches each epoch, the thread governor and, when its sweep halves
+    synchronously, where it pauses. A pack (src/experiment/packs.py) trains several of these as one."""
+
+    ctx: RunContext
+    training: Fit
+    epoch_end: EpochEnd
+    governor: ThreadGovernor
+    pause: Pause | None
+
+    def callbacks(self) -> Callbacks:
+        watch = self.pause.watch(self.epoch_end) if self.pause is not None else self.epoch_end
+        return Callbacks(
+            on_epoch_end=watch, on_step=_stoppable(self.governor), on_progress=_saving(self.ctx, self.training)
+        )
+
+
+def begin(ctx: RunContext) -> Begun | RunSummary:
+    """Record what a run records before its first epoch (unless it continues from its checkpoint) and build
+    its fit; a run its sweep pruned at a rung is closed here (its summary returned), and one already at the
+    rung it is to pause at pauses (RunPaused)."""
+    run, dataset = ctx.run, ctx.dataset
+    saved = checkpoints.load(ctx.checkpoint, ctx.record.config_hash)
+    if saved is None:
+        _record_inputs(ctx)
+    training = new_fit(ctx.settings, dataset, saved)
+    logged = 0
+    if saved is not None:
+        logged = ctx.store.epochs_logged(run.run_id)
+        log.info(f"continuing from epoch {training.progress.epochs_done} (checkpoint {ctx.checkpoint})")
+    governor = thread_governor(ctx.settings, dataset)
+    epoch_end = _epoch_end(ctx, governor, training.progress.history, logged)
+    job = ctx.sweep_job
+    if job is not None and job.prune_now:  # its sweep stopped it at the rung it waited at
+        governor.close()
+        return _close_pruned_at_rung(ctx, training, epoch_end, job.prune_now)
+    pause = Pause(job.pause_at, training) if job is not None and job.pause_at else None
+    if pause is not None and pause.reached_already():
+        governor.close()
+        pause.wait(ctx)
+    return Begun(ctx, training, epoch_end, governor, pause)
+
+
+FitOutcome = FitResult | Diverged | BaseException  # how a fit came back: its result, or what it raised
+
+
+def finish(begun: Begun, outcome: FitOutcome) -> RunSummary:
+    """Close the run as its fit came back: finished or pruned (final scores, Figure 1, the weights), paused
+    at its rung (RunPaused), diverged (RunDiverged), or interrupted or failed (the exception, re-raised, after
+    the history trained so far was kept; the checkpoint stays only for an interrupt)."""
+    ctx, run, governor = begun.ctx, begun.ctx.run, begun.governor
+    try:
+        if isinstance(outcome, Diverged):
+            record_history(ctx, outcome.history, diverged_at=outcome.epoch)
+            checkpoints.remove(ctx.checkpoint)
+            run.close(Outcome.DIVERGED, str(outcome))
+            raise RunDiverged(f"run {run.run_id} {outcome}; try a smaller optimizer.lr") from None
+        if isinstance(outcome, BaseException):  # interrupted or failed: what was trained so far is kept
+            _keep_partial_history(ctx, begun.epoch_end, outcome)
+            if not isinstance(outcome, KeyboardInterrupt):  # killed: the next attempt continues from the checkpoint
+                checkpoints.remove(ctx.checkpoint)
+            raise outcome
+    finally:
+        governor.close()
+        run.set_tags({"blas_threads": governor.used, "blas_threads_policy": governor.policy})
+    if begun.pause is not None and begun.pause.reached:
+        begun.pause.wait(ctx)
+    return _close_trained(ctx, outcome, begun.epoch_end)
+
+
+def _train_and_record(ctx: RunContext) -> RunSummary:
+    """Params, the resolved config and every epoch as it ends, then the final scores, Figure 1, the weights
+    and the outcome."""
+    begun = begin(ctx)
+    if isinstance(begun, RunSummary):
+        return begun
+    outcome: FitOutcome
+    try:
+        outcome = begun.training.run(begun.callbacks())
+    except BaseException as exc:  # noqa: B036 - every way out of training closes the run (see `finish`)
+        outcome = exc
+    return finish(begun, outcome)
 
 
 def _close_pruned_at_rung(ctx: RunContext, training: Fit, epoch_end: EpochEnd, reason: str) -> RunSummary:
