@@ -29,6 +29,7 @@ ALLOWED = {
         "src.tracking",
         "src.errors",
         "src.outcomes",
+        "src.interrupts",  # the training loop stops at a step when its worker's process is ending
     },
     "src.report": {"src.tracking", "src.config", "src.plots", "src.errors", "src.outcomes"},
     "src.sweep": {
