@@ -213,6 +213,25 @@ def run_config(
     exists; RunDiverged, KeyboardInterrupt or the original exception after the run was closed with
     outcome diverged, killed or error.
     """
+    ctx = open_config(cfg, overrides, output_dir, sweep_job)
+    with closing_on_failure(ctx.run):
+        summary = _train_and_record(ctx)
+    summary.experiment_id = ctx.experiment_id
+    log.info(
+        f"test accuracy {summary.test_acc:.4f} (in-sample {summary.metrics['insample_acc']:.4f}, "
+        f"best epoch {summary.metrics['best_epoch']})"
+    )
+    return summary
+
+
+def open_config(
+    cfg: DictConfig,
+    overrides: Sequence[str] | None = None,
+    output_dir: Path | None = None,
+    sweep_job: SweepJob | None = None,
+) -> RunContext:
+    """Check `cfg`, load its data and open its run (see `run_config`): everything a run needs to train.
+    Raises ConfigError/DataError before any run exists (a sweep's run is then closed with an error)."""
     preloading = preload()  # ~1 s of imports, overlapped with data loading
     uri = sweep_job.tracking_uri if sweep_job else resolve_uri(cfg.tracking.uri)
     try:
@@ -234,15 +253,7 @@ def run_config(
     run = _open_run(store, request, sweep_job)
     log.info(f"run {run.run_id} ({name}) on {dataset.summary()}")
     checkpoint = checkpoints.path_for(folder, run.run_id)
-    ctx = RunContext(store, run, settings, record, dataset, name, output_dir, sweep_job, checkpoint)
-    with closing_on_failure(run):
-        summary = _train_and_record(ctx)
-    summary.experiment_id = experiment_id
-    log.info(
-        f"test accuracy {summary.test_acc:.4f} (in-sample {summary.metrics['insample_acc']:.4f}, "
-        f"best epoch {summary.metrics['best_epoch']})"
-    )
-    return summary
+    return RunContext(store, run, settings, record, dataset, name, output_dir, sweep_job, checkpoint, experiment_id)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,41 @@
+"""Configs trained as one pack are recorded each in its own run, with what each gives alone."""
+
+import pytest
+
+from src.errors import RunDiverged
+from src.experiment.packs import PackEntry, run_pack
+from src.experiment.runner import run_config
+from src.outcomes import Outcome
+from src.tracking.opening import open_store
+
+from ..helpers import read_store
+
+FINAL = ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_loss", "best_val_acc")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_a_pack_records_each_config_as_its_own_run_with_the_metrics_it_gives_alone(compose_cfg, store_uri, optimizer):
+    lrs = {"sgd": (0.05, 0.3, 1e4), "momentum": (0.02, 0.1, 1e4), "adam": (0.001, 0.01, 1e3)}[optimizer]
+    common = [
+        f"optimizer={optimizer}",
+        "epochs=4",
+        "threads=1",
+        "tracking.log_model=false",
+        f"tracking.uri={store_uri}",
+    ]
+    decays = (0, 1e-4, 0)
+    configs = [[*common, f"optimizer.lr={lr}", f"model.decay={d}"] for lr, d in zip(lrs, decays, strict=True)]
+    packed = run_pack([PackEntry(compose_cfg(*c), c, None, None) for c in configs])
+    assert isinstance(packed[2], RunDiverged)  # the huge learning rate diverges, alone in its slice
+    alone_uri = store_uri.replace("mlflow.db", "alone.db")
+    for overrides, summary in zip(configs[:2], packed[:2], strict=True):
+        alone = run_config(compose_cfg(*overrides, f"tracking.uri={alone_uri}"))
+        assert summary.outcome == Outcome.FINISHED
+        assert {k: summary.metrics[k] for k in FINAL} == {k: alone.metrics[k] for k in FINAL}  # NumPy: same bits
+    view = read_store(store_uri)
+    runs = view.runs
+    assert sorted(r.data.tags["outcome"] for r in runs) == ["diverged", "finished", "finished"]
+    for run in runs:  # each run holds its own epochs, once each
+        steps = sorted(m.step for m in view.client.get_metric_history(run.info.run_id, "val_acc"))
+        assert steps == ([] if run.data.tags["outcome"] == "diverged" else [1, 2, 3, 4])
+    assert open_store(store_uri).epochs_logged(packed[0].run_id) == 4
