@@ -58,11 +58,11 @@ def backend(name: str, device: str | None = None) -> Backend:
     except ImportError as missing:
         raise ModuleNotFoundError(f"array backend {name!r} needs {missing.name}: pip install 'netsweep[gpu]'") from None
     if name == "torch":
-        import torch
+        import torch  # deferred: an optional library, imported only when asked for
 
         return Backend(xp, torch.device(device or "cpu"))
     if name == "cupy" and device not in (None, "cuda", "gpu"):
-        import cupy
+        import cupy  # deferred: an optional library, imported only when asked for
 
         return Backend(xp, cupy.cuda.Device(int(str(device).rsplit(":", 1)[-1])))
     if name in ("numpy", "array_api_strict") and device not in (None, "cpu"):
