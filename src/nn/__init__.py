@@ -1,2 +1,1 @@
-"""Pure-NumPy numerics: the net (mlp), its optimizers (optim), the training loop (train) and the types of
-the arrays they pass (arrays)."""
+"""The numerics, on NumPy or any array-API backend: the net (mlp; packed for K configs at once), its optimizers (optim, packed_optim), the training loops (train, pack) and the arrays they pass (arrays, backend)."""
