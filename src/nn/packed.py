@@ -48,6 +48,18 @@ def select(packed: dict[str, Array], keep: Array) -> dict[str, Array]:
     return {name: namespace(value).take(value, keep, axis=0) for name, value in packed.items()}
 
 
+_ZEROS: dict[tuple[type, str, str], Array] = {}
+
+
+def zero(like: Array) -> Array:
+    """A 0-d zero of `like`'s dtype on its device, made once per library, dtype and device: PyTorch would
+    copy a Python 0 to the GPU (and wait for it) at every `maximum`."""
+    key = (type(like), str(like.dtype), str(Backend.of(like).device))
+    if key not in _ZEROS:
+        _ZEROS[key] = namespace(like).zeros((), dtype=like.dtype, device=Backend.of(like).device)
+    return _ZEROS[key]
+
+
 @dataclass(frozen=True)
 class Batch:
     """One step's rows for each config of a pack."""
@@ -68,7 +80,7 @@ def data_cost_grad(params: PackedParams, batch: Batch, scale: Array) -> tuple[Ar
     K, n = batch.X.shape[:2]
     h = xp.matmul(batch.X, params["W1"])  # (K, n, d) @ (K, d, H) -> (K, n, H)
     h += params["b1"]
-    h = xp.maximum(h, 0.0)
+    h = xp.maximum(h, zero(h))
     z = xp.matmul(h, params["W2"])  # (K, n, H) @ (K, H, k) -> (K, n, k)
     z += params["b2"]
 
@@ -125,7 +137,8 @@ def _chunk_scores(params: PackedParams, X: Array, y: Array) -> tuple[Array, Arra
     """(sum of log softmax(z)_y in the parameters' dtype, correct count) per config over the rows X (n, d)."""
     xp = namespace(X)
     K, n = params["W1"].shape[0], X.shape[0]
-    h = xp.maximum(xp.matmul(X, params["W1"]) + params["b1"], 0.0)  # (n, d) @ (K, d, H) -> (K, n, H)
+    h = xp.matmul(X, params["W1"]) + params["b1"]  # (n, d) @ (K, d, H) -> (K, n, H)
+    h = xp.maximum(h, zero(h))
     z = xp.matmul(h, params["W2"]) + params["b2"]  # (K, n, H) @ (K, H, k) -> (K, n, k)
     shifted = z - xp.max(z, axis=-1, keepdims=True)
     log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))  # log softmax, as mlp.log_softmax

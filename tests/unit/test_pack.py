@@ -242,3 +242,21 @@ def test_fashion_mnist_members_match_their_unpacked_fits(fashion, name):
     )
     for seed, (hyper, result) in enumerate(zip(hypers, results, strict=True)):
         assert_same(result, alone(fashion, settings, member(fashion, seed, name, hidden=64, **hyper)))
+
+
+def test_the_pack_benchmarks_run_on_the_cpu(digits, capsys):
+    """bench/packs.py's rows and bench/gpu.py's CPU fallback, tiny: they run and say what they measured (not
+    how fast: timing here is meaningless)."""
+    from bench import gpu, packs
+
+    rows = packs.pack_rows({"digits": digits}, sizes=(1, 2), epochs=1, hidden=8)
+    assert [r["what"] for r in rows] == [
+        "per-config epoch, digits: one config alone (fit)",
+        "per-config epoch, digits: pack of K=1",
+        "per-config epoch, digits: pack of K=2",
+    ]
+    assert all(r["value"] > 0 and r["unit"] == "s" for r in rows) and rows[1]["against"] == "x alone"
+    assert gpu.main(["--device", "cpu", "--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert "pack on numpy cpu, K=4" in printed
+    assert "numpy cpu against NumPy, largest difference per metric: train_loss 0.00e+00" in printed
