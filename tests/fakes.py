@@ -271,9 +271,10 @@ class InlinePool:
             if self.break_after is not None and count == self.break_after:
                 self.break_after = None
                 raise RuntimeError("the pool broke (a worker was lost)")
-            number = args[0].hydra.job.num
-            self.ran.append(number)
-            if number in self.die:
+            configs = args[0] if isinstance(args[0], list) else [args[0]]  # a pack's call: its jobs' configs
+            numbers = [config.hydra.job.num for config in configs]
+            self.ran.extend(numbers)
+            if self.die.intersection(numbers):
                 yield WorkerDied(args, "SIGKILL")
                 continue
             try:

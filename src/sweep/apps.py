@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ from src.outcomes import Outcome
 from src.report.build import build_report, summary
 from src.sweep.halving import Halving
 from src.sweep.jobs import classify
+from src.sweep.packing import packs
 from src.sweep.plan import Composer, Job
 from src.sweep.policy import SweepApp
 from src.sweep.record import StoreOpener, SweepRecord, SweepStart, sweep_id_for
@@ -116,6 +118,10 @@ class HydraApp(SweepApp):
 
     def read_result(self, job: Job, result: JobReturn | WorkerDied) -> None:
         job.end(classify(result), result if isinstance(result, JobReturn) else None)
+
+    def packs(self, jobs: list[Job]) -> list[list[Job]]:
+        """Any Hydra app's jobs run one by one, as Hydra runs them."""
+        return [[job] for job in jobs]
 
     def continuing(self, jobs: list[Job]) -> list[Job]:
         """Any Hydra app's jobs never pause."""
@@ -267,6 +273,11 @@ class NetsweepApp(HydraApp):
             self._opened.read_result(job)  # the run's own account: pruned, its final metrics
         except Exception as exc:  # a busy store must not lose the job's outcome
             log.warning(f"netsweep: could not read back run {job.run_id}: {exc}")
+
+    def packs(self, jobs: list[Job]) -> list[list[Job]]:
+        n_jobs = self.settings.n_jobs
+        workers = min(len(jobs), n_jobs if n_jobs > 0 else os.cpu_count() or 1)
+        return packs(jobs, self.settings.pack_size, workers)
 
     def continuing(self, jobs: list[Job]) -> list[Job]:
         again, lines = self.halving.decide(jobs)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +15,9 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 
-from src.sweep.jobs import execute_job
+from src.sweep.jobs import execute_job, execute_pack
 from src.sweep.plan import Job
-from src.sweep.policy import Pool
+from src.sweep.policy import Pool, SweepApp
 from src.sweep.slots import WorkerDied
 
 log = logging.getLogger("netsweep.sweep")
@@ -40,33 +39,28 @@ def dispatch(
     pool: Pool,
     jobs: list[Job],
     task: Task,
-    *,
-    context_of: Callable[[Job], AbstractContextManager[Any] | None],
-    untouched: Untouched,
+    app: SweepApp,
     on_result: OnResult,
 ) -> None:
     """Run `jobs` on `pool`; `on_result(job, JobReturn or WorkerDied)` is called as each ends.
 
-    `context_of(job)` is what the worker enters around the job; `untouched(jobs)` says which of them
-    never started (after the pool broke, only those are safe to run again).
+    The app says what the worker enters around each job (`context_of`), which jobs never started
+    (`untouched`: after the pool broke, only those are safe to run again) and which train together as one
+    call (`packs`).
     """
     singleton_state = Singleton.get_state()
     by_index = {job.index: job for job in jobs}
     pending = list(jobs)
+    untouched = app.untouched
     while pending:
-        calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
-            (
-                execute_job,
-                (job.config, task.hydra_context, task.function, singleton_state, pool.threads, context_of(job)),
-            )
-            for job in pending
-        ]
+        calls = [_call(pack, task, singleton_state, pool.threads, app.context_of) for pack in app.packs(pending)]
         done = set()
         try:
-            for result in pool.run(calls):
-                job = by_index[_job_index(result)]
-                done.add(job.index)
-                on_result(job, result)
+            for returned in pool.run(calls):
+                for result in _each(returned):
+                    job = by_index[_job_index(result)]
+                    done.add(job.index)
+                    on_result(job, result)
             return
         except KeyboardInterrupt:
             raise
@@ -79,6 +73,26 @@ def dispatch(
                 return
             pending = again
             pool.restart()
+
+
+def _call(
+    pack: list[Job], task: Task, singleton_state: dict, threads: int | None, context_of: Callable[[Job], Any]
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """The worker call that trains `pack`: `execute_job` for a job alone, `execute_pack` for several."""
+    if len(pack) == 1:
+        job = pack[0]
+        return execute_job, (job.config, task.hydra_context, task.function, singleton_state, threads, context_of(job))
+    configs, contexts = [job.config for job in pack], [context_of(job) for job in pack]
+    return execute_pack, (configs, task.hydra_context, task.function, singleton_state, threads, contexts)
+
+
+def _each(returned: Any) -> list[JobReturn | WorkerDied]:
+    """What came back for one call, per job: a pack's list of returns, or its dead worker once per job."""
+    if isinstance(returned, list):
+        return returned
+    if isinstance(returned, WorkerDied) and isinstance(returned.args[0], list):
+        return [WorkerDied((config,), returned.reason) for config in returned.args[0]]
+    return [returned]
 
 
 def _job_index(result: JobReturn | WorkerDied) -> int:

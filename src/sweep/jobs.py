@@ -3,8 +3,10 @@ saved .hydra/ configs, Hydra's singletons and callbacks), with the worker's BLAS
 its result means to the sweep (`classify`)."""
 
 import contextlib
+import functools
 import io
 import pickle
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -14,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from src import interrupts
 from src.errors import RunDiverged, RunPaused, WorkerLost
+from src.experiment.packs import PackEntry, run_pack
 from src.outcomes import Outcome
 from src.sweep.plan import Ending
 from src.sweep.slots import WorkerDied
@@ -38,6 +41,48 @@ def execute_job(
             job_subdir_key="hydra.sweep.subdir",
         )
     return _sendable(ret)
+
+
+def execute_pack(
+    configs: list[DictConfig], hydra_context, task_function, singleton_state: dict, threads: int | None, contexts=()
+) -> list[JobReturn]:
+    """Run a pack of netsweep's jobs in a worker: each job gets what Hydra's `run_job` gives it (its output
+    directory, its saved .hydra/ configs, Hydra's callbacks), then they train as one pack
+    (src/experiment/packs.py), each recorded in its own run; one JobReturn per job, in order, as
+    `execute_job` returns it. `contexts` are the jobs' SweepJobs. `task_function` (netsweep's own, the only
+    one packs are made for) is what each job would have run alone; the pack runs its work instead."""
+    interrupts.install()
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    returns = []
+    for config, context in zip(configs, contexts, strict=True):
+        HydraConfig.instance().set_config(config)
+        returns.append(
+            run_job(
+                hydra_context=hydra_context,
+                task_function=functools.partial(_pack_entry, context),
+                config=config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+        )
+    entries = [ret.return_value for ret in returns if ret.status == JobStatus.COMPLETED]
+    with threadpool_limits(limits=threads):
+        results = iter(run_pack(entries))
+    for ret in returns:
+        if ret.status == JobStatus.COMPLETED:
+            entry, result = ret.return_value, next(results)
+            if isinstance(result, BaseException):
+                ret.status, ret.return_value = JobStatus.FAILED, result
+            else:
+                ret.return_value = result.objective(entry.cfg.objective)
+    return [_sendable(ret) for ret in returns]
+
+
+def _pack_entry(sweep_job, cfg: DictConfig) -> PackEntry:
+    """What a job of a pack does in Hydra's `run_job`: say what its config is, to be trained with the pack."""
+    hydra_config = HydraConfig.get()
+    return PackEntry(cfg, list(hydra_config.overrides.task), Path(hydra_config.runtime.output_dir), sweep_job)
 
 
 def failure(ret: JobReturn) -> BaseException | None:

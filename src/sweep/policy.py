@@ -48,6 +48,10 @@ class SweepApp(Protocol):
     def read_result(self, job: Job, result: JobReturn | WorkerDied) -> None:
         """A job came back from its worker (or its worker died): end it."""
 
+    def packs(self, jobs: list[Job]) -> list[list[Job]]:
+        """`jobs` grouped into the packs a worker trains as one computation (each alone: one job per pack)."""
+        ...
+
     def continuing(self, jobs: list[Job]) -> list[Job]:
         """After a round of dispatch: those of `jobs` that paused at a pruning rung, the rung decided for them
         all at once (synchronous halving), to dispatch again ([] when none waits)."""

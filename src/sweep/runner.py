@@ -144,9 +144,8 @@ class SweepRunner:
             pool,
             jobs,
             Task(self.hydra_context, self.task_function),
-            context_of=self.app.context_of,
-            untouched=self.app.untouched,
-            on_result=on_result,
+            self.app,
+            on_result,
         )
 
     def _open_pool(self, n_jobs: int) -> Pool:

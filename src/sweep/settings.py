@@ -111,6 +111,7 @@ class LauncherSettings:
     prune_factor: int = 3  # asha: rungs at min_epochs x factor^k, the top 1/factor go on
     prune_by: PruneBy = PruneBy.config  # config: a config's seeds are judged on their mean, stop together | seed
     register_best: str | None = None  # a model name: register the winner's model under it, alias "best"
+    pack: str = "1"  # configs a worker trains as one computation: 1 (each alone) | auto | K (src/sweep/packing.py)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)  # backend=slurm: the jobs it submits
 
     def __post_init__(self) -> None:
@@ -134,6 +135,11 @@ class LauncherSettings:
                 f"hydra.launcher.prune_factor={self.prune_factor} is invalid: use 2 or more (asha keeps "
                 "the top 1/factor at each rung)"
             )
+        self.pack = str(self.pack).lower()
+        if self.pack != "auto" and not (self.pack.isdigit() and int(self.pack) >= 1):
+            raise ConfigError(
+                f"hydra.launcher.pack={self.pack} is invalid: use 1 (each config alone), auto, or a pack size K >= 1"
+            )
         if self.register_best is not None and not MODEL_NAME.fullmatch(str(self.register_best)):
             raise ConfigError(
                 f"hydra.launcher.register_best={self.register_best!r} is not a usable model name: use letters, "
@@ -144,6 +150,11 @@ class LauncherSettings:
     def resume_mode(self) -> Resume:
         """`resume` as what it means (true and false arrive from Hydra as booleans, except_pruned as text)."""
         return Resume(_resume_text(self.resume))
+
+    @property
+    def pack_size(self) -> int | None:
+        """At most how many configs a pack holds; None: auto (src/sweep/packing.py chooses)."""
+        return None if self.pack == "auto" else int(self.pack)
 
     @property
     def prune_rule(self) -> PruneRule:

@@ -2,6 +2,7 @@
 handling, reconciliation, batches and progress."""
 
 import math
+import shutil
 import subprocess
 
 import pytest
@@ -478,3 +479,33 @@ def test_halving_rounds_send_the_best_on_rung_by_rung_and_the_rest_to_be_closed(
 def test_without_sha_no_job_ever_pauses():
     job = Job(0, [], OmegaConf.create({"epochs": 9}))
     assert Halving(PruneRule("asha", 1, 3), dict).pause_at(job) is None
+
+
+FINAL = ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_loss", "best_val_ce")
+PACK_GRID = [
+    [f"optimizer.lr={lr}", f"model.decay={decay}", "epochs=9", "threads=1", "tracking.log_model=false"]
+    for lr in (0.03, 0.1, 0.3, 1e4)
+    for decay in (0, 1e-4)
+]
+
+
+@pytest.mark.slow
+def test_packs_halve_synchronously_and_every_child_gets_what_it_gets_trained_alone(make, tmp_path, _store_template):
+    """pack=auto on 2 workers: 2 packs of 4 configs; 2 configs diverge in their packs, 5 are pruned at the
+    rungs while the others train on; each child run ends exactly as with pack=1 (NumPy: the same bits)."""
+    children = {}
+    for pack in ("auto", "1"):
+        path = tmp_path / f"pack-{pack}.db"
+        shutil.copy(_store_template, path)
+        store = open_store(f"sqlite:///{path}")
+        runner, _, _ = make(store=store, task=real_task, prune=Rule.sha, n_jobs=2, pack=pack)
+        runner.launch(PACK_GRID, 0)
+        children[pack] = {
+            j.key: (store.run(j.run_id).outcome.value, store.epochs_logged(j.run_id), store.run(j.run_id).metrics)
+            for j in runner.app.jobs
+        }
+    assert sorted(o for o, _, _ in children["auto"].values()) == ["diverged"] * 2 + ["finished"] + ["pruned"] * 5
+    for key, (outcome, epochs, metrics) in children["1"].items():
+        packed = children["auto"][key]
+        assert (packed[0], packed[1]) == (outcome, epochs), key
+        assert {k: packed[2].get(k) for k in FINAL} == {k: metrics.get(k) for k in FINAL}, key
