@@ -1,18 +1,22 @@
-"""The sweep's figures: validation curves in small multiples, and a heatmap of the score over two swept keys.
+"""The sweep's validation curves in small multiples, and what every figure of the report shares: its title
+(data, epochs, objective) and the way configs are named.
 
 Readable at 16-48 configs: one panel per value of the first swept key, one colour per value of the second
-(or per combination of the others), the top three configs drawn bold and labelled by rank. Over seeds,
-the line is the mean (geometric for the loss, so it sits inside its band on a log axis) and the band runs
-from the lowest to the highest seed: always positive for the loss, inside [0, 1] for accuracy.
+(or per combination of the others); with more combinations than a legend can hold (a sampled sweep), one
+colour per rank instead, on a colour bar. The top three configs are drawn bold and labelled by rank. Over
+seeds, the line is the mean (geometric for the loss, so it sits inside its band on a log axis) and the band
+runs from the lowest to the highest seed: always positive for the loss, inside [0, 1] for accuracy.
 """
+
+from __future__ import annotations
 
 import math
 import warnings
 
 import numpy as np
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from src.config.naming import NAME_DIGITS, format_value
@@ -20,7 +24,10 @@ from src.plots import plt
 from src.report.load import ConfigGroup, Member, SweepData, Values, axis_values, sort_value
 
 MAX_PANELS = 6  # small multiples per row before the first key's values are drawn in one panel
+MAX_LEGEND = 12  # colour combinations named in a legend; beyond it, colours are ranks on a colour bar
 HIGHLIGHT = 3  # configs drawn bold and labelled with their rank
+LOSS = "val_ce"  # the validation cross-entropy, without the decay penalty: it compares configs of any decay
+Colour = tuple[float, float, float, float]  # RGBA
 
 
 def short_key(key: str) -> str:
@@ -32,6 +39,33 @@ def describe(keys: list, values: tuple) -> str:
         " ".join(f"{short_key(k)}={format_value(v, NAME_DIGITS)}" for k, v in zip(keys, values, strict=True))
         or "(one config)"
     )
+
+
+def _shared(data: SweepData, key: str) -> str:
+    """The value every member logged for `key` ('a-b' for numbers that differ, '' when none logged it)."""
+    values = sorted({m.params[key] for m in data.members if key in m.params}, key=sort_value)
+    if not values:
+        return ""
+    if len(values) == 1:
+        return format_value(values[0])
+    return f"{format_value(values[0])}-{format_value(values[-1])}"
+
+
+def sweep_label(data: SweepData) -> str:
+    """What the sweep is, in a few words: 'fashion_mnist, 30 epochs, lr x decay, 48 runs'."""
+    parts = [_shared(data, "data.name") or "data?"]
+    epochs = _shared(data, "epochs")
+    if epochs:
+        parts.append(f"{epochs} epochs")
+    if data.swept_keys:
+        parts.append(" x ".join(short_key(k) for k in data.swept_keys))
+    parts.append(f"{len(data.groups)} configs" + (f" x {data.seeds} seeds" if data.seeds > 1 else ""))
+    return ", ".join(parts)
+
+
+def title(data: SweepData, what: str) -> str:
+    """A figure's title: what it shows, then the sweep's data, epochs, objective and id."""
+    return f"{what}: {sweep_label(data)}\nranked by {data.objective.describe()}; sweep {data.sweep_id}"
 
 
 def _padded(curves: list) -> np.ndarray:
@@ -49,39 +83,47 @@ def _band(curves: list, log: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return centre, np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)
 
 
-def _layout(data: SweepData):
-    """(panel values, key of the panels, colour keys) for the small multiples."""
+def _layout(data: SweepData) -> tuple[list, list[str]]:
+    """(panel values, colour keys) for the small multiples."""
     keys = data.swept_keys
     panels = axis_values(data, 0) if keys and len(axis_values(data, 0)) <= MAX_PANELS and len(keys) > 1 else [None]
     colour_keys = keys[1:] if panels != [None] else keys
     return panels, colour_keys
 
 
-Colour = tuple[float, float, float, float]  # RGBA
+class Palette:
+    """A colour per config: by the combination of the colour keys' values (a legend), or when there are more
+    combinations than MAX_LEGEND, by rank (a colour bar)."""
 
+    def __init__(self, data: SweepData, colour_keys: list[str]):
+        self.positions = [data.swept_keys.index(k) for k in colour_keys]
+        combos = sorted({self.combo(g) for g in data.groups}, key=lambda combo: [sort_value(v) for v in combo])
+        self.by_rank = len(combos) > MAX_LEGEND
+        self.ranks = max((g.score.rank for g in data.groups), default=1)
+        self.cmap = plt.get_cmap("viridis" if len(combos) <= 8 or self.by_rank else "turbo")
+        spread = max(len(combos) - 1, 1)
+        self.colours: dict[Values, Colour] = {combo: self.cmap(0.85 * i / spread) for i, combo in enumerate(combos)}
 
-def _colour_of(data: SweepData, colour_keys: list[str]) -> tuple[dict[Values, Colour], list[int]]:
-    """A colour per combination of the colour keys' values, and those keys' positions among the swept keys."""
-    positions = [data.swept_keys.index(k) for k in colour_keys]
-    combos = sorted(
-        {tuple(g.values[p] for p in positions) for g in data.groups}, key=lambda combo: [sort_value(v) for v in combo]
-    )
-    cmap = plt.get_cmap("viridis" if len(combos) <= 8 else "turbo")
-    spread = max(len(combos) - 1, 1)
-    return {combo: cmap(0.85 * i / spread) for i, combo in enumerate(combos)}, positions
+    def combo(self, group: ConfigGroup) -> Values:
+        return tuple(group.values[p] for p in self.positions)
 
+    def norm(self) -> Normalize:
+        return Normalize(1, max(self.ranks, 2))
 
-LOSS = "val_ce"  # the validation cross-entropy, without the decay penalty: it compares configs of any decay
+    def of(self, group: ConfigGroup) -> Colour:
+        if self.by_rank:
+            return self.cmap(0.9 * (1 - self.norm()(group.score.rank)))  # the best: bright
+        return self.colours[self.combo(group)]
 
 
 def _curve(member: Member, metric: str) -> list[float]:
     return list(member.history.get(metric) or [])
 
 
-def sweep_curves(data: SweepData, title: str) -> Figure:
+def sweep_curves(data: SweepData, heading: str | None = None) -> Figure:
     """Validation cross-entropy (log scale) and accuracy per epoch, one line per config."""
     panels, colour_keys = _layout(data)
-    colours, positions = _colour_of(data, colour_keys)
+    palette = Palette(data, colour_keys)
     fig, axes = plt.subplots(
         2,
         len(panels),
@@ -94,27 +136,26 @@ def sweep_curves(data: SweepData, title: str) -> Figure:
     for column, panel in enumerate(panels):
         members = [g for g in data.groups if panel is None or g.values[0] == panel]
         for group in members:
-            colour = colours[tuple(group.values[p] for p in positions)]
             for ax, metric in zip(axes[:, column], (LOSS, "val_acc"), strict=True):
-                _draw_group(ax, group, metric, colour)
+                _draw_group(ax, group, metric, palette.of(group))
         if panel is not None:
             axes[0, column].set_title(f"{short_key(data.swept_keys[0])}={format_value(panel, NAME_DIGITS)}")
     _finish_axes(axes, data)
-    fig.legend(handles=_legend(colours, colour_keys, data), loc="outside right center", title="config", fontsize=8)
+    if palette.by_rank:
+        bar = fig.colorbar(
+            plt.cm.ScalarMappable(norm=palette.norm(), cmap=palette.cmap.reversed()), ax=axes, location="right"
+        )
+        bar.set_label(f"rank by {data.objective.metric} (1: best)")
+        bar.ax.invert_yaxis()
+    handles = _legend(palette, colour_keys, data)
+    fig.legend(handles=handles, loc="outside right center", title="config", fontsize=8)
     seeds = data.seeds
-    fig.suptitle(
-        title
-        + (
-            f"\nline: mean over {seeds} seeds (geometric for the loss), band: lowest to highest seed"
-            if seeds > 1
-            else ""
-        ),
-        fontsize=11,
-    )
+    band = f"\nline: mean over {seeds} seeds (geometric for the loss), band: lowest to highest seed"
+    fig.suptitle((heading or title(data, "validation curves")) + (band if seeds > 1 else ""), fontsize=11)
     return fig
 
 
-def _draw_group(ax, group, metric: str, colour) -> None:
+def _draw_group(ax, group: ConfigGroup, metric: str, colour: Colour) -> None:
     curves = [curve for curve in (_curve(m, metric) for m in group.members) if curve]
     rank = group.score.rank if group.score.has_score else HIGHLIGHT + 1  # unranked: not bold
     bold = rank <= HIGHLIGHT
@@ -145,10 +186,10 @@ def _draw_group(ax, group, metric: str, colour) -> None:
         if group.pruned:
             ax.plot(epochs[-1], centre[-1], marker="|", markersize=12, color="black", linestyle="none", zorder=4)
     if group.diverged:
-        _mark_divergence(ax, group, metric, curves)
+        _mark_divergence(ax, metric, curves)
 
 
-def _mark_divergence(ax, group, metric: str, curves: list) -> None:
+def _mark_divergence(ax, metric: str, curves: list) -> None:
     """A red X where the config diverged: at its last logged point, or (diverged in its first epoch,
     nothing logged) at epoch 1 on the edge of the panel that its cost blew through."""
     if curves:
@@ -178,93 +219,41 @@ def _finish_axes(axes, data: SweepData) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("Validation cross-entropy (log scale)")
-    low = _accuracy_floor(data)
-    axes[1, 0].set_ylim(low, 1.0)
-    zoom = f"\n(axis from {low:.2f}; lower values not shown)" if low > 0 else ""
+    low, high = accuracy_range(data)
+    axes[1, 0].set_ylim(low, high)
+    zoom = f"\n(axis {low:.2f}-{high:.2f}; values outside not shown)" if (low, high) != (0.0, 1.0) else ""
     axes[1, 0].set_ylabel("Validation accuracy" + zoom)
 
 
-def _accuracy_floor(data: SweepData) -> float:
-    """Zoom the accuracy axis onto the configs with a result, and say so on the axis."""
+def accuracy_range(data: SweepData) -> tuple[float, float]:
+    """The accuracy axis, zoomed onto the configs with a result: from a little under their 5th percentile
+    to a little over their best (steps of 0.02), the whole [0, 1] when they spread over most of it."""
     points = [v for g in data.groups for m in g.members if m.outcome.is_result for v in m.history.get("val_acc", [])]
-    if not points:
-        return 0.0
-    low = float(np.percentile(points, 5)) - 0.02
-    return 0.0 if low < 0.3 else math.floor(low * 50) / 50
+    finite = [p for p in points if math.isfinite(p)]
+    if not finite:
+        return 0.0, 1.0
+    low = float(np.percentile(finite, 5)) - 0.02
+    low = 0.0 if low < 0.3 else math.floor(low * 50) / 50
+    high = min(1.0, math.ceil((max(finite) + 0.01) * 50) / 50)
+    return min(low, high - 0.04), high
 
 
-def _legend(colours: dict, colour_keys: list, data: SweepData) -> list:
-    handles = [
-        Line2D([], [], color=colour, linewidth=2.5, label=describe(colour_keys, combo))
-        for combo, colour in colours.items()
-    ]
+def _legend(palette: Palette, colour_keys: list, data: SweepData) -> list:
+    keys = data.swept_keys
+    if not palette.by_rank:
+        handles = [
+            Line2D([], [], color=colour, linewidth=2.5, label=describe(colour_keys, combo))
+            for combo, colour in palette.colours.items()
+        ]
+    else:  # the top configs by name; the rest are on the colour bar
+        handles = [
+            Line2D([], [], color=palette.of(g), linewidth=2.6, label=f"#{g.score.rank} {describe(keys, g.values)}")
+            for g in data.groups[:HIGHLIGHT]
+            if g.score.has_score
+        ]
     handles.append(Line2D([], [], color="grey", linewidth=2.6, label=f"bold, #k: the top {HIGHLIGHT} by rank"))
     if any(g.diverged for g in data.groups):
         handles.append(Line2D([], [], color="red", marker="X", linestyle="none", label="diverged here"))
     if any(g.pruned for g in data.groups):
         handles.append(Line2D([], [], color="black", marker="|", markersize=12, linestyle="none", label="pruned here"))
     return handles
-
-
-def sweep_heatmap(data: SweepData, title: str) -> Figure:
-    """The score (mean best validation accuracy over seeds) over two swept keys; the winner framed."""
-    keys = data.swept_keys
-    rows_v = axis_values(data, 0)
-    cols_v = axis_values(data, 1) if len(keys) > 1 else [None]
-    # (i, j) -> the best-ranked group in that cell (with more than two keys, several share one)
-    cells: dict[tuple[int, int], ConfigGroup] = {}
-    for group in data.groups:  # ranked: the first one seen in a cell is its best
-        key = (rows_v.index(group.values[0]), cols_v.index(group.values[1]) if len(keys) > 1 else 0)
-        cells.setdefault(key, group)
-    mean = np.full((len(rows_v), len(cols_v)), np.nan)
-    for (i, j), group in cells.items():
-        mean[i, j] = group.score.acc if group.score.has_score else np.nan
-    fig, ax = plt.subplots(
-        figsize=(max(1.7 * len(cols_v) + 3.8, 7.5), 0.9 * len(rows_v) + 2.8), constrained_layout=True
-    )
-    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
-    finite = mean[np.isfinite(mean)]
-    image = ax.imshow(
-        np.ma.masked_invalid(mean),
-        cmap=cmap,
-        aspect="auto",
-        vmin=finite.min() if finite.size else 0,
-        vmax=finite.max() if finite.size else 1,
-    )
-    for (i, j), group in cells.items():
-        _annotate_cell(ax, i, j, group, finite, data.seeds)
-    ax.set_yticks(range(len(rows_v)), [format_value(v, NAME_DIGITS) for v in rows_v])
-    ax.set_ylabel(keys[0] if keys else "")
-    ax.set_xticks(range(len(cols_v)), [format_value(v, NAME_DIGITS) for v in cols_v] if len(keys) > 1 else [""])
-    ax.set_xlabel(keys[1] if len(keys) > 1 else "")
-    seeds = data.seeds
-    fig.colorbar(image, ax=ax, label="best validation accuracy" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
-    fig.suptitle(title, fontsize=11)
-    ax.set_title(
-        "cell: best val_acc over the epochs"
-        + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
-        + ("; the best over the other swept keys" if len(keys) > 2 else "")
-        + "\n#k: rank (ties broken by validation loss); red frame: the winner (ties: all framed, marked =)",
-        fontsize=9,
-    )
-    return fig
-
-
-def _annotate_cell(ax, i: int, j: int, group, finite: np.ndarray, seeds: int) -> None:
-    score = group.score
-    if score.has_score:
-        text = f"{score.acc:.4f}" + (f"\n± {score.acc_std:.4f}" if seeds > 1 else "")
-        if score.tied:
-            text = "= " + text
-        if group.pruned:
-            stopped = max(m.epochs_logged for m in group.members)
-            text += f"\npruned @ {stopped}"
-        bright = finite.size and score.acc > finite.min() + 0.6 * (finite.max() - finite.min())
-        colour = "black" if bright else "white"
-        ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour)
-        ax.text(j - 0.45, i - 0.4, f"#{score.rank}", ha="left", va="top", fontsize=7, color=colour)
-        if score.rank == 1:
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=3))
-    else:
-        label = "diverged" if group.diverged else ("/".join(score.outcomes) or "no result")
-        ax.text(j, i, label, ha="center", va="center", fontsize=9, color="firebrick")

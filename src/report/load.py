@@ -10,7 +10,7 @@ import numpy as np
 
 from src.config.identity import NOT_RESULTS, REPLICATE_KEY
 from src.outcomes import Outcome
-from src.report.ranking import SCORED, Entry, Score, rank, winners
+from src.report.ranking import SCORED, Entry, Objective, Score, contenders, rank, winners
 from src.tracking import names
 from src.tracking.api import RunRecord, Store
 
@@ -62,6 +62,21 @@ class Member:
     def epochs_logged(self) -> int:
         return len(self.history.get("val_loss") or [])
 
+    @property
+    def seed(self) -> str | None:
+        return self.params.get(REPLICATE_KEY)
+
+    def entry(self, values: Values, objective: Objective) -> Entry[Values]:
+        """The run as the ranking sees it: its objective and accuracy, and its seed to pair it by."""
+        return Entry(
+            values,
+            self.outcome,
+            self.best_val_acc,
+            self.best_val_ce,
+            {objective.metric: self.final(objective.metric)},
+            self.seed,
+        )
+
 
 @dataclass
 class ConfigGroup:
@@ -86,6 +101,12 @@ class ConfigGroup:
     def pruned(self) -> bool:
         return any(m.outcome == Outcome.PRUNED for m in self.members)
 
+    @property
+    def epochs_range(self) -> tuple[int, int]:
+        """(fewest, most) epochs its scored seeds trained: unequal when some were pruned or stopped early."""
+        epochs = [m.epochs_logged for m in self.members if m.outcome in SCORED] or [0]
+        return min(epochs), max(epochs)
+
 
 @dataclass
 class SweepData:
@@ -95,6 +116,10 @@ class SweepData:
     swept_keys: list
     groups: list  # ranked: best first
     defaults: dict | None = None  # the flattened default config the sweep recorded (older sweeps: None)
+    objective: Objective = field(default_factory=Objective)  # what the groups are ranked by
+    parent_tags: dict = field(default_factory=dict)  # the parent run's tags: the command, launcher settings
+    experiment_id: str = ""
+    started_ms: int = 0  # when the sweep's parent run was created
 
     @property
     def seeds(self) -> int:
@@ -105,6 +130,12 @@ class SweepData:
         """The config groups ranked first (more than one when they tie); [] when nothing has a score."""
         first = winners([g.score for g in self.groups])
         return [g for g in self.groups if any(g.score is score for score in first)]
+
+    @property
+    def contenders(self) -> list:
+        """The config groups that cannot be told from the winner (the winner first)."""
+        level = contenders([g.score for g in self.groups])
+        return [g for g in self.groups if any(g.score is score for score in level)]
 
 
 def load_sweep(store: Store, sweep_id: str) -> SweepData:
@@ -126,8 +157,30 @@ def load_sweep(store: Store, sweep_id: str) -> SweepData:
         ]
     members = [_member(store, entry) for entry in entries]
     keys = swept_keys(members)
-    groups = ranked_groups(members, keys)
-    return SweepData(sweep_id, parent.run_id, members, keys, groups, manifest.get("defaults"))
+    defaults = manifest.get("defaults")
+    objective = sweep_objective(members, defaults)
+    return SweepData(
+        sweep_id,
+        parent.run_id,
+        members,
+        keys,
+        ranked_groups(members, keys, objective),
+        defaults,
+        objective,
+        dict(parent.tags),
+        parent.experiment_id,
+        parent.start_time_ms,
+    )
+
+
+def sweep_objective(members: list[Member], defaults: dict | None) -> Objective:
+    """The objective the sweep's runs were given (the config key `objective`: the most common among the runs
+    this sweep trained, then among all, then the recorded defaults'), else the default objective."""
+    for runs in ([m for m in members if not m.reused], members):
+        named = [m.params["objective"] for m in runs if m.params.get("objective")]
+        if named:
+            return Objective(max(sorted(set(named)), key=named.count))
+    return Objective((defaults or {}).get("objective") or Objective().metric)
 
 
 def _parent_by_run_id(store: Store, run_id: str) -> RunRecord | None:
@@ -187,14 +240,13 @@ def sort_value(value: str | None) -> tuple[int, float, str]:
         return (1, 0.0, str(value))
 
 
-def ranked_groups(members: list, keys: list) -> list[ConfigGroup]:
+def ranked_groups(members: list, keys: list, objective: Objective | None = None) -> list[ConfigGroup]:
     """Members grouped by their swept values (seeds together), best first by the one ranking."""
+    objective = objective or Objective()
     by_values: defaultdict[Values, list[Member]] = defaultdict(list)
     for member in members:
         by_values[tuple(param(member, key) for key in keys)].append(member)
-    scores = rank(
-        Entry(values, m.outcome, m.best_val_acc, m.best_val_ce) for values, group in by_values.items() for m in group
-    )
+    scores = rank((m.entry(values, objective) for values, group in by_values.items() for m in group), objective)
     return [ConfigGroup(s.group, by_values[s.group], s) for s in scores]
 
 

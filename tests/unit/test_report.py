@@ -1,5 +1,6 @@
 """The report without a store: swept keys, grouping over seeds, the one ranking (ties included), the
-leaderboard, the figures; then built from a real store and from the CLI."""
+leaderboard, the figures; then built from a real store and from the CLI. (The objective and honest ranks:
+test_report_ranks.py; the views, the page and the MLflow UI's view: test_report_views.py.)"""
 
 import json
 import math
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 
 from src.outcomes import Outcome
-from src.report import figures, leaderboard
+from src.report import figures, leaderboard, views
 from src.report.__main__ import main as report_main
 from src.report.build import build_report, summary, winner_tags
 from src.report.load import Member, SweepData, load_sweep, ranked_groups, swept_keys
-from src.report.ranking import Entry, rank, winners
+from src.report.ranking import Entry, Objective, rank, winners
 from src.tracking import names
 from src.tracking.opening import open_store
 
@@ -89,7 +90,7 @@ def test_a_setting_an_older_run_did_not_have_reads_as_unset():
     assert swept_keys(members) == ["patience"]
 
 
-def test_groups_average_over_seeds_and_rank_by_best_val_acc(data):
+def test_groups_average_over_seeds_and_rank_by_the_objective(data):
     best = data.groups[0]
     assert best.values == ("0.1", "0.0001") and best.score.rank == 1
     assert best.score.acc == pytest.approx(0.96) and best.score.acc_std == pytest.approx(0.01)
@@ -97,7 +98,7 @@ def test_groups_average_over_seeds_and_rank_by_best_val_acc(data):
     assert math.isnan(data.groups[-1].stat("best_val_acc")[0])
 
 
-def test_ties_are_broken_by_loss_then_shown_as_ties():
+def test_accuracy_ties_are_broken_by_cross_entropy_then_shown_as_ties():
     scores = rank(
         [
             Entry("a", Outcome.FINISHED, 0.9, 0.30),
@@ -105,7 +106,8 @@ def test_ties_are_broken_by_loss_then_shown_as_ties():
             Entry("c", Outcome.FINISHED, 0.8, 0.10),
             Entry("d", Outcome.FINISHED, 0.9, 0.20),
             Entry("e", Outcome.ERROR),
-        ]
+        ],
+        Objective("best_val_acc"),
     )
     assert [(s.group, s.rank, s.tied) for s in scores] == [
         ("b", 1, True),
@@ -140,7 +142,7 @@ def test_leaderboard_lists_diff_runs_spread_and_ties(data):
     assert rows[0]["model.decay"] == "1e-4" and rows[2]["optimizer.lr"] == "1e4"
     text = leaderboard.to_markdown(rows, data.swept_keys)
     assert "0.9600 ± 0.0100" in text and "| 1e4 |" in text and "diverged" in text
-    assert leaderboard.to_csv(rows).splitlines()[0].startswith("rank,tied,optimizer.lr,model.decay")
+    assert leaderboard.to_csv(rows).splitlines()[0].startswith("rank,tied,with_winner,optimizer.lr,model.decay")
 
 
 def test_without_recorded_defaults_the_diff_is_against_what_all_members_share(data):
@@ -174,10 +176,10 @@ def test_curves_use_honest_bands_mark_divergence_and_highlight_the_top(data):
 
 
 def test_heatmap_frames_the_ranked_winner_and_names_failures(data):
-    heatmap = figures.sweep_heatmap(data, "t")
+    heatmap = views.heatmap(data)
     ax = heatmap.axes[0]
     texts = [t.get_text() for t in ax.texts]
-    assert "0.9600\n± 0.0100" in texts and texts.count("diverged") == 2
+    assert "0.0400 ± 0.0100\nacc 0.9600" in texts and texts.count("diverged") == 2
     (frame,) = ax.patches
     assert frame.get_xy() == (0.5, -0.5)  # column decay=1e-4, row lr=0.1
     figures.plt.close("all")
@@ -188,11 +190,11 @@ def test_a_tie_frames_every_winner_and_is_said_everywhere():
         [
             _member("0.1", "0", "0", [0.9], losses=[0.2]),
             _member("0.3", "0", "0", [0.9], losses=[0.2]),
-            _member("0.1", "1e-4", "0", [0.8]),
-            _member("0.3", "1e-4", "0", [0.8], losses=[0.1]),
+            _member("0.1", "1e-4", "0", [0.9], losses=[0.3]),
+            _member("0.3", "1e-4", "0", [0.95], losses=[0.4]),
         ]
     )
-    heatmap = figures.sweep_heatmap(data, "t")
+    heatmap = views.heatmap(data)
     assert len(heatmap.axes[0].patches) == 2
     assert sum(t.get_text().startswith("= ") for t in heatmap.axes[0].texts) == 2
     rows = leaderboard.rows(data)
@@ -205,7 +207,7 @@ def test_single_swept_key_still_ranks_and_plots():
     members = [_member("0.1", "0", "0", [0.9]), _member("0.3", "0", "0", [0.8])]
     data = _data(members)
     assert data.swept_keys == ["optimizer.lr"] and data.groups[0].values == ("0.1",)
-    figures.sweep_heatmap(data, "t")
+    assert list(views.views(data)) == ["heatmap.png"]
     figures.sweep_curves(data, "t")
     figures.plt.close("all")
 
@@ -242,6 +244,7 @@ def test_a_stored_sweep_is_reported_on_its_parent_and_into_a_folder(store_uri, t
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "curves.png",
         "heatmap.png",
+        "index.html",
         "leaderboard.csv",
         "leaderboard.md",
     ]
@@ -250,7 +253,7 @@ def test_a_stored_sweep_is_reported_on_its_parent_and_into_a_folder(store_uri, t
     tags = store.run(parent.run_id).tags
     assert tags["winner.config"] == "lr=0.1" and tags["winner.val_acc"] == "0.9"
     lines = summary(report)
-    assert lines[0].startswith("best config: lr=0.1: best val_acc 0.9000")
+    assert lines[0] == "best config: lr=0.1: best_val_ce 0.1000, best_val_acc 0.9000, test_acc 0.9000 (1 run(s))"
     assert "reproduce it: python -m src.run optimizer.lr=0.1" in lines
     assert f"wrote {tmp_path / 'out' / 'curves.png'}" in lines
 
