@@ -21,6 +21,7 @@ from src.config.schema import DigitsConfig
 from src.data.idx import load_idx_folder
 from src.data.loader import load_dataset
 from src.experiment import checkpoints
+from src.nn.backend import backend
 from src.nn.mlp import init_params
 from src.nn.optim import build_optimizer
 from src.nn.pack import Member, fit_pack
@@ -122,7 +123,8 @@ def _stop_at(epoch):
     return lambda at, metrics: f"pruned at epoch {at}" if at == epoch else None
 
 
-def test_one_member_diverges_one_is_pruned_one_runs_out_of_patience_the_rest_finish(digits, monkeypatch):
+@pytest.mark.parametrize("where", ["numpy", "array_api_strict"])
+def test_one_member_diverges_one_is_pruned_one_runs_out_of_patience_the_rest_finish(digits, monkeypatch, where):
     settings = TrainSettings(batch_size=32, epochs=8, patience=2)
     hypers = [dict(lr=0.1, decay=1e-4), dict(lr=80.0, decay=0.0), dict(lr=0.05, decay=1e-4), dict(lr=1.5, decay=0.0)]
     hooks = [None, None, _stop_at(2), None]
@@ -132,8 +134,8 @@ def test_one_member_diverges_one_is_pruned_one_runs_out_of_patience_the_rest_fin
 
     sizes = []  # the pack's size at every step: ended members leave it
     real = pack_module.data_cost_grad
-    monkeypatch.setattr(pack_module, "data_cost_grad", lambda p, b, s: sizes.append(len(p["W1"])) or real(p, b, s))
-    results = fit_pack(digits, build(), settings=settings)
+    monkeypatch.setattr(pack_module, "data_cost_grad", lambda p, b, s: sizes.append(p["W1"].shape[0]) or real(p, b, s))
+    results = fit_pack(digits, build(), settings=settings, backend=backend(where))
     monkeypatch.undo()
     for result, expected in zip(results, [alone(digits, settings, m) for m in build()], strict=True):
         assert_same(result, expected)
@@ -169,15 +171,15 @@ def _same_snapshot(a, b):
             assert np.array_equal(value, b.arrays[name]), name
 
 
-@pytest.mark.parametrize("name", ["momentum", "adam"])
-def test_a_members_checkpoints_are_an_unpacked_runs_and_resume_alone_or_in_a_pack(digits, name):
+@pytest.mark.parametrize("name,where", [("momentum", "numpy"), ("adam", "numpy"), ("adam", "array_api_strict")])
+def test_a_members_checkpoints_are_an_unpacked_runs_and_resume_alone_or_in_a_pack(digits, name, where):
     settings = TrainSettings(batch_size=32, epochs=4)
     hypers = CONFIGS[name][:3]
     packed_saves, unpacked_saves = [[] for _ in hypers], [[] for _ in hypers]
     members = [member(digits, s, name, **h) for s, h in enumerate(hypers)]
     for m, saves in zip(members, packed_saves, strict=True):
         m.callbacks = Callbacks(on_progress=_capture(saves)(m))
-    unbroken = fit_pack(digits, members, settings=settings)
+    unbroken = fit_pack(digits, members, settings=settings, backend=backend(where))
     for seed, hyper in enumerate(hypers):
         m = member(digits, seed, name, **hyper)
         m.callbacks = Callbacks(on_progress=_capture(unpacked_saves[seed])(m))
@@ -192,7 +194,7 @@ def test_a_members_checkpoints_are_an_unpacked_runs_and_resume_alone_or_in_a_pac
         return m
 
     assert_same(alone(digits, settings, resumed(0)), unbroken[0])
-    in_a_pack = fit_pack(digits, [resumed(1), resumed(2)], settings=settings)
+    in_a_pack = fit_pack(digits, [resumed(1), resumed(2)], settings=settings, backend=backend(where))
     for result, expected in zip(in_a_pack, unbroken[1:], strict=True):
         assert_same(result, expected)
 
