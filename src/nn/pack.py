@@ -37,8 +37,8 @@ from src.nn.train import Callbacks, Diverged, FitResult, Progress, StepHook, Tra
 class Member:
     """One config of a pack: its parameters (updated in place, as `fit` updates them, whenever the pack
     brings them back: before `on_progress` and at the end), its optimizer (its state likewise), where it
-    stands (`Progress.start(rng)` or a checkpoint's) and how its caller watches it (`on_step` is the pack's,
-    given to `fit_pack`; a member's own is not called)."""
+    stands (`Progress.start(rng)` or a checkpoint's) and how its caller watches it (its `on_epoch_end` and
+    `on_progress`; `on_step` is the pack's, given to `fit_pack`, and a member may not have one)."""
 
     params: Params
     optimizer: Optimizer
@@ -180,6 +180,8 @@ def _check(members: Sequence[Member]) -> None:
     done = sorted({m.progress.epochs_done for m in members})
     if len(done) > 1:
         raise ValueError(f"a pack's configs stand at one epoch, not at epochs {done}: pack them apart")
+    if any(m.callbacks.on_step is not None for m in members):
+        raise ValueError("a pack takes one step for all its configs: give on_step to fit_pack, not to a member")
 
 
 def _epoch(

@@ -210,6 +210,9 @@ def test_members_of_a_pack_share_an_epoch_an_optimizer_and_a_net(digits):
         fit_pack(digits, [sgd, member(digits, 1, "adam", lr=0.1, decay=0.0)], settings=settings)
     with pytest.raises(ValueError, match="one net"):
         fit_pack(digits, [sgd, member(digits, 1, "sgd", hidden=8, lr=0.1, decay=0.0)], settings=settings)
+    stepping = member(digits, 1, "sgd", callbacks=Callbacks(on_step=lambda epoch, step: None), lr=0.1, decay=0.0)
+    with pytest.raises(ValueError, match="give on_step to fit_pack"):
+        fit_pack(digits, [sgd, stepping], settings=settings)
     with pytest.raises(ValueError, match="at least one config"):
         fit_pack(digits, [], settings=settings)
 
@@ -262,3 +265,18 @@ def test_the_pack_benchmarks_run_on_the_cpu(digits, capsys):
     printed = capsys.readouterr().out
     assert "pack on numpy cpu, K=4" in printed
     assert "numpy cpu against NumPy, largest difference per metric: train_loss 0.00e+00" in printed
+
+
+def test_the_packs_on_step_sees_every_step_as_fits_does(digits):
+    settings = TrainSettings(batch_size=64, epochs=2)
+    packed, unpacked = [], []
+    fit_pack(
+        digits,
+        [member(digits, s, "sgd", lr=0.1, decay=0.0) for s in range(3)],
+        settings=settings,
+        on_step=lambda epoch, step: packed.append((epoch, step)),
+    )
+    m = member(digits, 0, "sgd", lr=0.1, decay=0.0)
+    m.callbacks = Callbacks(on_step=lambda epoch, step: unpacked.append((epoch, step)))
+    alone(digits, settings, m)
+    assert packed == unpacked and len(packed) == 2 * -(-len(digits.y_train) // 64)
