@@ -61,15 +61,21 @@ class _Data:
 
     @classmethod
     def move(cls, data: TrainingData, backend: Backend, dtype: np.dtype, num_classes: int) -> "_Data":
-        labels = np.asarray(data.y_train, dtype=np.int64)  # a column: a batch's labels gather as (K, n, 1)
+        """NumPy arrays are cast to the net's dtype and moved; arrays already of the backend's library stay
+        as they are (their rows must have the net's dtype)."""
+        labels = to_numpy(data.y_train).astype(np.int64)  # a column: a batch's labels gather as (K, n, 1)
         targets = np.zeros((len(labels), num_classes), dtype=dtype)
         targets[np.arange(len(labels)), labels] = 1
+
+        def rows(X: Array) -> Array:
+            return backend.asarray(np.asarray(X, dtype=dtype) if isinstance(X, np.ndarray) else X)
+
         return cls(
-            backend.asarray(np.asarray(data.X_train, dtype=dtype)),
+            rows(data.X_train),
             backend.asarray(labels.reshape(-1, 1)),
             backend.asarray(targets),
-            backend.asarray(np.asarray(data.X_val, dtype=dtype)),
-            backend.asarray(np.asarray(data.y_val, dtype=np.int64)),
+            rows(data.X_val),
+            backend.asarray(to_numpy(data.y_val).astype(np.int64)),
         )
 
     def batch(self, index: Array) -> Batch:
@@ -144,8 +150,9 @@ def fit_pack(
     backend: Backend | None = None,
     on_step: StepHook | None = None,
 ) -> list[PackOutcome]:
-    """Train `members` as one pack from where they stand, on `backend` (NumPy unless given); per member, in
-    order, what `fit` gives for it alone: a `FitResult`, or the `Diverged` that `fit` raises (returned).
+    """Train `members` as one pack from where they stand, on `backend` (unless given: NumPy, or the library
+    and device of `data`'s arrays when they are not NumPy's; the data moves to the device once); per member,
+    in order, what `fit` gives for it alone: a `FitResult`, or the `Diverged` that `fit` raises (returned).
 
     The metrics of each epoch are `fit`'s, except `epoch_time_s`: the pack's training pass over the epoch
     divided by the number of configs it trained, each config's share. `on_step(epoch, step)` is called
@@ -157,7 +164,9 @@ def fit_pack(
     for member in members:
         if not member.progress.best_params:
             member.progress.consider(0, float("inf"), member.params)
-    pack = _Pack(members, backend or NUMPY)
+    if backend is None:  # array type in, array type out: data of another library trains on its device
+        backend = NUMPY if isinstance(data.X_train, np.ndarray) else Backend.of(data.X_train)
+    pack = _Pack(members, backend)
     device = _Data.move(data, pack.backend, pack.dtype, members[0].params["W2"].shape[1])
     outcomes: dict[int, PackOutcome] = {}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+import src.nn.pack as pack_module
 from src.nn.backend import NUMPY, Backend, backend, namespace, to_numpy
 from src.nn.mlp import cost_grad, decay_penalty, init_params
 from src.nn.mlp import evaluate as evaluate_one
@@ -162,7 +163,7 @@ def test_packed_optimizer_steps_are_each_optimizers_own_steps_bit_for_bit(rng, n
 
 
 @pytest.mark.parametrize("optimizer", list(KNOBS))
-def test_fit_pack_on_array_api_strict_is_fit_pack_on_numpy(rng, optimizer):
+def test_fit_pack_on_array_api_strict_is_fit_pack_on_numpy(rng, optimizer, monkeypatch):
     X, y = rng.random((150, 6)).astype(np.float32), rng.integers(0, 4, size=150)
     data = TrainingData(X[:100], y[:100], X[100:], y[100:])
 
@@ -176,8 +177,18 @@ def test_fit_pack_on_array_api_strict_is_fit_pack_on_numpy(rng, optimizer):
         return out
 
     settings = TrainSettings(batch_size=16, epochs=2)
-    strict = fit_pack(data, members(), settings=settings, backend=backend("array_api_strict"))
+    strict_backend = backend("array_api_strict")
+    strict = fit_pack(data, members(), settings=settings, backend=strict_backend)
     plain = fit_pack(data, members(), settings=settings, backend=NUMPY)
+    # data of another library: the pack trains there without being told (array type in, array type out)
+    on_its_arrays = TrainingData(
+        *(strict_backend.asarray(a) for a in (data.X_train, data.y_train, data.X_val, data.y_val))
+    )
+    kinds, real = set(), pack_module.data_cost_grad
+    monkeypatch.setattr(pack_module, "data_cost_grad", lambda p, b, s: kinds.add(namespace(b.X)) or real(p, b, s))
+    inferred = fit_pack(on_its_arrays, members(), settings=settings)
+    assert kinds == {strict_backend.xp}
+    assert [r.history.metrics["val_loss"] for r in inferred] == [r.history.metrics["val_loss"] for r in plain]
     for a, b in zip(strict, plain, strict=True):
         assert all(a.history.metrics[m] == b.history.metrics[m] for m in EPOCH_METRICS[:-1])
         assert all(
