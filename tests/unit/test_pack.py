@@ -233,10 +233,10 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture(scope="module")
 def fashion() -> TrainingData:
-    """4000 Fashion-MNIST training images and 1000 others to validate on, scaled to [0, 1]."""
+    """3000 Fashion-MNIST training images and 1000 others to validate on, scaled to [0, 1]."""
     raw = load_idx_folder(FASHION)
     X, y = (raw["X_train"].reshape(len(raw["X_train"]), -1) / 255).astype(np.float32), raw["y_train"]
-    return TrainingData(X[:4000], y[:4000], X[50000:51000], y[50000:51000])
+    return TrainingData(X[:3000], y[:3000], X[50000:51000], y[50000:51000])
 
 
 @pytest.mark.slow
