@@ -54,6 +54,9 @@ def received() -> int:
     return _received
 
 
+_stop_why = ""
+
+
 def request_stop(why: str = "SIGTERM") -> None:
     """Ask the training on this process's other threads to stop at its next step (a Dask worker's main thread
     got SIGTERM: its Slurm job was cancelled, ran out of time or was preempted). The run ends `killed`, its
@@ -63,7 +66,10 @@ def request_stop(why: str = "SIGTERM") -> None:
     _stop_requested.set()
 
 
-_stop_why = ""
+def stop_requested() -> bool:
+    """Whether `request_stop` was called: this process is ending, so an `Interrupted` raised on one of its
+    threads means "go on elsewhere", not "the user pressed Ctrl-C"."""
+    return _stop_requested.is_set()
 
 
 def check_stop() -> None:

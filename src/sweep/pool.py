@@ -21,10 +21,10 @@ from src import interrupts
 from src.errors import ConfigError
 from src.sweep.settings import Backend, LauncherSettings
 from src.sweep.slots import ProcessSlotsBackend
-from src.sweep.slurm import SLURM_JOBS, slurm_cluster
 from src.tracking.opening import is_local_file
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+SLURM_JOBS = 16  # n_jobs=-1 on Slurm: one job per config, at most this many at once
 
 
 def effective_n_jobs(n_jobs: int, n_tasks: int) -> int:
@@ -52,18 +52,15 @@ def remote_hosts(worker_addresses: Iterable[str]) -> list[str]:
     return sorted(host for host in hosts if host is not None and host not in here)
 
 
-def dask_backend(client: Any) -> Any:
-    """joblib's Dask backend for `client`, sized by the sweep's workers rather than by those connected now:
-    joblib runs every call in this process when the cluster has one worker core, and Slurm jobs join as
-    the queue starts them."""
-    from joblib._dask import DaskDistributedBackend  # deferred: imports distributed (optional, ~1 s)
-
-    class SweepDaskBackend(DaskDistributedBackend):
-        def effective_n_jobs(self, n_jobs: int) -> int:
-            connected = int(super().effective_n_jobs(n_jobs))
-            return max(connected, n_jobs, 2)
-
-    return SweepDaskBackend(client=client)
+def _dask_workers() -> Any:
+    """src/sweep/slurm.py, which imports Dask's distributed (an optional dependency, ~1 s to import)."""
+    try:
+        from src.sweep import slurm  # deferred: it imports distributed (optional, ~1 s)
+    except ImportError:
+        raise ConfigError(
+            "hydra.launcher.backend=dask or slurm needs Dask: pip install 'netsweep[dask]' (or 'netsweep[slurm]')"
+        ) from None
+    return slurm
 
 
 class WorkerPool:
@@ -87,14 +84,16 @@ class WorkerPool:
         self._client: Any = None  # distributed.Client (an optional dependency)
         self._cluster: Any = None  # distributed.LocalCluster, when the pool started one
         self._slots: ProcessSlotsBackend | None = None
+        self._tasks: Any = None  # slurm.ClusterCalls: the calls on a Dask cluster
 
     def open(self) -> WorkerPool:
         """Connect to the engine (a Dask scheduler, a LocalCluster or Slurm jobs started here) and start
         the workers."""
         if self.settings.backend == Backend.dask:
             self._connect_dask()
+            _dask_workers().stop_on_sigterm(self._client)  # a worker's SIGTERM ends its configs at a step
         elif self.settings.backend == Backend.slurm:
-            self._cluster, self._client = slurm_cluster(self.settings.slurm, self.n_workers)
+            self._cluster, self._client = _dask_workers().slurm_cluster(self.settings.slurm, self.n_workers)
         if self._client is not None:  # Dask's in-process scheduler takes over SIGINT: Ctrl-C ends the sweep
             interrupts.install()
         self._open()
@@ -128,13 +127,14 @@ class WorkerPool:
             self._client = Client(self._cluster, set_as_default=False)
 
     def _open(self) -> None:
+        if self._client is not None:  # every call goes to the cluster, even with one worker there (or none yet)
+            self._tasks = _dask_workers().ClusterCalls(self._client)
+            return
         if self.settings.backend == Backend.loky and self.n_workers == 1:  # joblib runs it in this process
             self._config = parallel_config(backend="loky", n_jobs=1)
-        elif self.settings.backend == Backend.loky:
+        else:
             self._slots = self._slots or ProcessSlotsBackend(threads=self.threads)
             self._config = parallel_config(backend=self._slots, n_jobs=self.n_workers)
-        else:  # every call goes to the cluster, even with one worker there (or none yet)
-            self._config = parallel_config(backend=dask_backend(self._client), n_jobs=self.n_workers)
         self._config.__enter__()
         self._parallel = Parallel(return_as="generator_unordered")
         self._parallel.__enter__()
@@ -149,12 +149,12 @@ class WorkerPool:
         """Stop the workers now (rather than at interpreter exit, where each would run its own slow
         teardown); `abort`: the caller was interrupted, so running jobs are killed. A Dask cluster's workers
         are not ours to stop (a LocalCluster stops with the pool)."""
-        exc_info = (KeyboardInterrupt, KeyboardInterrupt(), None) if abort else (None, None, None)
-        self._running.__exit__(*exc_info)
-        self._config.__exit__(*exc_info)
+        self._leave(abort)
         if self._slots is not None:
             self._slots.stop()
         if self._client is not None:
+            if self._cluster is None:  # a cluster that outlives the sweep: its workers' SIGTERM is theirs again
+                _dask_workers().forget_sigterm(self._client)
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
@@ -179,12 +179,23 @@ class WorkerPool:
             self._slots.warm_up(function)
 
     def restart(self) -> None:
-        """A fresh pool after a worker died (joblib cannot reuse a broken one)."""
-        self._running.__exit__(None, None, None)
-        self._config.__exit__(None, None, None)
+        """A fresh pool after a worker died (joblib cannot reuse a broken one); on a Dask cluster, the calls
+        still out are cancelled (the caller hands out again those that never started)."""
+        self._leave(abort=False)
         self._open()
+
+    def _leave(self, abort: bool) -> None:
+        if self._tasks is not None:
+            self._tasks.cancel()
+            return
+        exc_info = (KeyboardInterrupt, KeyboardInterrupt(), None) if abort else (None, None, None)
+        self._running.__exit__(*exc_info)
+        self._config.__exit__(*exc_info)
 
     def run(self, calls: Iterable[tuple[Callable[..., Any], tuple[Any, ...]]]) -> Iterator[Any]:
         """Start (function, args) calls at once; iterate the returned generator for results as they end."""
+        if self._tasks is not None:
+            cluster_results: Iterator[Any] = self._tasks.start(calls)
+            return cluster_results
         results: Iterator[Any] = self._running(delayed(function)(*args) for function, args in calls)
         return results

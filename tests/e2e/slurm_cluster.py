@@ -2,7 +2,8 @@
 
 `slurm_cluster` (session-scoped) starts munged, slurmctld and slurmd in a temporary folder, yields a
 `SlurmCluster` (its `slurm.conf`, the environment clients need, small helpers), and stops the daemons by PID at
-the end of the session. While it is up, `SLURM_CONF` is also set in this process's environment, so that
+the end of the session. Below it, what the Slurm sweep tests share: the launcher settings and readers of the
+sweep's runs. While it is up, `SLURM_CONF` is also set in this process's environment, so that
 in-process clients (dask-jobqueue, submitit) that call `sbatch`/`squeue` reach it; the old value is restored after.
 
 Outside CI it skips where it cannot run (not Linux, not root, Slurm not installed); with CI=true it fails.
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from ..helpers import read_store, wait_for
 
 SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "slurm-cluster"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -114,3 +117,40 @@ def slurm_cluster(tmp_path_factory):
         stopped = _script("stop", folder, timeout=120)
         if stopped.returncode != 0:
             print(f"slurm-cluster stop: rc {stopped.returncode}\n{stopped.stderr}", file=sys.stderr)
+
+
+SWEEP = (
+    "hydra.launcher.backend=slurm",
+    "hydra.launcher.slurm.scheduler_host=127.0.0.1",  # tests listen on loopback only
+    "hydra.launcher.slurm.mem_per_job=1G",
+    "hydra.launcher.progress_interval_s=1",
+)
+
+
+def sweep_runs(uri):
+    """(the store's view, the sweep's config runs)."""
+    view = read_store(uri)
+    return view, [r for r in view.runs if r.data.tags.get("netsweep.role") != "sweep"]
+
+
+def epochs(view, run):
+    return sorted(m.step for m in view.client.get_metric_history(run.info.run_id, "val_acc"))
+
+
+def training(uri, at_least):
+    """The sweep's runs that logged `at_least` epochs, once every config has (None before)."""
+    try:
+        view, runs = sweep_runs(uri)
+    except Exception:  # the store is being created
+        return None
+    return runs if runs and all(len(epochs(view, r)) >= at_least for r in runs) else None
+
+
+def killed(uri, run_id):
+    """The run once it is KILLED (None before)."""
+    run = read_store(uri).client.get_run(run_id)
+    return run if run.info.status == "KILLED" else None
+
+
+def no_jobs_left(cluster):
+    return wait_for(lambda: not cluster.run("squeue", "-h").stdout.strip() or None, timeout=60)
