@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -76,12 +76,14 @@ def _by_epoch(ready: list[tuple[int, Begun]]) -> list[list[tuple[int, Begun]]]:
 def _train(members: list[tuple[int, Begun]]) -> list[FitOutcome]:
     """One pack's training: each member's FitResult or Diverged, or for all of them what interrupted it."""
     first = members[0][1]
-    pack = [Member(b.training.params, b.training.optimizer, b.training.progress, b.callbacks()) for _, b in members]
+    on_step = first.callbacks().on_step  # the first member's governor paces the pack's steps
+    pack = [
+        Member(b.training.params, b.training.optimizer, b.training.progress, replace(b.callbacks(), on_step=None))
+        for _, b in members
+    ]
     log.info(f"training a pack of {len(pack)} configs")
     try:
-        return list(
-            fit_pack(first.training.data, pack, settings=first.training.loop, on_step=pack[0].callbacks.on_step)
-        )
+        return list(fit_pack(first.training.data, pack, settings=first.training.loop, on_step=on_step))
     except BaseException as exc:  # noqa: B036 - an interrupt or a failure of the pack ends each member with it
         return [exc] * len(members)
 
