@@ -35,6 +35,7 @@ from src.experiment.recording import EXPERIMENT_NOTE
 from src.experiment.runner import publish_data
 from src.outcomes import Outcome
 from src.report.build import build_report, summary
+from src.report.ranking import Objective
 from src.sweep.halving import Halving
 from src.sweep.jobs import classify
 from src.sweep.packing import packs
@@ -166,8 +167,14 @@ class NetsweepApp(HydraApp):
         self.objective = str(master.objective)
         self.prune = settings.prune_rule
         self.halving = Halving(self.prune, lambda: self._opened.curves())
-        direction = OmegaConf.select(master, "hydra.sweeper.direction", default="minimize")
-        self.worst = -math.inf if str(direction).lower() == "maximize" else math.inf  # a diverged config's value
+        objective = Objective(self.objective)
+        direction = str(OmegaConf.select(master, "hydra.sweeper.direction", default=objective.direction)).lower()
+        if direction in ("minimize", "maximize") and direction != objective.direction:
+            raise ConfigError(
+                f"objective={objective.metric} is to {objective.direction}, but hydra.sweeper.direction={direction}: "
+                f"set hydra.sweeper.direction={objective.direction} (or another objective)"
+            )
+        self.worst = -math.inf if objective.maximize else math.inf  # a diverged config's value
 
     @property
     def tracking_uri(self) -> str | None:
@@ -319,8 +326,10 @@ class NetsweepApp(HydraApp):
             if self.share is not None:
                 self.share.remove()
         lines.append(f"{_done(self.jobs)} ({sum(j.reused for j in self.jobs)} reused)")
-        lines.extend(browse_lines(self.uri, record.experiment_id, int(self.master.tracking.ui_port)))
-        lines.append(f"rebuild the comparison: python -m src.report {record.sweep_id}")
+        lines.extend(browse_lines(self.uri, record.experiment_id, int(self.master.tracking.ui_port), record.sweep_id))
+        lines.append(
+            f"rebuild the report: python -m src.report {record.sweep_id} (python -m src.report lists every sweep)"
+        )
         return lines
 
     def _winner_use(self) -> WinnerUse:

@@ -284,6 +284,5 @@ class SweepRecord:
         """Close the parent with the sweep's outcome, named by how many configs it holds."""
         outcome = Outcome.KILLED if interrupted else (Outcome.ERROR if failures else Outcome.FINISHED)
         parent = self.store.run_log(self.parent_run_id)
-        parent.rename(f"sweep {self.sweep_id} ({len(self.entries)} configs)")
         parent.set_tags({"n_configs": len(self.entries)})
         parent.close(outcome, failures or None)
