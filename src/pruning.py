@@ -56,6 +56,13 @@ class PruneRule:
         return self.rule != Rule.none
 
     @property
+    def identity(self) -> str:
+        """How it prunes, as part of a sweep's identity ('' for not at all)."""
+        if not self.active:
+            return ""
+        return f"{self.rule.value}:{self.min_epochs}:{self.factor}:{'config' if self.by_config else 'seed'}"
+
+    @property
     def synchronous(self) -> bool:
         """Decided by the sweep for all configs at once at each rung (sha), not by each config as it trains."""
         return self.rule == Rule.sha

@@ -205,7 +205,7 @@ class NetsweepApp(HydraApp):
         store = self.open_store(self.uri)  # creates a fresh store, here, before any worker starts
         experiment = str(self.master.tracking.experiment)
         sweeper = str(OmegaConf.select(self.master, "hydra.sweeper._target_", default=""))
-        sweep_id = sweep_id_for(experiment, [j.key for j in jobs], sweeper)
+        sweep_id = sweep_id_for(experiment, [j.key for j in jobs], sweeper, self.prune.identity)
         defaults = {k: str(v) for k, v in flatten(to_plain(Job(-1, [], composer.compose([], -1)).task_config)).items()}
         command = " ".join(self.master.hydra.overrides.task)
         start = SweepStart(experiment, sweep_id, command, defaults, EXPERIMENT_NOTE, self.settings.tags())
@@ -225,7 +225,7 @@ class NetsweepApp(HydraApp):
         for job in jobs:
             self.seeds[job.group].add(job.key)
         resume = self.settings.resume_mode
-        done = resume.skipped(self._opened.results()) if resume is not Resume.false else {}
+        done = resume.skipped(self._opened.results(self.prune.active)) if resume is not Resume.false else {}
         continuable = self._continuable if resume is not Resume.false else (lambda run_id: False)  # false: afresh
         self._opened.prepare(jobs, done, params_of=self._params, continuable=continuable)
         for job in jobs:

@@ -19,11 +19,11 @@ from typing import Any
 
 from src.errors import SweepBusy
 from src.experiment.epochs import decode_curve
-from src.outcomes import Outcome
+from src.outcomes import RESULTS, Outcome
 from src.pruning import Peer
 from src.sweep.plan import Job
 from src.tracking import names
-from src.tracking.api import RunRecord, Store
+from src.tracking.api import RunRecord, Store, result_per_config
 
 StoreOpener = Callable[[str], Store]  # a tracking URI -> its store (src.tracking.opening.open_store)
 
@@ -31,10 +31,11 @@ StoreOpener = Callable[[str], Store]  # a tracking URI -> its store (src.trackin
 REPORTABLE = ("best_val_acc", "best_val_loss", "best_val_ce", "test_acc", "test_loss", "best_epoch")
 
 
-def sweep_id_for(experiment: str, keys: Sequence[str], sweeper: str = "") -> str:
-    """The same grid (or the same first batch of the same sweeper) in the same experiment gets the same id,
-    which is what lets a rerun resume it."""
-    text = experiment + "|" + sweeper + "|" + ",".join(sorted(keys))
+def sweep_id_for(experiment: str, keys: Sequence[str], sweeper: str = "", pruning: str = "") -> str:
+    """The same grid (or the same first batch of the same sweeper) in the same experiment, pruned the same
+    way, gets the same id, which is what lets a rerun resume it; a pruned and a full sweep of one grid are
+    two sweeps, with their own parents and reports. `pruning`: how it prunes ('' for not at all)."""
+    text = experiment + "|" + sweeper + "|" + ",".join(sorted(keys)) + (f"|{pruning}" if pruning else "")
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -139,9 +140,19 @@ class SweepRecord:
         )
         return cls(store, experiment_id, start.sweep_id, parent.run_id, {}, start.defaults)
 
-    def results(self) -> dict[str, RunRecord]:
-        """{config key: run} of the configs that already have a result in the experiment."""
-        return self.store.results_by_config(self.experiment_id)
+    def results(self, pruning: bool = False) -> dict[str, RunRecord]:
+        """{config key: run} of the configs that already have a result this sweep may reuse: any result of this
+        sweep (an earlier attempt of it) and, unless this sweep prunes, the finished and diverged runs of the
+        experiment. A pruned run is a result of its own sweep's pruning only, and a sweep that prunes trains
+        its configs itself, so that it can be compared with the full grid."""
+        runs = self.store.runs([self.experiment_id], outcomes=RESULTS)
+        mine = [r for r in runs if r.tags.get(names.SWEEP_ID) == self.sweep_id]
+        others = (
+            []
+            if pruning
+            else [r for r in runs if r.outcome != Outcome.PRUNED and r.tags.get(names.SWEEP_ID) != self.sweep_id]
+        )
+        return {**result_per_config(others), **result_per_config(mine)}
 
     def prepare(
         self,

@@ -509,3 +509,15 @@ def test_packs_halve_synchronously_and_every_child_gets_what_it_gets_trained_alo
         packed = children["auto"][key]
         assert (packed[0], packed[1]) == (outcome, epochs), key
         assert {k: packed[2].get(k) for k in FINAL} == {k: metrics.get(k) for k in FINAL}, key
+
+
+def test_a_pruned_sweep_of_a_grid_is_its_own_sweep_and_trains_rather_than_reuse_the_full_ones(make):
+    full, store, _ = make()
+    full.launch(GRID, 0)
+    pruned, _, pool = make(store=store, prune=Rule.asha)
+    pruned.launch(GRID, 0)
+    assert pruned.app.record.sweep_id != full.app.record.sweep_id  # its own parent and report
+    assert not any(job.reused for job in pruned.app.jobs) and len(pool.ran) == len(GRID)
+    again, _, pool = make(store=store)  # the full grid again: its results are reused, the pruned ones are not its
+    again.launch(GRID, 0)
+    assert again.app.record.sweep_id == full.app.record.sweep_id and all(job.reused for job in again.app.jobs)
