@@ -3,6 +3,7 @@
 <model> is a run id, `runs:/<run id>/model` or `models:/<name>@<alias>` (e.g. a sweep's registered winner).
 The .npz holds the images (`X_test`, `X` or `images`: any of (n, d) or (n, h, w), uint8 0-255 or floats in
 [0, 1]) and optionally their labels (`y_test`, `y` or `labels`); it is read with allow_pickle=False.
+Predictions of a net trained on Fashion-MNIST are also said by class name (when the model is a run's).
 """
 
 import argparse
@@ -63,6 +64,34 @@ def model_uri(store: Store, given: str) -> str:
     return given
 
 
+def class_names(store: Store, given: str, classes: int) -> tuple[str, ...] | None:
+    """The names of the `classes` classes of the data the model at `given` was trained on, when that is a
+    run's model (a run id or runs:/<run id>/...) on a data source with named classes; else None."""
+    run_id = given.removeprefix("runs:/").split("/")[0] if given.startswith("runs:/") or ":" not in given else ""
+    if not run_id:
+        return None
+    try:
+        source = store.run(run_id).params.get(names.DATA_NAME, "")
+    except Exception:  # a model URI that names no run of this store
+        return None
+    found = names.CLASS_NAMES.get(source)
+    return found if found is not None and len(found) == classes else None
+
+
+def counts_text(predicted: np.ndarray, classes: int, labels: tuple[str, ...] | None) -> str:
+    """'predicted 10 images: 0 T-shirt/top: 3, 9 Ankle boot: 7' (classes without a prediction left out)."""
+    counts = np.bincount(predicted, minlength=classes)
+    shown = [f"{k} {labels[k]}: {n}" if labels else f"{k}: {n}" for k, n in enumerate(counts) if n]
+    return f"predicted {len(predicted)} images: " + ", ".join(shown)
+
+
+def first_text(predicted: np.ndarray, labels: tuple[str, ...] | None, shown: int = 20) -> str:
+    first = predicted[:shown]
+    return "first predictions: " + (
+        ", ".join(f"{k} ({labels[k]})" for k in first) if labels else " ".join(map(str, first))
+    )
+
+
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a run id, runs:/<run id>/model or models:/<name>@<alias>")
@@ -85,9 +114,11 @@ def main(argv: list | None = None) -> int:
         print(f"netsweep: {first_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     predicted = table["label"].to_numpy()
-    counts = np.bincount(predicted, minlength=classes)
-    print(f"predicted {len(predicted)} images: " + ", ".join(f"{k}: {n}" for k, n in enumerate(counts) if n))
-    print("first predictions: " + " ".join(map(str, predicted[:20])))
+    named = class_names(store, args.model, classes)
+    if named:
+        table.insert(1, "class", [named[k] for k in predicted])
+    print(counts_text(predicted, classes, named))
+    print(first_text(predicted, named))
     if labels is not None:
         right = int(np.count_nonzero(predicted == labels))
         print(f"accuracy {right / len(labels):.4f} ({right} of {len(labels)} right)")

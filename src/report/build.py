@@ -46,8 +46,15 @@ def build_report(
     data = load_sweep(store, sweep_id)
     report = Report(data, leaderboard.rows(data))
     report.findings = findings(data, report.table)
-    if not draw:
-        return report
+    if draw:
+        _draw(store, report, out_dir, log)
+    if log:
+        record_on_parent(store, data)
+    return report
+
+
+def _draw(store: Store, report: Report, out_dir: Path | None, log: bool) -> None:
+    data = report.data
     with tempfile.TemporaryDirectory() as scratch:
         folder = out_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -57,9 +64,6 @@ def build_report(
                 report.logged.append(f"{names.REPORT_DIR}/{name}")
             if out_dir is not None:
                 report.written.append(out_dir / name)
-    if log:
-        record_on_parent(store, data, report.table)
-    return report
 
 
 def write_files(report: Report, folder: Path) -> list[str]:
@@ -150,7 +154,7 @@ def parent_metrics(data: SweepData) -> dict[str, float]:
     return {k: v for k, v in found.items() if math.isfinite(v)}
 
 
-def record_on_parent(store: Store, data: SweepData, table: list[dict]) -> None:
+def record_on_parent(store: Store, data: SweepData) -> None:
     """The parent shows the sweep's result: winner tags and metrics, the sweep's params (those it does not
     have yet: MLflow keeps a param's first value), a name that says what was swept, the saved view of the
     runs table that the printed link opens."""
@@ -160,7 +164,7 @@ def record_on_parent(store: Store, data: SweepData, table: list[dict]) -> None:
     logged = store.run(data.parent_run_id).params
     parent.log_params({k: v for k, v in parent_params(data).items() if k not in logged})
     parent.rename(f"{sweep_label(data)} (sweep {data.sweep_id})")
-    state = ui.view_state(ui.TableView(data.sweep_id, data.objective.metric, data.objective.maximize, data.swept_keys))
+    state = ui.view_state(ui.TableView(data.sweep_id, data.objective.metric, data.swept_keys))
     store.set_experiment_tags(data.experiment_id, {ui.view_tag(data.sweep_id): state})
 
 
@@ -251,5 +255,8 @@ def summary(report: Report) -> list[str]:
     if report.logged:
         lines.append(f"logged on parent run {data.parent_run_id}: " + ", ".join(report.logged))
     elif not report.written:
-        lines.append(f"nothing new was trained: the report on parent run {data.parent_run_id} is current")
+        lines.append(
+            f"nothing new was trained: the report on parent run {data.parent_run_id} is current "
+            f"({names.REPORT_DIR}/index.html there; a copy here: python -m src.report {data.sweep_id})"
+        )
     return lines

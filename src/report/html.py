@@ -20,7 +20,8 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top
 .meta { color: #555; } .box { background: #f4f6f8; border-left: 4px solid #3b7dd8; padding: 0.6em 1em; }
 pre { background: #272822; color: #f8f8f2; padding: 0.6em 0.8em; overflow-x: auto; white-space: pre-wrap; }
 table { border-collapse: collapse; font-size: 13px; } th, td { border: 1px solid #ccd; padding: 2px 6px; }
-th { background: #e8ecf2; position: sticky; top: 0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #e8ecf2; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.winner td { background: #ffe5e5; } tr.tied td { background: #fff2dc; } tr.failed td { color: #999; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; } details { margin: 0.6em 0; }

@@ -79,7 +79,7 @@ def versus_text(score: Score, seeds: int) -> str:
     if needed is None:
         return "tied (equal on every seed)"
     more = f"more than {MAX_SEEDS}" if needed > MAX_SEEDS else f"~{needed}"
-    return f"tied (p={versus.p_value:.2f}, {more} seeds to separate)"
+    return f"tied (p={versus.p_value:.2g}, {more} seeds to separate)"
 
 
 def _metrics(group: ConfigGroup, objective: str) -> dict:

@@ -30,8 +30,13 @@ def _winner_of(parent: RunRecord) -> str:
 
 
 def _count(parent: RunRecord) -> str:
-    counted = parent.metrics.get("n_configs")  # what the report logged, when the sweep never closed
-    return str(int(counted)) if counted is not None else "?"
+    """'16 x 5 seeds' from what the report logged (configs, and seeds as the parent's param), else the runs
+    the sweep counted when it closed."""
+    configs = parent.metrics.get("n_configs")
+    if configs is None:
+        return parent.tags.get("n_configs", "?")
+    seeds = parent.params.get("seed", "")
+    return f"{int(configs)}" + (f" x {seeds}" if seeds.endswith("seeds") else "")
 
 
 def row(parent: RunRecord) -> dict[str, str]:
@@ -40,7 +45,7 @@ def row(parent: RunRecord) -> dict[str, str]:
         "sweep": parent.tags.get(names.SWEEP_ID, parent.run_id),
         "started": started.strftime("%Y-%m-%d %H:%M") if started else "-",
         "data": _data_of(parent),
-        "configs": parent.tags.get("n_configs") or _count(parent),
+        "configs": _count(parent),
         "outcome": parent.outcome.value,
         "winner": _winner_of(parent),
     }

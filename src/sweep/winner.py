@@ -1,5 +1,6 @@
-"""The sweep's winner, once the report has ranked it: its best finished run's model is evaluated the MLflow
-way (once per run) and registered under the name asked for (alias "best"), or the lines say why not."""
+"""The sweep's winner, once the report has ranked it by the sweep's objective: its best finished run (by the
+objective too) has its model evaluated the MLflow way (once per run) and registered under the name asked
+for (alias "best"), tagged with the objective that chose it, or the lines say why not."""
 
 from __future__ import annotations
 
@@ -43,10 +44,13 @@ def use_the_winner(
             "(per_class_metrics.csv, confusion_matrix.png)"
         )
     if use.register_as:
+        metric = data.objective.metric
         version_tags = {
             "sweep_id": record.sweep_id,
             "config": job.name,
+            "objective": f"{metric}={winner.final(metric):.6g}",  # what made it the winner
             "best_val_acc": f"{winner.best_val_acc:.6g}",
+            names.DATA_NAME: winner.params.get(names.DATA_NAME, ""),
             names.DATA_FINGERPRINT: tags.get(names.DATA_FINGERPRINT, ""),
         }
         version, moved = record.store.register_model(use.register_as, job.run_id, "best", version_tags)

@@ -43,3 +43,21 @@ CURVE = "netsweep.best_val_ce_curve"  # a sweep run's best validation cross-entr
 PRUNED = "netsweep.pruned"  # why a sweep's pruner stopped the run
 STOPPED_EARLY = "stopped_early"  # why a run's own patience stopped it
 EVALUATED = "netsweep.evaluated"  # the run's model was evaluated by mlflow.models.evaluate
+
+# Class names of the data sources whose labels stand for named classes, in label order (predictions and
+# confusion matrices say these; sources not listed, digits and MNIST, are their digits)
+CLASS_NAMES = {
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+DATA_NAME = "data.name"  # the param that names a run's data source

@@ -1,12 +1,13 @@
 """Where a person looks at what was recorded: the `mlflow ui` command for a local store, the link that opens
 an experiment's runs table directly (MLflow 3 opens experiments on a GenAI overview otherwise), and for a
-sweep the saved view that link opens: its runs only, ranked by the objective, with the objective, the
-accuracy and the swept keys as columns.
+sweep the saved view that link opens: its runs only (the parent first, its configs under it), with the
+objective, the accuracy and the swept keys as columns.
 
 MLflow's runs table keeps its columns in the browser, not in the URL; what a URL can carry is a share key,
 `viewStateShareKey=<key>`, naming an experiment tag `mlflow.sharedViewState.<key>` that holds the view as
 JSON (what the UI's own "Share" button writes). Of the view, MLflow restores the search (filter, sort) and
-the table's layout (columns, widths), never which parent runs are expanded.
+the table's layout (columns, their order and widths), never which parent runs are expanded. The view is
+not sorted: sorted by a metric, MLflow lists every run flat, the parent among its children.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ RUNS_TABLE = "#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # MLflow's experiment tag for a shared view of the runs table
 SHOWN_METRICS = ("best_val_acc", "test_acc")  # beside the objective
 SHOWN_TAGS = ("outcome",)
-NAME_WIDTH = 420  # pixels of the Run Name column: a sweep's name says its data, keys and configs
+NAME_WIDTH = 340  # pixels of the Run Name column: a sweep's name says its data, keys and configs
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,7 @@ class TableView:
     """The runs table as a sweep's link opens it."""
 
     sweep_id: str
-    objective: str  # the metric ranked by (its column first, and the sort)
-    maximize: bool
+    objective: str  # the metric ranked by: its column first
     swept_keys: list[str] = field(default_factory=list)
 
 
@@ -55,12 +55,12 @@ def view_state(view: TableView) -> str:
         + [_column("params", k) for k in view.swept_keys]
         + [_column("tags", t) for t in SHOWN_TAGS]
     )
+    name = _column("attributes", "Run Name")
     state = {
         "searchFilter": f"tags.sweep_id = '{view.sweep_id}'",
-        "orderByKey": _column("metrics", view.objective),
-        "orderByAsc": not view.maximize,
         "selectedColumns": columns,
-        "columnWidths": {_column("attributes", "Run Name"): NAME_WIDTH},
+        "columnOrder": [name, *columns],  # the objective first; MLflow would sort the metrics by name
+        "columnWidths": {name: NAME_WIDTH},  # applied to the columns in columnOrder only
     }
     return json.dumps(state)
 

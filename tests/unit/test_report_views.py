@@ -176,8 +176,8 @@ def test_the_parent_shows_the_result_in_the_runs_table_and_its_link_opens_a_save
     assert record.name == "digits, 3 epochs, lr, 2 configs (sweep sw1)"
     build_report(store, "sw1")  # again: params already there are left as they are (MLflow refuses a change)
     state = json.loads(store.experiment_tags[record.experiment_id][ui.view_tag("sw1")])
-    assert state["searchFilter"] == "tags.sweep_id = 'sw1'" and state["orderByKey"] == "metrics.`best_val_ce`"
-    assert state["orderByAsc"] is True
+    assert state["searchFilter"] == "tags.sweep_id = 'sw1'" and "orderByKey" not in state  # sorted, runs go flat
+    assert state["columnOrder"][:2] == ["attributes.`Run Name`", "metrics.`best_val_ce`"]
     assert state["selectedColumns"][:4] == [
         "metrics.`best_val_ce`",
         "metrics.`best_val_acc`",
