@@ -166,17 +166,22 @@ def prune_among(rule: PruneRule, epoch: int, epochs: int, mine: Peer, runs: Iter
 
     Each other config counts once, with the longest curve any of its runs published (training is
     deterministic: the longest is the best evidence); `mine`'s own runs are not peers. Judged by config,
-    seeds share a group: a seed pruned in this attempt stops its siblings, and the group's curve is the mean
-    of its seeds' curves."""
+    seeds share a group and one decision per rung: a seed pruned in this attempt stops its siblings, a seed
+    arriving at a rung a sibling went on from goes on too (the decision taken for the config), and otherwise
+    the group's curve is the mean of its seeds' curves."""
     longest: dict[str, Peer] = {}
+    decided = False  # a sibling seed trained past this epoch: its config went on from here
     for run in runs:
         if run.key == mine.key:
             continue
         group = run.group if rule.by_config else run.key
         if group == mine.group and run.pruned:
             return f"pruned with its config ({run.pruned})"
+        decided = decided or (group == mine.group and len(run.curve) > epoch)
         if run.key not in longest or len(run.curve) > len(longest[run.key].curve):
             longest[run.key] = Peer(run.key, group, run.curve)
+    if decided:
+        return None
     by_group: dict[str, list[list[float]]] = {}
     for peer in longest.values():
         by_group.setdefault(peer.group, []).append(peer.curve)

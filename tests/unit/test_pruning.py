@@ -76,6 +76,16 @@ def test_seeds_are_judged_on_their_mean_and_follow_a_sibling_pruned_in_this_atte
     assert prune_among(by_seed, 1, 30, Peer("seed1", "seed1", [0.2]), pruned) is None  # not followed by seed
 
 
+def test_a_seed_arriving_at_a_rung_its_config_went_on_from_goes_on_too():
+    """One decision per config per rung: seed 0 passed the epoch-1 rung (it trained on to epoch 3), so
+    seed 2, later and worse on its own, follows that decision rather than being pruned apart."""
+    others = [Peer("x", "x", [0.3, 0.2]), Peer("y", "y", [0.4, 0.3]), Peer("seed0", "g", [0.2, 0.15, 0.1])]
+    assert prune_among(ASHA, 1, 30, Peer("seed2", "g", [0.9]), others) is None
+    assert "not in the top" in prune_among(ASHA, 1, 30, Peer("seed2", "g", [0.9]), others[:2])  # alone: pruned
+    by_seed = PruneRule("asha", min_epochs=1, factor=3, by_config=False)
+    assert prune_among(by_seed, 1, 30, Peer("seed2", "seed2", [0.9]), others) is not None  # by seed: its own
+
+
 def _publish(store, experiment, key, group, curve, pruned=None):
     run = store.create_run(
         experiment,
