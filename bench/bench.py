@@ -2,6 +2,7 @@
 
     python bench/bench.py                 # Fashion-MNIST (apt-get install dataset-fashion-mnist), ~6 minutes
     python bench/bench.py --quick         # digits, small: what CI runs so this script cannot rot
+    python bench/phases.py                # only the phases of a run and a sweep, and memory (bench/phases.py)
 
 Every row is measured in this one run on this one machine, and rows that are compared are measured back to
 back, so ratios hold on a shared, noisy machine better than seconds do. Sweeps record into copies of one
@@ -26,6 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import phases  # noqa: E402
 from bench.contenders import assignment_epoch, sklearn_epoch, torch_available, torch_epoch  # noqa: E402
 from bench.planning import planning_ms_per_config  # noqa: E402
 from src.config.schema import DataConfig, DataName, DigitsConfig, IdxConfig  # noqa: E402
@@ -308,6 +310,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="digits and short runs (CI)")
     parser.add_argument("--slurm", action="store_true", help="also the Slurm rows (starts a single-node cluster)")
+    parser.add_argument("--no-phases", action="store_true", help="leave out bench/phases.py's rows")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "bench.json")
     args = parser.parse_args(argv)
     try:
@@ -322,7 +325,8 @@ def main(argv=None) -> int:
         flush=True,
     )
     bench = Bench(data_args)
-    rows = epoch_rows(ds, args.quick)
+    rows = [] if args.no_phases else phases.all_rows(args.quick)  # first: the least disturbed by what follows
+    rows += epoch_rows(ds, args.quick)
     rows += busy_core_rows(bench)
     rows += sweep_rows(bench, epochs=2 if args.quick else 5)
     rows += resume_rows(bench)

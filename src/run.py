@@ -25,9 +25,10 @@ from src.config.schema import CONF_DIR as SCHEMA_CONF_DIR
 from src.config.schema import register_configs
 from src.errors import EXIT_INTERRUPTED, ConfigError, DataError
 from src.experiment.job import current_sweep_job
-from src.experiment.runner import evaluate_run, run_config
+from src.experiment.runner import RunSummary, load_data, run_config, settings_of
 from src.sweep import registry
-from src.tracking.opening import open_store
+from src.tracking import names
+from src.tracking.opening import evaluate_later
 from src.tracking.ui import browse_lines
 
 log = logging.getLogger("netsweep")
@@ -58,26 +59,35 @@ def task(cfg: DictConfig) -> float:
             raise
         exit_with_message(exc)
     if cfg.tracking.evaluate and cfg.tracking.log_model:
-        try:
-            evaluate_run(open_store(summary.tracking_uri), summary.run_id, cfg)
-            log.info("evaluated with mlflow.models.evaluate: per_class_metrics.csv and confusion_matrix.png on the run")
-        except Exception as exc:  # the run is recorded and finished: say so, and go on
-            log.warning(
-                f"netsweep: run {summary.run_id} finished, but mlflow.models.evaluate failed: "
-                f"{type(exc).__name__}: {exc}"
-            )
-        except KeyboardInterrupt:
-            print(
-                f"netsweep: interrupted while evaluating; run {summary.run_id} finished and is recorded",
-                file=sys.stderr,
-            )
-            sys.exit(EXIT_INTERRUPTED)
+        _evaluate_in_background(cfg, summary, output_dir)
     log.info(f"run {summary.run_id} finished: test accuracy {summary.test_acc:.4f}")
     if summary.figure_path is not None:
         log.info(f"Figure 1: {summary.figure_path}")
     for line in browse_lines(summary.tracking_uri, summary.experiment_id, cfg.tracking.ui_port):
         log.info(line)
     return summary.objective(cfg.objective)
+
+
+def _evaluate_in_background(cfg: DictConfig, summary: RunSummary, output_dir: Path) -> None:
+    """`mlflow.models.evaluate` of the finished run's model on its test images, in a process that goes on
+    after this one (src/tracking/opening.py): the prompt does not wait the second or two it takes."""
+    dataset = load_data(settings_of(cfg))  # the run's own split, kept by the data layer: not read again
+    log_path = output_dir / "evaluation.log"
+    try:
+        evaluate_later(summary.tracking_uri, summary.run_id, dataset.X_test_raw, dataset.y_test, log_path)
+    except OSError as exc:  # the run is recorded and finished: say so, and go on
+        log.warning(f"netsweep: run {summary.run_id} finished, but its evaluation could not start: {exc}")
+        return
+    except KeyboardInterrupt:
+        print(
+            f"netsweep: interrupted before its evaluation; run {summary.run_id} finished and is recorded",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    log.info(
+        f"evaluating with mlflow.models.evaluate in the background: per_class_metrics.csv and "
+        f"confusion_matrix.png on the run, then its tag {names.EVALUATED} (log: {log_path})"
+    )
 
 
 def _refuse_a_sweep_without_multirun(hydra_config: HydraConf, overrides: list[str]) -> None:

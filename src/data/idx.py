@@ -1,6 +1,7 @@
 """IDX files (MNIST, Fashion-MNIST): read and checked, with OpenML's copy of MNIST as a fallback."""
 
 import gzip
+import io
 import warnings
 import zlib
 from collections.abc import Callable
@@ -24,30 +25,44 @@ MNIST_URL_HINT = "e.g. from https://yann.lecun.com/exdb/mnist/ or a mirror"
 
 
 def read_idx(path: Path, expected_ndim: int) -> NDArray[np.uint8]:
-    """Read one IDX file (optionally gzipped), checking magic number, dimensions and length."""
+    """Read one IDX file (optionally gzipped), checking magic number, dimensions and length.
+
+    The pixels are decompressed straight into the array they are returned in: no copy of the file's
+    contents is held beside it (Fashion-MNIST's training images are 47 MB)."""
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
-            raw = f.read()
+            return _read_idx_stream(f, path, expected_ndim)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc}); re-download or replace the file") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()!r})")
-    dtype_code, ndim = raw[2], raw[3]
+
+
+def _read_idx_stream(f: io.BufferedIOBase, path: Path, expected_ndim: int) -> NDArray[np.uint8]:
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
+        raise DataError(f"{path}: not an IDX file (bad magic number {magic.hex()!r})")
+    dtype_code, ndim = magic[2], magic[3]
     if dtype_code != IDX_UBYTE or ndim != expected_ndim:
         want = 0x0800 + expected_ndim
-        raise DataError(f"{path}: IDX magic {int.from_bytes(raw[:4], 'big'):#010x}, expected {want:#010x}")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+        raise DataError(f"{path}: IDX magic {int.from_bytes(magic, 'big'):#010x}, expected {want:#010x}")
+    sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
         raise DataError(f"{path}: truncated IDX header")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected_bytes = header + int(np.prod(dims))
-    if len(raw) != expected_bytes:
+    dims = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    array = np.empty(dims, dtype=np.uint8)
+    view, filled = memoryview(array.data).cast("B"), 0
+    while filled < array.size:
+        got = f.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    extra = len(f.read()) if filled == array.size else 0  # read only when the announced pixels are all there
+    if filled != array.size or extra:
         raise DataError(
-            f"{path}: holds {len(raw) - header} data bytes but its header announces {dims} "
-            f"({expected_bytes - header} bytes); the file is truncated or corrupt"
+            f"{path}: holds {filled + extra} data bytes but its header announces {dims} "
+            f"({array.size} bytes); the file is truncated or corrupt"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return array
 
 
 def _find_idx(root: Path, stem: str) -> Path | None:

@@ -1,7 +1,8 @@
-"""`load_dataset`: the `Dataset` a data config names, split with a seed, read once per process.
+"""`load_dataset`: the `Dataset` a data config names, split with a seed.
 
-Loaded data is cached per process, so a sweep worker that trains many configs reads the files once; with
-a `DataShare` the arrays are memory-mapped from what the sweep's parent decoded.
+The last split is kept per process (the configs of a sweep worker that share a seed reuse it); the decoded
+images are not. With a `DataShare`, a sweep's workers memory-map the images the parent decoded and the
+float splits the first of them made, so none of them decodes or splits its own copy.
 """
 
 import dataclasses
@@ -65,24 +66,38 @@ def _source_key(data: DataSettings) -> SourceKey:
     return SourceKey(str(data.name), tuple(sorted(options.items())), _file_stamps(options))
 
 
-@functools.lru_cache(maxsize=2)
 def _decoded(source: SourceKey) -> DecodedSource:
-    """The source's arrays, read and validated once per process."""
+    """The source's arrays, read and validated. Not kept: once split, a run needs only its floats (and its
+    raw test images), so the integer images are freed with it (Fashion-MNIST's hold 55 MB)."""
     raw, origin, pixel_max = read_source(source.name, dict(source.options))
     return check_arrays(raw, origin, pixel_max)
 
 
-@functools.lru_cache(maxsize=2)
-def _checked(source: SourceKey, share: DataShare | None) -> DecodedSource:
-    """What `_decoded` gives, memory-mapped from `share` when the sweep's parent published it there; a worker
-    that cannot see it (on another machine) decodes its own copy in memory and leaves no files behind."""
-    published = share.read(source.share_key) if share is not None else None
-    return published if published is not None else _decoded(source)
+def split_key(source: SourceKey, val_fraction: float, seed: int) -> str:
+    """The entry of a `DataShare` the split of `source` by (val_fraction, seed) is written under."""
+    return f"{source.share_key}-split-{val_fraction!r}-{seed}"
+
+
+def _shared_split(source: SourceKey, share: DataShare, val_fraction: float, seed: int) -> Dataset | None:
+    """The split, memory-mapped from `share` (made there by the first worker to need it), when the sweep's
+    parent published the source there; None for a worker that cannot see the share (on another machine)."""
+    key = split_key(source, val_fraction, seed)
+    found = share.read_split(key)
+    if found is not None:
+        return found
+    published = share.read(source.share_key)
+    if published is None:
+        return None
+    try:
+        return share.write_split(key, lambda allocate: split(published, source.name, val_fraction, seed, allocate))
+    except OSError:  # a full disk: this worker's split stays in its own memory
+        return split(published, source.name, val_fraction, seed)
 
 
 @functools.lru_cache(maxsize=1)
 def _split_cached(source: SourceKey, share: DataShare | None, val_fraction: float, seed: int) -> Dataset:
-    return split(_checked(source, share), source.name, val_fraction, seed)
+    shared = _shared_split(source, share, val_fraction, seed) if share is not None else None
+    return shared if shared is not None else split(_decoded(source), source.name, val_fraction, seed)
 
 
 def load_dataset(data: DataSettings, seed: int, share: DataShare | None = None) -> Dataset:

@@ -1,20 +1,41 @@
 """`DataShare`: a folder of decoded datasets that a sweep's parent writes once and its workers memory-map,
-so N workers hold one copy of the images in the page cache instead of decoding N copies."""
+so N workers hold one copy of the images in the page cache instead of decoding N copies; and of the float
+splits made from them (one per validation share and seed), which the first worker that needs one writes
+straight into memory-mapped files and every other worker maps, so that no worker holds its own copy of the
+float32 images (on Fashion-MNIST 209 MB each) in private memory."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from src.data.checks import DecodedSource
+from src.data.dataset import Allocate, Dataset
 
 ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+SPLIT_ARRAYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "X_test_raw")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` while the block runs: workers that need the same split make it once."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -58,3 +79,56 @@ class DataShare:
             staging.rename(entry)
         except OSError:  # another process published it first
             shutil.rmtree(staging, ignore_errors=True)
+
+    def read_split(self, key: str) -> Dataset | None:
+        """Split `key`, its arrays memory-mapped, if it was written."""
+        entry = Path(self.folder) / key
+        if not (entry / "meta.json").is_file():
+            return None
+        meta = json.loads((entry / "meta.json").read_text())
+        arrays: dict[str, Any] = {  # plain arrays over the mapped files: no np.memmap indexing on training's hot path
+            name: np.asarray(np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)) for name in SPLIT_ARRAYS
+        }
+        return Dataset(**arrays, **meta)
+
+    def write_split(self, key: str, make: Callable[[Allocate], Dataset]) -> Dataset:
+        """Split `key`: made by `make` into files of the share (its float arrays written where they are
+        allocated, never first in memory) unless another process made it first, then memory-mapped. A
+        reader sees either no entry or a complete one."""
+        folder = Path(self.folder)
+        with _locked(folder / f"{key}.lock"):
+            if (folder / key / "meta.json").is_file():
+                return self._mapped(key)
+            staging = folder / f"{key}.tmp{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            try:
+                self._write_into(staging, make)
+                staging.rename(folder / key)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return self._mapped(key)
+
+    def _mapped(self, key: str) -> Dataset:
+        found = self.read_split(key)
+        if found is None:
+            raise FileNotFoundError(f"{Path(self.folder) / key}: the split written there is gone")
+        return found
+
+    @staticmethod
+    def _write_into(staging: Path, make: Callable[[Allocate], Dataset]) -> None:
+        allocated: dict[str, np.memmap] = {}
+
+        def allocate(name: str, shape: tuple[int, ...], dtype: str) -> NDArray[Any]:
+            mapped = np.lib.format.open_memmap(staging / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+            allocated[name] = mapped
+            return mapped
+
+        dataset = make(allocate)
+        for name in SPLIT_ARRAYS:
+            if name in allocated:
+                allocated[name].flush()
+            else:
+                np.save(staging / f"{name}.npy", np.ascontiguousarray(getattr(dataset, name)), allow_pickle=False)
+        meta = {f.name: getattr(dataset, f.name) for f in fields(dataset) if f.name not in SPLIT_ARRAYS}
+        (staging / "meta.json").write_text(json.dumps(meta))

@@ -43,8 +43,8 @@ class TrackingClient:
         return self._mlflow.get_experiment_by_name(name)
 
     @with_retries
-    def create_experiment(self, name: str) -> str:
-        return self._mlflow.create_experiment(name)
+    def create_experiment(self, name: str, artifact_location: str | None = None) -> str:
+        return self._mlflow.create_experiment(name, artifact_location=artifact_location)
 
     @with_retries
     def restore_experiment(self, experiment_id: str) -> None:

@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import tempfile
+import time
+import urllib.parse
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -176,12 +178,7 @@ def _active_run(client: TrackingClient, run_id: str) -> Iterator[None]:
     """Run `run_id` of the client's store as MLflow's active run for the block, which is the only way
     `mlflow.models.evaluate` logs into a given run. Its global tracking URI, and the MLFLOW_TRACKING_URI
     that setting it sets too, are as they were afterwards: nothing else this process (or a worker it
-    starts) does is pointed at this store by it.
-
-    MLflow makes an existing run active only by reopening it (RUNNING) and ends it as FINISHED now; the run
-    had ended, so its status and end time are put back, also when the block fails: a run's record says
-    how and when it ended, not when it was last evaluated."""
-    ended = client.get_run(run_id).info
+    starts) does is pointed at this store by it."""
     environment = os.environ.get(TRACKING_URI_ENV)
     previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
     pinned = None if previous == environment else previous  # a URI set in code, not only in the environment
@@ -195,14 +192,43 @@ def _active_run(client: TrackingClient, run_id: str) -> Iterator[None]:
             os.environ.pop(TRACKING_URI_ENV, None)
         else:
             os.environ[TRACKING_URI_ENV] = environment
-        client.set_terminated(run_id, ended.status, ended.end_time)
+
+
+def _scratch_run(folder: Path) -> tuple[TrackingClient, str]:
+    """A run in a new store of its own in `folder` (a copy of the pristine store, its artifacts there too),
+    for `mlflow.models.evaluate` to log into."""
+    from src.tracking.sqlite_files import open_sqlite  # deferred: only an evaluation needs a store of its own
+
+    scratch = open_sqlite(folder / "evaluation.db")
+    experiment = scratch.create_experiment("evaluation", artifact_location=(folder / "artifacts").as_uri())
+    return scratch, scratch.create_run(experiment, run_name="evaluation", tags={}).info.run_id
+
+
+def _copy_evaluation(scratch: TrackingClient, scratch_id: str, client: TrackingClient, run_id: str) -> None:
+    """What the evaluation logged on the scratch run (metrics, artifacts, the evaluation dataset), onto the
+    run it evaluated: the run itself is never reopened (MLflow would mark it RUNNING while it evaluates,
+    and a process killed then would leave it so)."""
+    logged = scratch.get_run(scratch_id)
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, value, now, 0) for key, value in logged.data.metrics.items()]
+    client.log_batch(run_id, metrics=metrics)
+    inputs = logged.inputs.dataset_inputs if logged.inputs else []
+    if inputs:
+        client.log_inputs(run_id, [DatasetInput(i.dataset, i.tags) for i in inputs])
+    artifacts = Path(urllib.parse.urlparse(logged.info.artifact_uri).path)
+    for path in sorted(artifacts.rglob("*")):
+        if path.is_file():
+            folder = path.parent.relative_to(artifacts).as_posix()
+            client.log_artifact(run_id, str(path), None if folder == "." else folder)
 
 
 def evaluate(client: TrackingClient, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Evaluate the run's model on (images, labels) with `mlflow.models.evaluate` (classifier), logging its
-    per-class metrics and confusion matrix on the run itself; returns the metrics it computed.
+    per-class metrics, confusion matrix and evaluation dataset on the run; returns the metrics it computed.
 
-    The evaluator hands the model rows of features; they are given back their image shape on the way in."""
+    The evaluator logs into a scratch run of a scratch store, whose records are then copied onto the run:
+    the run keeps the status and end time it had throughout. The evaluator hands the model rows of
+    features; they are given back their image shape on the way in."""
     model = _pyfunc(client, model_uri(run_id))
     shape, dtype = images.shape[1:], images.dtype
 
@@ -214,16 +240,19 @@ def evaluate(client: TrackingClient, run_id: str, images: np.ndarray, labels: np
     level = evaluator_log.level
     evaluator_log.setLevel(logging.ERROR)  # its guess of the model type from integer labels: moot, it is given
     try:
-        with _active_run(client, run_id), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            result = mlflow.models.evaluate(
-                predict,
-                images.reshape(len(images), -1),
-                targets=labels,
-                model_type="classifier",
-                evaluators=["default"],
-                evaluator_config={"default": {"log_model_explainability": False}},
-            )
+        with tempfile.TemporaryDirectory(prefix="netsweep-evaluation-") as folder:
+            scratch, scratch_id = _scratch_run(Path(folder))
+            with _active_run(scratch, scratch_id), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                result = mlflow.models.evaluate(
+                    predict,
+                    images.reshape(len(images), -1),
+                    targets=labels,
+                    model_type="classifier",
+                    evaluators=["default"],
+                    evaluator_config={"default": {"log_model_explainability": False}},
+                )
+            _copy_evaluation(scratch, scratch_id, client, run_id)
     finally:
         evaluator_log.setLevel(level)
     return dict(result.metrics)

@@ -1,17 +1,25 @@
 """Opening a tracking store: the URI resolved and checked, then the MLflow implementation imported and
-the store opened, once per URI and process. No mlflow imported here.
+the store opened, once per URI and process; and a finished run's `mlflow.models.evaluate` handed to a
+process of its own (`evaluate_later`). No mlflow imported here.
 
 Importing mlflow costs about a second, so it happens in `open_store` (or in the background, `preload`),
 never when netsweep's modules are imported: a typo on the command line is answered at once.
 """
 
+import contextlib
 import importlib
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
+
 from src.errors import ConfigError
+from src.tracking import names
 from src.tracking.api import Store
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -105,3 +113,56 @@ def open_existing_store(uri: str) -> Store:
             "(or set MLFLOW_TRACKING_URI)"
         )
     return open_store(uri)
+
+
+CODE_ROOT = str(Path(__file__).resolve().parents[2])  # where `src` is imported from, installed or not
+EVALUATED_BY = "mlflow.models.evaluate on the test split"  # the value of the run's names.EVALUATED tag
+_EVALUATE = "import sys; from src.tracking.opening import evaluate_saved; sys.exit(evaluate_saved(sys.argv[1:]))"
+
+
+def evaluate_later(uri: str, run_id: str, images: np.ndarray, labels: np.ndarray, log: Path | None = None) -> int:
+    """Evaluate the finished run's model with `mlflow.models.evaluate` on (images, labels) in a process of
+    its own, which goes on after this one has ended (its own session: a Ctrl-C at the terminal does not
+    reach it); its output goes to `log`. Returns its pid.
+
+    What it records appears on the run (metrics, per_class_metrics.csv, confusion_matrix.png, the
+    evaluation dataset), the tag names.EVALUATED last: a run without that tag has no evaluation, or an
+    unfinished one (the process was killed), and the run itself is never reopened (its status stays)."""
+    handle, arrays = tempfile.mkstemp(prefix="netsweep-evaluation-", suffix=".npz")
+    with os.fdopen(handle, "wb") as file:
+        np.savez(file, images=images, labels=labels)
+    try:
+        with contextlib.ExitStack() as stack:  # the child holds its own copy of the log's file
+            output = stack.enter_context(open(log, "ab")) if log is not None else subprocess.DEVNULL
+            process = subprocess.Popen(
+                [sys.executable, "-c", _EVALUATE, uri, run_id, arrays],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, [CODE_ROOT, os.environ.get("PYTHONPATH")])),
+                },
+                start_new_session=True,
+            )
+    except OSError:
+        Path(arrays).unlink(missing_ok=True)
+        raise
+    return process.pid
+
+
+def evaluate_saved(argv: list[str]) -> int:
+    """The process `evaluate_later` starts: [uri, run id, the .npz of images and labels (removed once
+    read)]. Exit code 0 once the run is evaluated and tagged."""
+    uri, run_id, arrays = argv
+    try:
+        with np.load(arrays, allow_pickle=False) as saved:
+            images, labels = saved["images"], saved["labels"]
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(arrays)
+    store = open_store(uri)
+    store.evaluate_model(run_id, images, labels)
+    store.run_log(run_id).set_tags({names.EVALUATED: EVALUATED_BY})
+    print(f"run {run_id} evaluated with mlflow.models.evaluate", flush=True)
+    return 0

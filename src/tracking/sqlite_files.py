@@ -5,7 +5,12 @@ while another process (an `mlflow ui` started at the same moment) is still migra
 Migrating a new store costs MLflow about 1.6 s; copying the pristine one a few milliseconds. The pristine
 store is also where netsweep learns the schema revision this MLflow migrates to (its `alembic_version`),
 without reading MLflow's own migration scripts.
+
+Importing this module imports no mlflow (`cache_dir` is read by modules that must stay light): MLflow's
+client is imported where a store is migrated or opened.
 """
+
+from __future__ import annotations
 
 import contextlib
 import fcntl
@@ -18,12 +23,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
-from mlflow.exceptions import MlflowException
-
-from src.tracking.mlflow_client import TrackingClient
 from src.tracking.opening import SQLITE_PREFIX
+
+if TYPE_CHECKING:
+    from src.tracking.mlflow_client import TrackingClient
 
 CACHE_ENV = "NETSWEEP_CACHE_DIR"  # where pristine stores are kept (default: $XDG_CACHE_HOME/netsweep)
 MIGRATION_SETTLED_S = 3.0  # a schema short of the latest, unchanged this long: no other process is migrating it
@@ -87,6 +92,8 @@ def wait_for_migrations(
 def migrate_new(target: Path) -> None:
     """Have MLflow create and migrate a store in a private file next to `target`, then rename it there. The
     file's name is new each time: MLflow keeps a connection per URI for the life of the process."""
+    from src.tracking.mlflow_client import TrackingClient  # deferred: importing mlflow takes about a second
+
     staging = target.with_name(f".{target.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         TrackingClient(SQLITE_PREFIX + str(staging)).search_experiments(max_results=1)
@@ -98,6 +105,8 @@ def migrate_new(target: Path) -> None:
 def pristine_in(folder: Path) -> Path:
     """The pristine store of this MLflow version in `folder`, made (under a lock, aside, renamed into place)
     unless a whole one is there: several processes starting at once make it once."""
+    import mlflow  # deferred (the module docstring says why); whoever asks is about to open a store
+
     pristine = folder / f"mlflow-{mlflow.__version__}.db"
     if schema_version(pristine) is None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -156,6 +165,10 @@ def open_sqlite(db: Path) -> TrackingClient:
     """A client of the SQLite store `db`, created if missing; one netsweep process at a time, never while
     another process is migrating it, and never migrating one in place that another process can see (MLflow
     opens, creates and migrates the store as the client is made)."""
+    from mlflow.exceptions import MlflowException  # deferred, as the client (the module docstring says why)
+
+    from src.tracking.mlflow_client import TrackingClient  # deferred: importing mlflow takes about a second
+
     uri = SQLITE_PREFIX + str(db)
     with exclusive(db.with_name(db.name + ".lock")):
         if not db.exists():

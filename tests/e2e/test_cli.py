@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ..helpers import read_store, run_cli
+from ..helpers import read_store, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +47,25 @@ def test_default_run_is_tracked_whole_and_reproducible(cli):
     assert [float(r["val_loss"]) for r in rows] == pytest.approx(losses, rel=1e-6)
     assert Path(f"{local}/figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "hidden_size: 256" in Path(f"{local}/config.yaml").read_text()
+
+
+def test_a_runs_evaluation_goes_on_after_the_prompt_and_lands_whole(cli):
+    result = cli("epochs=2")
+    assert result.returncode == 0, result.stderr
+    assert "evaluating with mlflow.models.evaluate in the background" in result.stdout
+    (run,) = read_store(cli.uri).runs
+    assert run.info.status == "FINISHED"  # the run is closed before its evaluation starts
+
+    def evaluated():
+        (now,) = read_store(cli.uri).runs
+        return now if "netsweep.evaluated" in now.data.tags else None
+
+    done = wait_for(evaluated, timeout=180)
+    assert (done.info.status, done.info.end_time) == (run.info.status, run.info.end_time)  # never reopened
+    assert done.data.metrics["accuracy_score"] == pytest.approx(run.data.metrics["test_acc"])
+    assert {"per_class_metrics.csv", "confusion_matrix.png"} <= set(read_store(cli.uri).artifacts(done))
+    (log,) = cli.cwd.glob("outputs/*/*/evaluation.log")
+    assert f"run {run.info.run_id} evaluated" in log.read_text()
 
 
 def test_patience_stops_a_long_run_early(cli):

@@ -16,7 +16,7 @@ import pytest
 
 from src.data.idx import load_idx_folder
 
-from ..helpers import cli_env, read_store
+from ..helpers import cli_env, read_store, wait_for
 
 pytestmark = pytest.mark.slow
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -57,12 +57,13 @@ def test_a_registered_winner_is_served(cli):
     )
     assert result.returncode == 0, result.stderr
     assert "registered: models:/digits-net@best is version 1" in result.stdout
-    assert "winner run" in result.stdout and "evaluated with mlflow.models.evaluate" in result.stdout
+    assert "winner run" in result.stdout and "mlflow.models.evaluate" in result.stdout
     mlflow.set_tracking_uri(cli.uri)
-    version = mlflow.MlflowClient(cli.uri).get_model_version_by_alias("digits-net", "best")
+    client = mlflow.MlflowClient(cli.uri)
+    version = client.get_model_version_by_alias("digits-net", "best")
     assert version.tags["sweep_id"] and version.tags["best_val_acc"]
-    artifacts = {a.path for a in mlflow.MlflowClient(cli.uri).list_artifacts(version.run_id)}
-    assert {"per_class_metrics.csv", "confusion_matrix.png"} <= artifacts
+    wait_for(lambda: "netsweep.evaluated" in client.get_run(version.run_id).data.tags, timeout=180)  # its tag last
+    assert {"per_class_metrics.csv", "confusion_matrix.png"} <= {a.path for a in client.list_artifacts(version.run_id)}
     local = mlflow.pyfunc.load_model("models:/digits-net@best")
     test = np.random.default_rng(0).integers(0, 17, size=(5, 8, 8)).astype(np.uint8)  # digits: 8x8, 0..16
     port = _free_port()

@@ -2,16 +2,18 @@
 the decoded arrays a sweep shares with its workers."""
 
 import gzip
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from src.config.schema import DigitsConfig, IdxConfig, NpzConfig
-from src.data import loader
+from src.data import dataset, loader
 from src.data.idx import IDX_FILES, load_idx_dataset, load_idx_folder, read_idx
 from src.data.loader import load_dataset, share_source
 from src.data.shared import DataShare
-from src.data.sources import load_npz
+from src.data.sources import bundled_digits, load_npz
 from src.errors import DataError
 
 from ..helpers import write_idx, write_idx_folder
@@ -138,6 +140,37 @@ def test_missing_and_non_npz_files_are_named(tmp_path):
         load_npz(str(tmp_path / "single.npy"))
 
 
+def test_digits_are_scikit_learns_read_without_importing_it():
+    images, labels = bundled_digits()
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    np.testing.assert_array_equal(images, bunch.images)
+    np.testing.assert_array_equal(labels, bunch.target)
+    code = "import sys; from src.data.sources import bundled_digits; bundled_digits(); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_a_split_scaled_in_chunks_equals_one_scaled_at_once(tmp_path, monkeypatch):
+    arrays = write_idx_folder(tmp_path, n_train=45, n_test=7)
+    whole = load_dataset(idx_cfg(tmp_path), seed=2)
+    monkeypatch.setattr(dataset, "SCALE_ROWS", 4)  # chunks of 4 rows, the last one short
+    loader._split_cached.cache_clear()
+    chunked = load_dataset(idx_cfg(tmp_path), seed=2)
+    assert whole is not chunked and chunked.X_train.dtype == np.float32
+    for name in ("X_train", "X_val", "X_test"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+    np.testing.assert_array_equal(chunked.X_test, np.float32(arrays["X_test"].reshape(7, -1)) * np.float32(1 / 255))
+
+
+def test_idx_pixels_are_read_into_their_array_and_extra_bytes_are_refused(tmp_path):
+    path = write_idx(tmp_path / "x", np.arange(24).reshape(2, 3, 4), gz=False)
+    np.testing.assert_array_equal(read_idx(path, 3), np.arange(24).reshape(2, 3, 4))
+    path.write_bytes(path.read_bytes() + b"\x00\x00")
+    with pytest.raises(DataError, match="holds 26 data bytes but its header announces \\(2, 3, 4\\)"):
+        read_idx(path, 3)
+
+
 def test_digits_default_has_a_fixed_test_set():
     cfg = DigitsConfig(name="digits", val_fraction=0.15, test_fraction=0.2)
     a, b = load_dataset(cfg, seed=0), load_dataset(cfg, seed=5)
@@ -187,3 +220,30 @@ def test_a_shared_source_is_decoded_once_and_memory_mapped(tmp_path):
     assert not isinstance(elsewhere.X_train, np.memmap) and elsewhere.fingerprint == alone.fingerprint
     np.testing.assert_array_equal(elsewhere.X_train, alone.X_train)
     assert not (tmp_path / "elsewhere").exists()  # decoded in memory, nothing left behind
+
+
+def test_workers_map_one_float_split_per_seed_the_first_of_them_writes(tmp_path):
+    write_idx_folder(tmp_path)
+    share = DataShare(str(tmp_path / "share"))
+    share_source(idx_cfg(tmp_path), share)
+    loader._split_cached.cache_clear()
+    shared = load_dataset(idx_cfg(tmp_path), seed=3, share=share)
+    alone = load_dataset(idx_cfg(tmp_path), seed=3)
+    for name in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "X_test_raw"):
+        np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
+        assert isinstance(getattr(shared, name).base, np.memmap)  # mapped from the share, not this process's own
+    assert (shared.fingerprint, shared.layout, shared.source) == (alone.fingerprint, alone.layout, alone.source)
+    entries = sorted(p.name for p in (tmp_path / "share").iterdir() if p.is_dir())
+    assert len(entries) == 2 and entries[1].endswith("-split-0.25-3")
+
+    def never(allocate):
+        raise AssertionError("the split was made already")
+
+    again = share.write_split(entries[1], never)  # another worker asking for it maps the first one's
+    np.testing.assert_array_equal(again.X_val, alone.X_val)
+    loader._split_cached.cache_clear()
+    other = load_dataset(idx_cfg(tmp_path), seed=4, share=share)
+    assert (
+        other.fingerprint != shared.fingerprint and len([p for p in (tmp_path / "share").iterdir() if p.is_dir()]) == 3
+    )
+    assert not list((tmp_path / "share").glob("*.tmp*"))  # no staging folder left behind

@@ -13,6 +13,7 @@ import threading
 import time
 
 import mlflow
+import numpy as np
 import pytest
 import sqlalchemy.exc
 from alembic.util import CommandError
@@ -22,11 +23,12 @@ from mlflow.exceptions import MlflowException
 from src import interrupts
 from src.errors import ConfigError, Interrupted
 from src.outcomes import RESULTS, Outcome
-from src.tracking import names, retry, sqlite_files
+from src.tracking import names, opening, retry, sqlite_files
 from src.tracking.opening import is_local_file, open_store, resolve_uri
 from src.tracking.provenance import git_tags
 from src.tracking.sqlite_files import latest_schema, schema_version, wait_for_migrations
 
+from ..fakes import FakeStore
 from ..helpers import REPO
 
 
@@ -331,3 +333,60 @@ def test_opening_waits_while_another_process_migrates(tmp_path):
 def test_credentials_in_a_tracking_uri_are_refused():
     with pytest.raises(ConfigError, match="MLFLOW_TRACKING_USERNAME"):
         resolve_uri("http://me:secret@tracking:5000")
+
+
+def _saved_arrays(tmp_path):
+    path = tmp_path / "arrays.npz"
+    np.savez(path, images=np.zeros((3, 8, 8), np.uint8), labels=np.arange(3))
+    return path
+
+
+def test_an_evaluation_in_its_own_process_tags_the_run_last_and_removes_its_arrays(tmp_path, monkeypatch):
+    store = FakeStore()
+    run_id = store.create_run(store.experiment_id("e"), "r", {}).run_id
+    monkeypatch.setattr(opening, "open_store", lambda uri: store)
+    arrays = _saved_arrays(tmp_path)
+    assert opening.evaluate_saved([store.uri, run_id, str(arrays)]) == 0
+    assert store.evaluated == [run_id] and store.run(run_id).tags[names.EVALUATED] == opening.EVALUATED_BY
+    assert not arrays.exists()
+
+    def broken(run_id, images, labels):
+        raise RuntimeError("the evaluator failed")
+
+    other = store.create_run(store.experiment_id("e"), "r2", {}).run_id
+    store.evaluate_model = broken
+    arrays = _saved_arrays(tmp_path)
+    with pytest.raises(RuntimeError, match="evaluator failed"):
+        opening.evaluate_saved([store.uri, other, str(arrays)])
+    assert names.EVALUATED not in store.run(other).tags and not arrays.exists()  # absent, and said so by the tag
+
+
+def test_a_run_handed_to_evaluation_is_never_reopened_and_gains_nothing_when_it_fails(
+    compose_cfg, store_uri, monkeypatch
+):
+    from src.experiment.runner import load_data, run_config, settings_of
+
+    cfg = compose_cfg(f"tracking.uri={store_uri}", "epochs=1")
+    summary = run_config(cfg)
+    client = MlflowClient(store_uri)
+    before = client.get_run(summary.run_id)
+    seen = []
+
+    def failing_evaluation(*args, **kwargs):  # as a crash mid-evaluation: what does the run look like then?
+        seen.append(client.get_run(summary.run_id).info.status)
+        raise RuntimeError("killed mid-evaluation")
+
+    monkeypatch.setattr(mlflow.models, "evaluate", failing_evaluation)
+    dataset = load_data(settings_of(cfg))
+    with pytest.raises(RuntimeError, match="mid-evaluation"):
+        open_store(store_uri).evaluate_model(summary.run_id, dataset.X_test_raw, dataset.y_test)
+    after = client.get_run(summary.run_id)
+    assert seen == ["FINISHED"]  # not reopened (RUNNING) while it is evaluated
+    assert (after.info.status, after.info.end_time, after.data.metrics) == (
+        before.info.status,
+        before.info.end_time,
+        before.data.metrics,
+    )
+    assert {a.path for a in client.list_artifacts(summary.run_id)} == {
+        a.path for a in client.list_artifacts(before.info.run_id)
+    }
