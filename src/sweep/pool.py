@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -21,10 +23,15 @@ from src import interrupts
 from src.errors import ConfigError
 from src.sweep.settings import Backend, LauncherSettings
 from src.sweep.slots import ProcessSlotsBackend
-from src.tracking.opening import is_local_file
+from src.tracking.opening import SQLITE_PREFIX, is_local_file
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 SLURM_JOBS = 16  # n_jobs=-1 on Slurm: one job per config, at most this many at once
+# Filesystems that other machines reach over the network (a FUSE one as fuse.<name>: fuse.sshfs, fuse.glusterfs)
+NETWORK_FILESYSTEMS = {
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "sshfs", "9p", "afs",
+    "panfs", "wekafs", "pvfs2", "orangefs", "juicefs", "s3fs", "davfs",
+}  # fmt: skip
 
 
 def effective_n_jobs(n_jobs: int, n_tasks: int) -> int:
@@ -50,6 +57,26 @@ def remote_hosts(worker_addresses: Iterable[str]) -> list[str]:
     here = _this_machine()
     hosts = {urlparse(a).hostname for a in worker_addresses}
     return sorted(host for host in hosts if host is not None and host not in here)
+
+
+def network_filesystem(path: Path, mounts: str | None = None) -> str | None:
+    """The type of the network filesystem `path` is on (nfs4, lustre, ...), None for a local disk or where
+    Linux's mount table cannot be read. `mounts`: that table's text (/proc/self/mounts)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return None
+    target, best, kind = os.path.realpath(path), "", ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ").replace("\\011", "\t")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind if kind.removeprefix("fuse.") in NETWORK_FILESYSTEMS else None
 
 
 def _dask_workers() -> Any:
@@ -160,17 +187,28 @@ class WorkerPool:
             self._cluster.close()
 
     def check_store(self, tracking_uri: str | None) -> None:
-        """Refuse a tracking store that workers on other machines could not write to."""
+        """Refuse a tracking store that workers on other machines could not write to, or not safely: a file of
+        this machine, or a SQLite file on a network filesystem with Slurm jobs as workers (bench/sqlite_writers.py
+        measured writes lost and stores corrupted when writers on two machines share one)."""
         if not tracking_uri or self._client is None or urlparse(tracking_uri).scheme in ("http", "https", "databricks"):
             return  # no Dask cluster, or a server every worker can reach
-        if is_local_file(tracking_uri):
-            elsewhere = remote_hosts(self._client.scheduler_info()["workers"])
-            if elsewhere:
-                raise ConfigError(
-                    f"the tracking store {tracking_uri} is a local file, but Dask workers run on "
-                    f"{', '.join(elsewhere)}: start a tracking server (mlflow server ...) and set "
-                    "MLFLOW_TRACKING_URI=http://HOST:PORT so every worker can reach it"
-                )
+        if not is_local_file(tracking_uri):
+            return
+        shared = network_filesystem(Path(tracking_uri.removeprefix(SQLITE_PREFIX)).parent)
+        if shared and tracking_uri.startswith(SQLITE_PREFIX) and self.settings.backend == Backend.slurm:
+            raise ConfigError(
+                f"the tracking store {tracking_uri} is a SQLite file on a network filesystem ({shared}), which "
+                "Slurm jobs on other machines cannot share safely: start a tracking server on this machine "
+                "(mlflow server --backend-store-uri sqlite:///PATH/ON/LOCAL/DISK/mlflow.db --host 0.0.0.0) and set "
+                "MLFLOW_TRACKING_URI=http://HOST:5000"
+            )
+        elsewhere = remote_hosts(self._client.scheduler_info()["workers"])
+        if elsewhere:
+            raise ConfigError(
+                f"the tracking store {tracking_uri} is a local file, but Dask workers run on "
+                f"{', '.join(elsewhere)}: start a tracking server (mlflow server ...) and set "
+                "MLFLOW_TRACKING_URI=http://HOST:PORT so every worker can reach it"
+            )
 
     def warm_up(self, function: Callable[[], None]) -> None:
         """Start the local worker processes now, each running `function()` (imports) before its first job,
