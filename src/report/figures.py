@@ -127,7 +127,7 @@ def sweep_curves(data: SweepData, heading: str | None = None) -> Figure:
     fig, axes = plt.subplots(
         2,
         len(panels),
-        figsize=(4.2 * len(panels) + 3.0, 8),
+        figsize=(4.2 * len(panels) + (6.0 if palette.by_rank else 3.0), 8),
         squeeze=False,
         sharex=True,
         sharey="row",
@@ -143,9 +143,14 @@ def sweep_curves(data: SweepData, heading: str | None = None) -> Figure:
     _finish_axes(axes, data)
     if palette.by_rank:
         bar = fig.colorbar(
-            plt.cm.ScalarMappable(norm=palette.norm(), cmap=palette.cmap.reversed()), ax=axes, location="right"
+            plt.cm.ScalarMappable(norm=palette.norm(), cmap=palette.cmap.reversed()),
+            ax=axes,
+            location="right",
+            shrink=0.6,
+            aspect=30,
         )
         bar.set_label(f"rank by {data.objective.metric} (1: best)")
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         bar.ax.invert_yaxis()
     handles = _legend(palette, colour_keys, data)
     fig.legend(handles=handles, loc="outside right center", title="config", fontsize=8)

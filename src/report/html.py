@@ -73,9 +73,9 @@ def table(data: SweepData, rows: list[dict]) -> str:
     body = []
     for row in rows:
         cells = "".join(
-            f'<td class="num">{_e(leaderboard.cell(row, n))}</td>'
+            f'<td class="num">{_e(leaderboard.cell(row, n, data.swept_keys))}</td>'
             if isinstance(row[n], (int, float)) and n != "rank"
-            else f"<td>{_e(leaderboard.cell(row, n))}</td>"
+            else f"<td>{_e(leaderboard.cell(row, n, data.swept_keys))}</td>"
             for n in names
         )
         body.append(f'<tr class="{_row_class(row)}">{cells}</tr>')

@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Collection
 
 from src.config.identity import REPLICATE_KEY
-from src.config.naming import format_override, format_value
+from src.config.naming import NAME_DIGITS, format_override, format_value
 from src.report.load import ConfigGroup, Member, SweepData, not_trained
 from src.report.ranking import ACCURACY, MAX_SEEDS, Score
 
@@ -157,9 +158,13 @@ def _only_swept(diff: str, swept: list) -> bool:
     return all(part.split("=", 1)[0] in swept for part in diff.split())
 
 
-def cell(row: dict, column: str) -> str:
-    """One cell as text: means ± std over seeds, epochs as 'fewest-most' when seeds trained unequally."""
+def cell(row: dict, column: str, swept: Collection[str] = ()) -> str:
+    """One cell as text: swept values to NAME_DIGITS digits (a sampled lr is 0.9904, not 0.990366273779091;
+    the CSV and the reproduce command keep them whole), means ± std over seeds, epochs as 'fewest-most' when
+    seeds trained unequally."""
     value = row[column]
+    if column in swept:
+        return format_value(value, NAME_DIGITS)
     if column == "rank":
         return rank_text(row)
     if column == "run_ids":  # the CSV has them whole
@@ -178,7 +183,7 @@ def to_markdown(table: list[dict], swept: list, objective: str = "best_val_ce") 
     names = columns(table, swept, objective)
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for row in table:
-        lines.append("| " + " | ".join(cell(row, column).replace("|", "\\|") for column in names) + " |")
+        lines.append("| " + " | ".join(cell(row, column, swept).replace("|", "\\|") for column in names) + " |")
     return "\n".join(lines) + "\n"
 
 

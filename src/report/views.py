@@ -14,12 +14,13 @@ import math
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import Colormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from src.config.naming import NAME_DIGITS, format_value
 from src.plots import plt
-from src.report.figures import short_key, title
+from src.report.figures import HIGHLIGHT, short_key, title
 from src.report.importance import importances
 from src.report.load import ConfigGroup, SweepData, axis_values
 
@@ -88,12 +89,15 @@ def views(data: SweepData) -> dict[str, Figure]:
     return drawn
 
 
-def _colours(data: SweepData):
-    """(colour map, norm) of the objective: bright is better in either direction."""
+def _colours(data: SweepData) -> tuple[Colormap, Normalize]:
+    """(colour map, norm) of the objective: bright is better in either direction; on a log scale when the
+    values span a decade or more (a few configs far behind would leave the rest one colour)."""
     values = [g.score.value for g in data.groups if g.score.has_score]
     cmap = plt.get_cmap("viridis" if data.objective.maximize else "viridis_r").with_extremes(bad="lightgrey")
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    return cmap, plt.Normalize(low, high if high > low else low + 1e-12)
+    if low > 0 and high / low >= 10:
+        return cmap, LogNorm(low, high)
+    return cmap, Normalize(low, high if high > low else low + 1e-12)
 
 
 def _seeds_note(data: SweepData) -> str:
@@ -217,6 +221,14 @@ def scatter(data: SweepData) -> Figure:
 
 def _mark_best(ax: Axes, scored: list[ConfigGroup], x: np.ndarray, y: np.ndarray) -> None:
     for position, group in enumerate(scored):
+        if group.score.rank <= HIGHLIGHT:
+            ax.annotate(
+                f"#{group.score.rank}",
+                (x[position], y[position]),
+                textcoords="offset points",
+                xytext=(7, 5),
+                fontsize=8,
+            )
         frame = _frame_of(group)
         if frame == "red":
             ax.scatter(x[position], y[position], marker="*", s=260, color="red", zorder=4, label="winner")

@@ -1,6 +1,7 @@
 """The MLflow UI in a real browser (Debian's headless Chromium, driven by Playwright): the link a sweep prints
-opens the runs table, which shows the sweep's parent and, expanded, every config under it; the report's
-heatmap loads on the parent. Screenshots are kept in test-artifacts/ui/."""
+opens the runs table in the sweep's saved view, its parent named by what it swept and showing the winner's
+objective and accuracy as columns, every config under it once expanded; the report's index.html opens in the
+parent's artifact viewer, figures included. Screenshots are kept in test-artifacts/ui/."""
 
 import os
 import re
@@ -60,6 +61,7 @@ def mlflow_ui(cli):
     assert result.returncode == 0, result.stderr
     link = re.search(r"runs table: (\S+)", result.stdout).group(1)
     assert link.startswith(f"http://127.0.0.1:{port}/#/experiments/") and "workflowType=machine_learning" in link
+    assert re.search(r"&viewStateShareKey=netsweep-[0-9a-f]{12}$", link)
     assert f"mlflow ui --backend-store-uri {cli.uri} --port {port}" in result.stdout
     server = subprocess.Popen(
         ["mlflow", "ui", "--backend-store-uri", cli.uri, "--host", "127.0.0.1", "--port", str(port)],
@@ -85,20 +87,25 @@ def mlflow_ui(cli):
         server.wait(timeout=30)
 
 
-def test_the_printed_link_opens_the_runs_table_with_the_whole_sweep(mlflow_ui, cli):
+def test_the_printed_link_opens_the_sweeps_results_and_its_report(mlflow_ui, cli):
     _needs(CHROMIUM is not None, "chromium (apt-get install chromium)")
     _needs(sync_playwright is not None, "playwright (pip install -e '.[test]')")
     view = read_store(cli.uri)
     (parent,) = view.parents
     children = view.under(parent)
-    assert len(children) == 4
+    assert len(children) == 4 and parent.info.run_name.startswith("digits, 2 epochs, lr x decay, 4 configs")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
         page = browser.new_page(viewport={"width": 1500, "height": 900})
         page.goto(mlflow_ui)
-        parent_cell = page.locator("[role=gridcell][col-id]", has_text=parent.info.run_name).first
+        parent_cell = page.locator("[role=gridcell][col-id]", has_text=parent.info.run_name[:30]).first
         parent_cell.wait_for(timeout=60000)
+        headers = [h.get_attribute("col-id") for h in page.locator("[role=columnheader][col-id]").all()]
+        shown = ["metrics.`best_val_ce`", "metrics.`best_val_acc`", "params.`optimizer.lr`", "params.`model.decay`"]
+        assert all(column in headers for column in shown), headers
+        objective = page.locator("[role=gridcell][col-id='metrics.`best_val_ce`']").first
+        assert objective.inner_text().startswith(f"{parent.data.metrics['best_val_ce']:.4f}"[:5])  # the winner's
         page.screenshot(path=SCREENSHOTS / "runs-table.png")
         parent_cell.locator("button").first.click()  # expand the sweep: its configs appear under it
         for child in children:
@@ -107,12 +114,12 @@ def test_the_printed_link_opens_the_runs_table_with_the_whole_sweep(mlflow_ui, c
         experiment = parent.info.experiment_id
         page.goto(
             mlflow_ui.split("#")[0] + f"#/experiments/{experiment}/runs/{parent.info.run_id}"
-            "/artifacts/report/heatmap.png"
+            "/artifacts/report/index.html"
         )
-        image = page.locator("img[src^='blob:']").first
-        image.wait_for(timeout=60000)
-        page.wait_for_function(
-            "image => image.complete && image.naturalWidth > 300", arg=image.element_handle(), timeout=30000
-        )
-        page.screenshot(path=SCREENSHOTS / "report-heatmap.png")
+        report = page.frame_locator("iframe").first  # the viewer shows an HTML artifact in a sandboxed frame
+        report.locator("h2", has_text="Leaderboard").wait_for(timeout=60000)
+        figure = report.locator("img[src^='data:image/png;base64,']").first
+        assert figure.evaluate("image => image.decode().then(() => image.naturalWidth)") > 300  # figures inline
+        assert "python -m src.run" in report.locator("pre").first.inner_text()  # how to reproduce the winner
+        page.screenshot(path=SCREENSHOTS / "report-index.png")
         browser.close()

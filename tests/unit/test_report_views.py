@@ -8,8 +8,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from src.config.naming import format_value
 from src.outcomes import Outcome
-from src.report import figures, importance, views
+from src.report import figures, importance, leaderboard, views
 from src.report.__main__ import main as report_main
 from src.report.build import build_report
 from src.report.load import Member, SweepData, ranked_groups, sweep_objective, swept_keys
@@ -58,6 +59,10 @@ def test_a_grid_keeps_its_heatmap_and_a_sampled_sweep_gets_a_scatter_on_log_axes
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"  # lr over 3 decades, decay over 4
     assert ax.get_xlabel() == "optimizer.lr" and "best_val_ce" in drawn["scatter.png"].axes[1].get_ylabel()
     assert drawn["scatter.png"].get_size_inches()[0] < 10  # not a 3780-pixel grid of empty cells
+    rows = leaderboard.rows(sampled)
+    lr = rows[0]["optimizer.lr"]
+    assert len(lr) > 10 and f"| {format_value(lr, 4)} |" in leaderboard.to_markdown(rows, sampled.swept_keys)
+    assert lr not in leaderboard.to_markdown(rows, sampled.swept_keys)  # people read 4 digits; the CSV has all
     figures.plt.close("all")
 
 
