@@ -92,6 +92,10 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM, raised where it is safe to stop."""
 
 
+class SweepInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM ended a sweep, whose runs are closed; the message says what the interrupt left."""
+
+
 def first_line(exc: BaseException) -> str:
     """An error as a command that reports it in one line says it: its first line, or its type's name."""
     text = str(exc).strip()

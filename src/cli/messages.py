@@ -5,6 +5,7 @@ import sys
 from typing import Any
 
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from src.config.checks import choices, invalid_value_message, unknown_key_message
@@ -21,9 +22,12 @@ from src.errors import (
     RunDiverged,
     SweepBusy,
     SweepIncomplete,
+    SweepInterrupted,
     UnknownKey,
     first_line,
 )
+
+INTERRUPTED = "interrupted; runs in progress were recorded as KILLED"
 
 
 def one_line(error: BaseException) -> str:
@@ -37,6 +41,12 @@ def located(error: OmegaConfBaseException, name: str) -> Any:
     """A field of an OmegaConf error (`full_key`, `value`, `object_type`): declared on every one, but set only
     once OmegaConf has located the error in a config (as it has for every error composing one raises)."""
     return getattr(error, name, None)
+
+
+def siblings(error: OmegaConfBaseException) -> list[str]:
+    """The keys of the config node an unknown key was looked up in (`parent_node`), for a suggestion."""
+    node = located(error, "parent_node")
+    return [str(key) for key in node] if isinstance(node, DictConfig) else []
 
 
 def already_set_message(key: str, line: str) -> str:
@@ -74,7 +84,7 @@ def composition_message(exc: HydraException) -> str:
     that caused them: a key the config lacks, or a value that does not fit its key."""
     cause = exc.__cause__
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and located(cause, "full_key"):
-        return unknown_key_message(located(cause, "full_key"))  # "Could not override 'key'"
+        return unknown_key_message(located(cause, "full_key"), siblings(cause))  # "Could not override 'key'"
     if isinstance(cause, OmegaConfBaseException) and located(cause, "full_key"):
         return bad_value_message(located(cause, "full_key"), located(cause, "value"), cause)  # "Error merging ..."
     already = hydra_key_already_set(exc) if isinstance(exc, ConfigCompositionException) else None
@@ -87,8 +97,8 @@ def composition_message(exc: HydraException) -> str:
 
 def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for whatever ended the command."""
-    if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted; runs in progress were recorded as KILLED"
+    if isinstance(exc, KeyboardInterrupt):  # a sweep's says what it left; another's, where it stopped
+        return EXIT_INTERRUPTED, str(exc) if isinstance(exc, SweepInterrupted) else INTERRUPTED
     if isinstance(exc, RunDiverged):
         return EXIT_DIVERGED, str(exc)
     if isinstance(exc, (ConfigError, DataError, SweepBusy)):

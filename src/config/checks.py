@@ -39,7 +39,7 @@ def schema_keys() -> list[str]:
 
 def did_you_mean(key: str, candidates: Iterable[str] | None = None) -> str:
     """' (did you mean optimizer.lr?)' for a near miss or a key without its group ('lr'), else ''."""
-    names = list(candidates or schema_keys())
+    names = list(schema_keys() if candidates is None else candidates)
     matches = [c for c in names if c.rsplit(".", 1)[-1] == key and c != key]
     matches = matches or difflib.get_close_matches(key, [c for c in names if c != key], n=1, cutoff=0.6)
     return f" (did you mean {matches[0]}?)" if matches else ""
@@ -77,9 +77,15 @@ def group_options(group: str) -> dict[str, str]:
     return found
 
 
-def unknown_key_message(key: str) -> str:
+def unknown_key_message(key: str, siblings: Iterable[str] = ()) -> str:
     """What to say of a key the composed config does not have: a key of another option of its group, a group
-    that needs `+`, or a near miss."""
+    that needs `+`, or a near miss among netsweep's keys and the `siblings` (the keys of the node that lacks
+    it: how Hydra's own settings, `hydra.launcher.*` among them, get a suggestion)."""
+    if key.startswith("hydra."):
+        parent, _, leaf = key.rpartition(".")
+        close = difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.6)  # by name: they share `parent`
+        nearby = f" (did you mean {parent}.{close[0]}?)" if close else ""
+        return f"unknown Hydra setting {key!r}{nearby}: check its spelling (python -m src.run --cfg hydra lists them)"
     group, _, leaf = key.lstrip("+").partition(".")
     options = group_options(group) if leaf else {}
     owners = [
@@ -148,6 +154,7 @@ RANGES = (
     Range("model.hidden_size", lambda v: v >= 1, "use a width >= 1"),
     Range("model.decay", lambda v: v >= 0, "use a weight decay >= 0 (0 turns it off)"),
     Range("epochs", lambda v: v >= 1, "use at least 1 epoch"),
+    Range("seed", lambda v: v >= 0, "use a seed >= 0 (NumPy's random generators take non-negative integers)"),
     Range("patience", lambda v: v is None or v >= 1, "use a number of epochs >= 1, or null to never stop early"),
     Range("threads", lambda v: v is None or v >= 1, "use a number of threads >= 1, or null to let each run measure"),
     Range("divergence_factor", lambda v: v > 1, "use a factor > 1, e.g. 100"),

@@ -1,11 +1,13 @@
 """How numbers, values and configs are written for people: run names, leaderboards, manifests and the
 commands that reproduce a config all go through `format_value`, so 1e-4 is written one way everywhere."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
-from omegaconf import DictConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
 
 NAMED_KEYS = {"optimizer.lr": "lr", "model.decay": "decay", "model.hidden_size": "h"}  # always in a run name
 SHORT_KEYS = {"optimizer.batch_size": "bs"}
@@ -76,4 +78,34 @@ def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
             parts.append(value)
         else:
             parts.append(f"{SHORT_KEYS.get(key, key)}={format_value(value, NAME_DIGITS)}")
+    return " ".join(parts)
+
+
+def swept_keys(master: DictConfig) -> list[str]:
+    """The keys a sweep varies, in the order the command gives them: its sweep overrides (`optimizer.lr=0.1,0.3`,
+    `'model.decay=interval(0, 1e-3)'`) and its sweeper's `params` (a named sweep's, Optuna's). [] when the
+    command cannot be read as overrides."""
+    command = [str(o) for o in OmegaConf.select(master, "hydra.overrides.task", default=None) or []]
+    params = OmegaConf.select(master, "hydra.sweeper.params", default=None) or {}
+    try:
+        parsed = OverridesParser.create().parse_overrides(command)
+    except HydraException:
+        return []
+    keys = [o.key_or_group for o in parsed if o.is_sweep_override()] + [str(key) for key in params]
+    return list(dict.fromkeys(key.lstrip("+~") for key in keys))
+
+
+def swept_name(overrides: Sequence[str], swept: Collection[str]) -> str:
+    """A config named by the values of the swept keys only ('lr=0.1 decay=1e-4'), as `run_name` writes them:
+    what tells it from the other configs of its sweep. '' when no override names a swept key."""
+    parts = []
+    for override in overrides:
+        key, value = split_override(override)
+        if "=" not in override or key not in swept:
+            continue
+        if key == "optimizer":  # a group choice: its name says it
+            parts.append(value)
+        else:
+            short = NAMED_KEYS.get(key) or SHORT_KEYS.get(key, key)
+            parts.append(f"{short}={format_value(value, NAME_DIGITS)}")
     return " ".join(parts)

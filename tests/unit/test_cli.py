@@ -24,9 +24,12 @@ from src.errors import (
     OverrideError,
     RunDiverged,
     SweepIncomplete,
+    SweepInterrupted,
     UnknownKey,
 )
-from src.sweep.plan import apply_override
+from src.outcomes import Outcome
+from src.sweep.plan import Job, apply_override
+from src.sweep.progress import Progress, interrupted_text
 
 from ..helpers import REPO, read_store
 
@@ -35,6 +38,7 @@ from ..helpers import REPO, read_store
     "exc,code,needle",
     [
         (KeyboardInterrupt(), 130, "interrupted"),
+        (SweepInterrupted("interrupted after every config had ended (2 configs, none killed)"), 130, "none killed"),
         (RunDiverged("run x diverged at epoch 1"), 3, "diverged at epoch 1"),
         (ConfigError("optimizer.lr=-1 is invalid"), 2, "optimizer.lr=-1"),
         (DataError("x.npz: no such file"), 2, "x.npz"),
@@ -96,6 +100,15 @@ def test_a_sweeps_own_override_errors_are_typed_and_read_as_hydras(compose_cfg, 
     assert exc.key == parsed.key_or_group and exc.line == override
     assert str(exc).splitlines()[0] == str(_raised(lambda: compose_cfg(override))).splitlines()[0]
     assert exit_code_and_message(exc) == (2, OVERRIDE_MESSAGES[override])
+
+
+def test_hydras_own_settings_get_a_did_you_mean(compose_cfg):
+    for typo, meant in [
+        ("hydra.launcher.resum=false", "hydra.launcher.resume"),
+        ("hydra.job.chdri=true", "hydra.job.chdir"),
+    ]:
+        code, message = exit_code_and_message(_raised(lambda typo=typo: compose_cfg(typo)))
+        assert code == 2 and f"(did you mean {meant}?)" in message and "--cfg hydra" in message
 
 
 def test_override_errors_carry_their_fields():
@@ -173,6 +186,19 @@ def test_a_bad_override_exits_2_with_one_line_and_leaves_nothing(main_in, store_
     assert not (tmp_path / "outputs").exists()  # no empty output folder left behind
 
 
+def test_rejected_commands_leave_no_folder_behind(main_in, store_uri, capsys, tmp_path):
+    for args, message in [
+        (["seed=-1"], "netsweep: seed=-1 is invalid: use a seed >= 0"),
+        (["-m", "optimizer.lr=0.1,-1"], "netsweep: sweep job #1 (optimizer.lr=-1): optimizer.lr=-1 is invalid"),
+        (["-m", "hydra.launcher.resum=false"], "netsweep: unknown Hydra setting 'hydra.launcher.resum' (did you"),
+    ]:
+        assert main_in(*args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(message), (args, err)
+    assert read_store(store_uri).runs == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == []  # no outputs/, no multirun/
+
+
 def test_a_named_sweep_without_multirun_is_refused_rather_than_run_once(main_in, store_uri, capsys, tmp_path):
     assert main_in("+sweep=decay_lr", "epochs=1") == 2
     assert capsys.readouterr().err.strip() == (
@@ -182,7 +208,7 @@ def test_a_named_sweep_without_multirun_is_refused_rather_than_run_once(main_in,
     assert read_store(store_uri).runs == [] and not (tmp_path / "outputs").exists()
 
 
-def test_a_sweep_in_process(main_in, store_uri, capsys):
+def test_a_sweep_in_process(main_in, store_uri, capsys, tmp_path):
     assert (
         main_in(
             "-m", "optimizer.lr=0.05,0.1", "epochs=1", "hydra.launcher.n_jobs=1", "hydra.launcher.progress_interval_s=0"
@@ -193,6 +219,10 @@ def test_a_sweep_in_process(main_in, store_uri, capsys):
     assert len(view.parents) == 1 and len(view.children) == 2
     out = capsys.readouterr().out
     assert "[2/2 configs done]" in out and "best config: lr=" in out
+    assert main_in("-m", "optimizer.lr=0.05,0.1", "epochs=1", "hydra.launcher.n_jobs=1") == 0  # all done: resumed
+    out = capsys.readouterr().out
+    assert "nothing to train: all 2 configs already have a result" in out and "configs done]" not in out
+    assert len(list(tmp_path.glob("multirun/*/*"))) == 1  # the resumed sweep leaves no folder of its own
 
 
 def test_asha_prunes_losing_configs_and_their_seeds_together(main_in, store_uri, capsys):
@@ -220,4 +250,96 @@ def test_asha_prunes_losing_configs_and_their_seeds_together(main_in, store_uri,
     assert [len(view.history(r, "val_loss")) for r in slow] == [1, 1]
     assert {"figure1.png", "weights.npz", "history.csv"} <= set(view.artifacts(slow[0]))
     out = capsys.readouterr().out
-    assert out.count(": pruned, best val_acc") == 2 and "best config: lr=0.3" in out
+    assert out.count(": pruned, best_val_ce ") == 2 and "best config: lr=0.3" in out
+
+
+def _job(index, overrides, outcome=Outcome.FINISHED, ce=0.5, acc=0.9, reused=False):
+    """A sweep job as the progress lines see it: named in full (as its run is), ended with these metrics."""
+    seed = next((int(o.split("=")[1]) for o in overrides if o.startswith("seed=")), 0)
+    job = Job(index, list(overrides), OmegaConf.create({"objective": "best_val_ce", "seed": seed}))
+    unseeded = " ".join(o for o in overrides if not o.startswith("seed="))
+    job.identify(" ".join(overrides) + " h=256 epochs=3", key=str(index), group=unseeded, group_name=unseeded)
+    if reused:
+        job.reuse(f"run{index}", outcome, {"best_val_ce": ce, "best_val_acc": acc})
+    else:
+        job.recorded(outcome, "", {"best_val_ce": ce, "best_val_acc": acc})
+    return job
+
+
+def _progress(total, swept=("optimizer.lr", "model.decay")):
+    progress = Progress("sweep abc", 0, lambda: [])
+    progress.total, progress.swept = total, list(swept)
+    return progress
+
+
+def test_progress_lines_name_configs_by_their_swept_values_and_never_repeat_them(capsys):
+    progress = _progress(3)
+    jobs = [_job(0, ["optimizer.lr=0.1", "model.decay=0"], ce=0.4), _job(1, ["optimizer.lr=0.3", "model.decay=0"])]
+    jobs.append(_job(2, ["optimizer.lr=0.3", "model.decay=1e-4"], ce=0.3))
+    progress.batch(jobs)
+    for job in jobs:
+        progress.job_done(job)
+    assert capsys.readouterr().out.splitlines() == [
+        "[sweep abc] training 3 configs",
+        "[1/3 configs done] lr=0.1 decay=0: finished, best_val_ce 0.4, best_val_acc 0.9, the best so far",
+        "[2/3 configs done] lr=0.3 decay=0: finished, best_val_ce 0.5, best_val_acc 0.9 "
+        "| best so far: lr=0.1 decay=0 (0.4)",
+        "[3/3 configs done] lr=0.3 decay=1e-4: finished, best_val_ce 0.3, best_val_acc 0.9, the best so far",
+    ]
+
+
+def test_progress_with_seeds_gives_the_mean_of_the_seeds_done(capsys):
+    progress = _progress(4, swept=("optimizer.lr", "seed"))
+    jobs = [
+        _job(i, [f"optimizer.lr={lr}", f"seed={seed}"], ce=ce)
+        for i, (lr, seed, ce) in enumerate([(0.1, 0, 0.4), (0.1, 1, 0.6), (0.3, 0, 0.45), (0.3, 1, 0.47)])
+    ]
+    progress.batch(jobs)
+    for job in jobs:
+        progress.job_done(job)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith(
+        "lr=0.1 seed=0: finished, best_val_ce 0.4, best_val_acc 0.9, the best so far (1 of 2 seeds done)"
+    )
+    assert lines[2].endswith("the best so far (mean 0.5)")
+    assert lines[3].endswith(
+        "lr=0.3 seed=0: finished, best_val_ce 0.45, best_val_acc 0.9, the best so far (1 of 2 seeds done)"
+    )
+    assert lines[4].endswith("lr=0.3 seed=1: finished, best_val_ce 0.47, best_val_acc 0.9, the best so far (mean 0.46)")
+
+
+def test_a_sweep_in_batches_says_what_it_trains_once_and_a_resumed_one_that_nothing_is_left(capsys):
+    progress = _progress(6)
+    for start in range(0, 6, 2):
+        progress.batch([_job(i, [f"optimizer.lr={i}"]) for i in range(start, start + 2)])
+    assert capsys.readouterr().out.splitlines() == [
+        "[sweep abc] training 6 configs, 2 at a time as the sweeper asks for them"
+    ]
+    resumed = _progress(2)
+    resumed.batch([_job(i, [f"optimizer.lr={i}"], reused=True) for i in range(2)])
+    assert capsys.readouterr().out == "[sweep abc] nothing to train: all 2 configs already have a result\n"
+    partly = _progress(3)
+    partly.batch([_job(0, ["optimizer.lr=1"], reused=True), _job(1, ["optimizer.lr=2"]), _job(2, ["optimizer.lr=3"])])
+    assert capsys.readouterr().out == "[sweep abc] training 2 configs (1 already done, skipped)\n"
+
+
+def test_the_running_line_is_printed_only_when_it_says_something_new(capsys):
+    running = [("optimizer.lr=0.1 model.decay=0 h=256 epochs=3", "epoch 2")]
+    progress = Progress("sweep abc", 0, lambda: running)
+    progress.total, progress.swept = 2, ["optimizer.lr"]
+    progress.batch([_job(0, ["optimizer.lr=0.1", "model.decay=0"]), _job(1, ["optimizer.lr=0.3", "model.decay=0"])])
+    capsys.readouterr()
+    said = progress.beat(progress.beat())
+    running[0] = (running[0][0], "epoch 3")
+    progress.beat(said)
+    assert capsys.readouterr().out.splitlines() == [
+        "[0/2 configs done] running: lr=0.1 (epoch 2)",
+        "[0/2 configs done] running: lr=0.1 (epoch 3)",
+    ]
+
+
+def test_an_interrupted_sweep_says_what_the_interrupt_left():
+    ended = [_job(0, ["optimizer.lr=0.1"]), _job(1, ["optimizer.lr=0.3"], reused=True)]
+    assert interrupted_text(ended) == "interrupted after every config had ended (2 configs, none killed)"
+    killed = [*ended, _job(2, ["optimizer.lr=1"], outcome=Outcome.KILLED)]
+    assert interrupted_text(killed).startswith("interrupted; 1 config in progress or waiting recorded as KILLED: rerun")

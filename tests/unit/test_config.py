@@ -20,7 +20,7 @@ from src.config.checks import (
     validate,
 )
 from src.config.identity import config_hash, flatten, group_hash, to_plain
-from src.config.naming import format_number, format_override, format_value, run_name
+from src.config.naming import format_number, format_override, format_value, run_name, swept_keys, swept_name
 from src.config.schema import Config, DataName, FinalMetric, ModelConfig, OptimizerName
 from src.errors import ConfigError
 from src.nn.optim import OPTIMIZERS
@@ -97,6 +97,7 @@ def test_schema_nodes_are_not_group_options(composer):
         ("model.hidden_size=0", "model.hidden_size"),
         ("model.decay=-1e-4", "model.decay"),
         ("epochs=0", "epochs"),
+        ("seed=-1", "seed=-1 is invalid: use a seed >= 0"),
         ("data.val_fraction=1.0", "data.val_fraction"),
         ("data.val_fraction=0", "data.val_fraction"),
         ("data.test_fraction=1", "data.test_fraction"),
@@ -177,6 +178,32 @@ def test_typos_get_a_suggestion_and_never_plus_advice(composer):
     assert did_you_mean("zzz.qqq") == ""
     assert did_you_mean("lr") == " (did you mean optimizer.lr?)"  # a key without its group
     assert {"optimizer.beta1", "data.root", "data.path", "epochs", "tracking.experiment"} <= set(schema_keys())
+
+
+def test_hydras_own_settings_get_a_suggestion_from_their_siblings():
+    launcher = ["n_jobs", "backend", "resume", "progress_interval_s", "slurm"]
+    assert unknown_key_message("hydra.launcher.resum", launcher) == (
+        "unknown Hydra setting 'hydra.launcher.resum' (did you mean hydra.launcher.resume?): check its spelling "
+        "(python -m src.run --cfg hydra lists them)"
+    )
+    assert "did you mean" not in unknown_key_message("hydra.launcher.zzz", launcher)  # no far-fetched guess
+    assert "did you mean" not in unknown_key_message("hydra.launcher.n_job", [])  # never one of netsweep's keys
+
+
+def test_configs_are_named_by_the_keys_their_sweep_varies():
+    master = OmegaConf.create(
+        {
+            "hydra": {
+                "overrides": {"task": ["optimizer.lr=0.1,0.3", "epochs=3", "model.decay=interval(0, 1e-3)"]},
+                "sweeper": {"params": {"seed": "0,1,2", "optimizer.lr": "0.1,0.3"}},
+            }
+        }
+    )
+    assert swept_keys(master) == ["optimizer.lr", "model.decay", "seed"]
+    assert swept_keys(OmegaConf.create({"hydra": {"overrides": {"task": ["epochs=3"]}}})) == []
+    job = ["optimizer.lr=0.30000000000000004", "model.decay=0.0001", "epochs=3", "seed=2", "optimizer=adam"]
+    assert swept_name(job, ["optimizer.lr", "model.decay", "seed", "optimizer"]) == "lr=0.3 decay=1e-4 seed=2 adam"
+    assert swept_name(job, ["model.hidden_size"]) == ""
 
 
 def test_a_key_of_another_option_names_the_option_and_a_group_that_is_added_says_so():
