@@ -51,6 +51,6 @@ def current_sweep_job() -> SweepJob | None:
 def prepare_worker(uri: str) -> None:
     """What a sweep worker does before its first job: import what a run needs (mlflow included), load
     matplotlib's fonts, and connect to the store when it exists (creating one is the sweep parent's job)."""
-    plots.plt.close(plots.figure_one({k: [1.0] for k in ("train_loss", "val_loss", "train_acc", "val_acc")}, ""))
+    plots.warm_up()  # Figure 1 drawn once in memory: matplotlib's fonts and Agg loaded before the first config
     with contextlib.suppress(LookupError):  # no store yet: the sweep's parent creates it
         open_existing_store(uri)  # kept open for the configs this worker trains

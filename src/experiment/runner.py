@@ -66,7 +66,7 @@ from src.nn.train import (
 from src.outcomes import Outcome
 from src.tracking import names
 from src.tracking.api import DatasetRecord, RunLog, RunRecord, Store
-from src.tracking.opening import open_store, preload, resolve_uri
+from src.tracking.opening import EVALUATED_BY, evaluate_later, open_store, preload, resolve_uri
 
 log = logging.getLogger("netsweep")
 
@@ -529,5 +529,16 @@ def evaluate_run(store: Store, run_id: str, cfg: DictConfig, share: DataShare | 
     settings = settings_of(cfg)
     dataset = load_dataset(settings.data, settings.seed, share)
     metrics = store.evaluate_model(run_id, dataset.X_test_raw, dataset.y_test)
-    store.run_log(run_id).set_tags({names.EVALUATED: "mlflow.models.evaluate on the test split"})
+    store.run_log(run_id).set_tags({names.EVALUATED: EVALUATED_BY})
     return metrics
+
+
+def evaluate_in_background(
+    store_uri: str, run_id: str, cfg: DictConfig, log: Path | None = None, share: DataShare | None = None
+) -> None:
+    """`evaluate_run` in a process of its own that outlives this one (src/tracking/opening.py): the run gets
+    per_class_metrics.csv, confusion_matrix.png and its metrics, then the tag names.EVALUATED; a run without
+    the tag has no evaluation (or none that finished)."""
+    settings = settings_of(cfg)
+    dataset = load_dataset(settings.data, settings.seed, share)
+    evaluate_later(store_uri, run_id, dataset.X_test_raw, dataset.y_test, log)

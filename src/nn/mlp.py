@@ -18,7 +18,7 @@ from src.nn.arrays import FloatArray, Labels, Params
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 DECAYED = ("W1", "W2")
-EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
+EVAL_CHUNK = 2048  # rows per forward pass when evaluating a whole split (its temporaries ~6 MB at H=256)
 
 
 def init_params(
