@@ -72,7 +72,7 @@ def mlflow_ui(cli):
         start_new_session=True,
     )
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 180  # a loaded machine starts mlflow ui in 30-90 s
         while True:
             try:
                 if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
