@@ -187,7 +187,15 @@ def to_markdown(table: list[dict], swept: list, objective: str = "best_val_ce") 
     return "\n".join(lines) + "\n"
 
 
+def _reproduced(override: str) -> str:
+    """An override as the command to reproduce it writes it: numbers as everywhere else, except integers,
+    kept as typed (`format_override` writes 33825 as 3.3825e4, which Hydra reads as a float and an int key
+    such as tracking.ui_port or model.hidden_size refuses)."""
+    value = override.partition("=")[2]
+    return override if value.lstrip("-").isdigit() else format_override(override)
+
+
 def reproduce_command(member: Member) -> str:
     """The command that trains this member's config again, values written as everywhere else."""
-    overrides = [format_override(o) for o in member.overrides.split() if not o.startswith(SWEEP_OVERRIDE_PREFIXES)]
+    overrides = [_reproduced(o) for o in member.overrides.split() if not o.startswith(SWEEP_OVERRIDE_PREFIXES)]
     return " ".join(["python -m src.run", *overrides])

@@ -152,6 +152,10 @@ def test_without_recorded_defaults_the_diff_is_against_what_all_members_share(da
 
 def test_reproduce_command_drops_the_sweep_file_and_formats_numbers(data):
     assert leaderboard.reproduce_command(data.members[0]) == "python -m src.run optimizer.lr=0.1 model.decay=0 seed=0"
+    data.members[0].overrides += " tracking.ui_port=33825 model.hidden_size=16384 optimizer.lr=0.00010"
+    assert leaderboard.reproduce_command(data.members[0]).endswith(
+        "tracking.ui_port=33825 model.hidden_size=16384 optimizer.lr=1e-4"  # integers as typed: Hydra's int keys
+    )
 
 
 def test_curves_use_honest_bands_mark_divergence_and_highlight_the_top(data):
