@@ -205,6 +205,8 @@ def _ties_lines(data: SweepData, rows: list[dict]) -> list[str]:
             f"tied exactly with: {_listed([_setting(data, g) for g in exact])} (the same {data.objective.metric} "
             f"and {data.objective.tie_breaker}; more epochs or seeds would separate them)"
         )
+    if sum(g.score.has_score for g in data.groups) < 2:  # one config (a sweep over seeds only): nothing to rank
+        return lines
     if data.seeds < 2:
         lines.append(
             "one seed per config: ranks are single draws, each config's luck of the seed included; "

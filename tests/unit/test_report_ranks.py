@@ -155,3 +155,10 @@ def test_the_progress_lines_entries_rank_by_the_default_objective():
     """src/sweep/progress.py ranks (group, outcome, acc, ce) entries as they arrive."""
     scores = rank([Entry("a", Outcome.FINISHED, 0.99, 0.3), Entry("b", Outcome.FINISHED, 0.98, 0.1)])
     assert scores[0].group == "b" and scores[0].acc == 0.98 and scores[0].acc_std == 0.0
+
+
+def test_a_sweep_over_seeds_alone_ranks_nothing_against_nothing():
+    data = _sweep([_run("0.1", s, ce=0.1 + 0.01 * s, acc=0.9) for s in range(5)])
+    said = findings(data, leaderboard.rows(data))
+    assert data.swept_keys == [] and said[0].startswith("best config: lr=0.1: best_val_ce 0.1200 ± 0.0141")
+    assert not any("worse" in line or "tied" in line or "single draws" in line for line in said)
