@@ -78,7 +78,7 @@ PHASES: dict[str, dict[str, str]] = {
     "src.sweep.pool": {"WorkerPool.open": "sweep: pool start", "WorkerPool.close": "sweep: pool stop"},
     "src.report.build": {"build_report": "report"},
 }
-EVALUATE_RUN = "src.experiment.runner.evaluate_run"
+EVALUATIONS = "src.tracking.mlflow_store.MlflowStore.evaluate_model"  # in the process that asked, or its own
 START, IMPORTS, EXIT = "interpreter start", "imports", "exit (after the last phase)"
 RUN_ORDER = (
     START,
@@ -246,7 +246,7 @@ def install() -> None:
         return
     timeline = _Timeline(path)
     timeline.write({"event": "start", "t": time.time(), "born": _born(), "parent": os.getppid()})
-    atexit.register(lambda: timeline.write({"event": "exit", "t": time.time()}))
+    atexit.register(lambda: timeline.write({"event": "exit", "t": time.time(), "peak_rss_mb": _peak_rss_mb()}))
     sys.meta_path.insert(0, _Finder(timeline))
 
 
@@ -294,6 +294,10 @@ class Measured:
         """Seconds the command's other processes (a run's evaluation) went on after it ended."""
         ends = [r.get("end", r.get("t", 0.0)) for r in self.records if r["pid"] != self.pid]
         return max(0.0, max(ends, default=self.ended) - self.ended)
+
+    def peak_rss_of(self, pids: list[int]) -> float:
+        """The highest peak RSS the processes `pids` recorded (an evaluation's own process, a worker)."""
+        return max((r.get("peak_rss_mb", 0.0) for r in self.records if r["pid"] in pids), default=0.0)
 
     def seconds_in(self, phase: str, pids: list[int]) -> float:
         return sum(r["own"] for r in self.records if r.get("phase") == phase and r["pid"] in pids)
@@ -488,7 +492,7 @@ def sweep_rows(commands: Commands, epochs: int, default_run: Measured) -> tuple[
     label = "16-config decay_lr sweep" + ("" if epochs == 30 else f", {epochs} epochs")
     rows = [
         row(label, sweep.wall_s, sweep.wall_s / default_run.wall_s, "x the default run"),
-        row(f"{label}: models evaluated", sweep.count(EVALUATE_RUN), unit="runs"),
+        row(f"{label}: models evaluated", sweep.count(EVALUATIONS), unit="runs"),
     ]
     rows += phase_rows(f"{label}, parent", sweep.own(), SWEEP_ORDER, sweep.wall_s)
     rows += worker_rows(sweep, f"{label}, workers")
@@ -518,6 +522,7 @@ def memory_rows(commands: Commands, imports: dict[str, float], quick: bool) -> l
     name = "Fashion-MNIST" if fashion else "digits"
     data = data_mb("fashion_mnist" if fashion else "digits")
     run = commands.netsweep([*data_args, "epochs=2"])
+    evaluator = run.peak_rss_of(run.workers())  # its evaluation, in a process of its own after the prompt
     allowed = imports["peak_rss_mb"] + 1.3 * data
     sweep = commands.netsweep(
         ["-m", *data_args, "epochs=2", "optimizer.lr=0.05,0.1", "hydra.launcher.n_jobs=2",
@@ -531,6 +536,7 @@ def memory_rows(commands: Commands, imports: dict[str, float], quick: bool) -> l
         row("memory: imports-only process, peak RSS", imports["peak_rss_mb"], unit="MB"),
         row("memory: imports-only process, private", imports["private_mb"], unit="MB"),
         row(f"memory: {name} run, peak RSS", run.peak_rss_mb, run.peak_rss_mb / allowed, "x imports + 1.3x data", "MB"),
+        row(f"memory: {name} run's evaluation (its own process, after the prompt), peak RSS", evaluator, unit="MB"),
         row(
             f"memory: {name} sweep worker, private (shared data aside)",
             private,

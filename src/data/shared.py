@@ -124,11 +124,9 @@ class DataShare:
             allocated[name] = mapped
             return mapped
 
-        dataset = make(allocate)
-        for name in SPLIT_ARRAYS:
-            if name in allocated:
-                allocated[name].flush()
-            else:
+        dataset = make(allocate)  # the allocated arrays are in the page cache, which every process maps:
+        for name in SPLIT_ARRAYS:  # nothing to flush to disk for them
+            if name not in allocated:
                 np.save(staging / f"{name}.npy", np.ascontiguousarray(getattr(dataset, name)), allow_pickle=False)
         meta = {f.name: getattr(dataset, f.name) for f in fields(dataset) if f.name not in SPLIT_ARRAYS}
         (staging / "meta.json").write_text(json.dumps(meta))
