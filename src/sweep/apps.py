@@ -23,6 +23,7 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src import interrupts
 from src.config.checks import validate
 from src.config.identity import REPLICATE_KEY, config_hash, flatten, group_hash, to_plain
 from src.config.naming import run_name
@@ -45,6 +46,7 @@ from src.sweep.record import StoreOpener, SweepRecord, SweepStart, sweep_id_for
 from src.sweep.settings import LauncherSettings, Resume
 from src.sweep.slots import WorkerDied
 from src.sweep.winner import WinnerUse, use_the_winner
+from src.tracking import names
 from src.tracking.opening import open_store, resolve_uri
 from src.tracking.ui import browse_lines
 
@@ -304,15 +306,48 @@ class NetsweepApp(HydraApp):
             job.copy_twin()
 
     def finish(self, interrupted: bool) -> list[str]:
-        """Build the report on the parent run, close it, and say how it went and where everything is."""
+        """Build the report on the parent run, close it, and say how it went and where everything is.
+
+        A Ctrl-C while the report is drawn or the winner used stops that work, never the closing: the parent
+        is closed killed (so a rerun, which trains nothing, draws the report) and the lines say so; the
+        runner raises the interrupt once they are printed."""
         if self.record is None:
             return []
-        record, lines = self.record, []
+        record = self.record
+        lines: list[str] = []
+        try:
+            self._report(interrupted, lines)
+        except KeyboardInterrupt:
+            interrupted = True
+            lines.append(
+                "interrupted before the report was complete: rerun the same command to draw it (nothing is "
+                f"trained again), or python -m src.report {record.sweep_id}"
+            )
+        try:
+            with interrupts.shielded():  # closing takes milliseconds: a Ctrl-C now waits for it
+                try:
+                    record.close(self.jobs, interrupted, incomplete(self.jobs))
+                finally:
+                    if self.share is not None:
+                        self.share.remove()
+        except KeyboardInterrupt:  # held back until the parent was closed; the runner raises it
+            pass
+        lines.append(f"{_done(self.jobs)} ({sum(j.reused for j in self.jobs)} reused)")
+        lines.extend(browse_lines(self.uri, record.experiment_id, int(self.master.tracking.ui_port), record.sweep_id))
+        lines.append(
+            f"rebuild the report: python -m src.report {record.sweep_id} (python -m src.report lists every sweep)"
+        )
+        return lines
+
+    def _report(self, interrupted: bool, lines: list[str]) -> None:
+        """The report (drawn unless the parent's is current) and, unless interrupted, the winner's use."""
+        record = self._opened
         current = record.was_finished and all(job.reused for job in self.jobs)  # nothing new to draw
         report = None
         try:
             report = build_report(record.store, record.sweep_id, self.report_dir, draw=not current)
             lines.extend(summary(report))
+            lines.extend(self._where_the_report_is(current, bool(report.written)))
         except Exception as exc:  # a report problem must not hide the sweep's own outcome
             lines.append(f"could not build the report: {type(exc).__name__}: {exc}")
         try:
@@ -320,17 +355,24 @@ class NetsweepApp(HydraApp):
                 lines.extend(use_the_winner(report.data, self.jobs, record, self._winner_use(), self.share))
         except Exception as exc:
             lines.append(f"could not evaluate or register the winner: {type(exc).__name__}: {exc}")
-        try:
-            record.close(self.jobs, interrupted, incomplete(self.jobs))
-        finally:
-            if self.share is not None:
-                self.share.remove()
-        lines.append(f"{_done(self.jobs)} ({sum(j.reused for j in self.jobs)} reused)")
-        lines.extend(browse_lines(self.uri, record.experiment_id, int(self.master.tracking.ui_port), record.sweep_id))
-        lines.append(
-            f"rebuild the report: python -m src.report {record.sweep_id} (python -m src.report lists every sweep)"
-        )
-        return lines
+
+    def _where_the_report_is(self, current: bool, drawn: bool) -> list[str]:
+        """Record on the parent where its report was drawn; when nothing was trained (the report is current),
+        say which sweep's results were reused and where that report is."""
+        record = self._opened
+        if drawn:
+            record.store.run_log(record.parent_run_id).set_tags({names.REPORT_FOLDER: str(self.report_dir.resolve())})
+            return []
+        if not current:
+            return []
+        earlier = record.store.run(record.parent_run_id)
+        folder = earlier.tags.get(names.REPORT_FOLDER, "")
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(earlier.start_time_ms / 1000))
+        where = f"{folder} and " if folder and Path(folder).is_dir() else ""
+        return [
+            f"nothing new to train: sweep {record.sweep_id} already ran to its end ({when}, parent run "
+            f"{record.parent_run_id}); its report: {where}report/ on the parent run"
+        ]
 
     def _winner_use(self) -> WinnerUse:
         tracking = self.master.tracking

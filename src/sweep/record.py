@@ -113,6 +113,7 @@ class SweepRecord:
                     f"sweep {start.sweep_id} is already running in {busy} (parent run {found.run_id}); "
                     "wait for it to end or stop it, then rerun to resume it"
                 )
+            was_finished = found.outcome == Outcome.FINISHED  # read before reopening changes it
             store.run_log(found.run_id).reopen()
             store.run_log(found.run_id).set_tags({**start.settings, **_owner()})
             manifest = store.read_json(found.run_id, names.MANIFEST)
@@ -124,7 +125,7 @@ class SweepRecord:
                 found.run_id,
                 entries,
                 manifest.get("defaults") or start.defaults,
-                was_finished=found.outcome == Outcome.FINISHED,
+                was_finished=was_finished,
             )
         parent = store.create_run(
             experiment_id,

@@ -18,14 +18,15 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from src import interrupts
-from src.errors import ConfigError, Interrupted
+from src.config.naming import swept_keys
+from src.errors import ConfigError, Interrupted, SweepInterrupted
 from src.outcomes import Outcome
 from src.sweep.apps import HydraApp, NetsweepApp, is_netsweep_config
 from src.sweep.dispatch import Task, dispatch
 from src.sweep.plan import Composer, Job
 from src.sweep.policy import Pool, PoolFactory, SweepApp
 from src.sweep.pool import WorkerPool
-from src.sweep.progress import Progress
+from src.sweep.progress import Progress, interrupted_text
 from src.sweep.settings import Backend, LauncherSettings
 from src.sweep.slots import WorkerDied
 
@@ -97,6 +98,17 @@ class SweepRunner:
         self.app.prepare(jobs)
         progress.batch(jobs)
         self.done += len(jobs)
+        try:
+            self._train(jobs, progress)
+        except KeyboardInterrupt as exc:  # the runs are closed: say what the interrupt left
+            if isinstance(exc, SweepInterrupted):
+                raise
+            raise SweepInterrupted(interrupted_text(self.app.jobs)) from exc
+        return [self.app.job_return(job) for job in jobs]
+
+    def _train(self, jobs: list[Job], progress: Progress) -> None:
+        """Train the batch's jobs, close what they left open and, after the last batch (or an interrupt), end
+        the sweep."""
         interrupted = False
         try:
             signals = interrupts.received()
@@ -110,7 +122,6 @@ class SweepRunner:
             self.app.after_batch(jobs, interrupted)
             if interrupted or (self.total is not None and self.done >= self.total):
                 self.finish(interrupted)
-        return [self.app.job_return(job) for job in jobs]
 
     def _start(self, jobs: list[Job], composer: Composer) -> Progress:
         if self.total is None and OmegaConf.select(self.config, "hydra.sweeper.max_batch_size", default=0) is None:
@@ -123,6 +134,7 @@ class SweepRunner:
             self.app.label, self.settings.progress_interval_s, lambda: self.app.running(self.app.jobs)
         )
         self.progress.total = self.total
+        self.progress.swept = swept_keys(self.config)
         return self.progress
 
     def _run(self, jobs: list[Job], progress: Progress) -> None:
@@ -157,13 +169,24 @@ class SweepRunner:
         return pool
 
     def finish(self, interrupted: bool = False) -> None:
-        """End the sweep (once): stop the workers, let the app close its records, print the summary."""
+        """End the sweep (once): stop the workers, let the app close its records, print the summary.
+
+        A Ctrl-C while the sweep ends (the workers stopping, the report being drawn) stops only what is left
+        to draw: the app still closes its records. Unless the sweep was `interrupted` already (its caller
+        has the interrupt in hand), it is raised once the summary is printed, as `SweepInterrupted`."""
         if self.finished:
             return
         self.finished = True
+        signals = interrupts.received()
         if self.progress is not None:
             self.progress.stop()
-        if self.pool is not None:
-            self.pool.close(abort=interrupted)
-        for line in self.app.finish(interrupted):
+        stopped = False
+        try:
+            if self.pool is not None:
+                self.pool.close(abort=interrupted)
+        except KeyboardInterrupt:
+            stopped = True
+        for line in self.app.finish(interrupted or stopped):  # a Ctrl-C in here stops the report, not the closing
             print(f"[{self.app.label}] {line}", flush=True)
+        if not interrupted and (stopped or interrupts.received() > signals):
+            raise SweepInterrupted(interrupted_text(self.app.jobs))

@@ -29,6 +29,7 @@ MODEL = "model"  # the MLflow pyfunc model of a run's kept weights (runs:/<id>/m
 HISTORY = "history.csv"
 CONFIG = "config.yaml"
 TRACEBACK = "traceback.txt"
+REPORT_FOLDER = "netsweep.report_folder"  # on a parent: the folder its report was last drawn into (absolute)
 REPORT_DIR = "report"  # on a parent: the sweep's comparison (figures and leaderboard)
 
 # Metrics

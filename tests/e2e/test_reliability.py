@@ -96,7 +96,7 @@ def _start(cli, *args):
     if "-m" in args:
         for line in process.stdout:
             process.head.append(line)
-            if " configs (" in line:  # "[sweep ...] training N configs (...)": the store is ready
+            if "] training " in line:  # "[sweep ...] training N configs": the store is ready
                 break
     return process
 

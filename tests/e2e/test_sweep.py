@@ -56,7 +56,7 @@ def test_grid_with_divergence_is_grouped_reported_and_resumed(cli):
 
     again = cli(*GRID)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("skip ") == 6 and "training 0 configs" in again.stdout
+    assert again.stdout.count("skip ") == 6 and "nothing to train: all 6 configs already have a result" in again.stdout
     _, parents_again, children_again = _store(cli.uri)
     assert len(parents_again) == 1 and len(children_again) == 6
 
@@ -95,7 +95,7 @@ def test_a_config_that_raises_fails_alone_and_the_sweep_exits_non_zero(cli, rng)
     np.savez(bad, **arrays | {"X_train": X[::-1].copy()})  # fixed: the rerun trains only that config
     rerun = cli("-m", "data=npz", f"data.path={good},{bad}", "epochs=2", "hydra.launcher.n_jobs=2")
     assert rerun.returncode == 0, rerun.stderr
-    assert rerun.stdout.count("skip ") == 1 and "training 1 configs" in rerun.stdout
+    assert rerun.stdout.count("skip ") == 1 and "training 1 config (1 already done, skipped)" in rerun.stdout
 
 
 def test_a_bad_value_in_a_sweep_stops_it_before_any_run(cli):
@@ -144,5 +144,6 @@ def test_an_optuna_study_in_batches_is_one_sweep_and_resumes_across_batches(cli)
 
     again = cli(*OPTUNA)  # the same seeded study asks for the same trials: every batch is resumed
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("skip ") == 6 and again.stdout.count("training 0 configs") == 3
+    assert again.stdout.count("skip ") == 6 and again.stdout.count("] training ") == 1  # said once, not per batch
+    assert "training 6 configs, 2 at a time as the sweeper asks for them (2 of the first 2 already done" in again.stdout
     assert len(read_store(cli.uri).runs) == 7

@@ -219,6 +219,8 @@ def test_a_sweep_in_process(main_in, store_uri, capsys, tmp_path):
     assert len(view.parents) == 1 and len(view.children) == 2
     out = capsys.readouterr().out
     assert "[2/2 configs done]" in out and "best config: lr=" in out
+    assert "configs done] lr=0.05: finished, best_val_ce " in out  # named by the swept key alone
+    assert "epochs=1" not in "".join(line for line in out.splitlines() if "configs done]" in line)
     assert main_in("-m", "optimizer.lr=0.05,0.1", "epochs=1", "hydra.launcher.n_jobs=1") == 0  # all done: resumed
     out = capsys.readouterr().out
     assert "nothing to train: all 2 configs already have a result" in out and "configs done]" not in out

@@ -3,6 +3,7 @@ handling, reconciliation, batches and progress."""
 
 import math
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -11,8 +12,9 @@ from hydra.core.utils import JobStatus
 from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
+from src import interrupts
 from src.config.identity import flatten, to_plain
-from src.errors import ConfigError, RunDiverged, SweepBusy, SweepIncomplete, WorkerLost
+from src.errors import ConfigError, RunDiverged, SweepBusy, SweepIncomplete, SweepInterrupted, WorkerLost
 from src.experiment import checkpoints
 from src.experiment.job import current_sweep_job
 from src.experiment.runner import run_config
@@ -119,7 +121,7 @@ def test_a_grid_is_grouped_trained_reconciled_and_reported(make, capsys):
     assert {"report/curves.png", "report/heatmap.png", "report/leaderboard.md"} <= set(store.artifacts(parent.run_id))
     assert parent.tags["winner.config"] == "lr=0.1 decay=0"
     printed = capsys.readouterr().out
-    assert "training 6 configs (0 already done, skipped)" in printed and "[6/6 configs done]" in printed
+    assert "training 6 configs\n" in printed and "[6/6 configs done]" in printed
     assert printed.count("best config: lr=0.1 decay=0") == 1 and "reproduce it: python -m src.run" in printed
     assert pool.closed == 1
 
@@ -134,7 +136,9 @@ def test_a_rerun_resumes_everything_without_training_anything(make, capsys):
     assert again.app.record.parent_run_id == first.app.record.parent_run_id
     assert len(store.records) == 7  # no new run
     printed = capsys.readouterr().out
-    assert printed.count("skip ") == 6 and "training 0 configs (6 already done, skipped)" in printed
+    assert printed.count("skip ") == 6 and "nothing to train: all 6 configs already have a result" in printed
+    assert f"nothing new to train: sweep {again.app.record.sweep_id} already ran to its end" in printed
+    assert f"its report: {first.app.report_dir.resolve()} and report/ on the parent run" in printed
     assert sorted(r.return_value for r in returns)[:4] == sorted(r.return_value for r in returns if r.return_value < 1)
     forced, _, pool = make(store=store, resume=False)
     forced.launch(GRID, 0)
@@ -224,12 +228,39 @@ def test_an_interrupt_kills_what_runs_keeps_what_finished_and_closes_the_parent(
     assert pool.aborted
 
 
+def test_ctrl_c_while_the_report_is_drawn_closes_the_parent_says_so_and_a_rerun_draws_it(make, monkeypatch, capsys):
+    runner, store, _ = make()
+    monkeypatch.setattr("src.sweep.apps.build_report", lambda *args, **kwargs: signal.raise_signal(signal.SIGINT))
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupts.install()  # the user's Ctrl-C arrives through netsweep's handler, as in `python -m src.run`
+    try:
+        with pytest.raises(SweepInterrupted, match=r"^interrupted after every config had ended \(2 configs, none"):
+            runner.launch(GRID[:2], 0)
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert store.run(runner.app.record.parent_run_id).outcome == Outcome.KILLED  # closed, never left RUNNING
+    assert [c.outcome for c in _children(store, runner)] == [Outcome.FINISHED] * 2
+    printed = capsys.readouterr().out
+    assert "interrupted before the report was complete: rerun the same command to draw it" in printed
+    assert "done: 2 finished" in printed
+    monkeypatch.undo()
+    again, _, pool = make(store=store)
+    again.launch(GRID[:2], 0)
+    parent = store.run(again.app.record.parent_run_id)
+    assert (
+        pool.ran == [] and parent.outcome == Outcome.FINISHED and "report/curves.png" in store.artifacts(parent.run_id)
+    )
+
+
 def test_progress_ranks_by_the_mean_over_seeds(make, capsys):
     runner, _, _ = make()
     runner.launch([[f"optimizer.lr={lr}", f"seed={seed}", "epochs=1"] for lr in (0.1, 0.2) for seed in (0, 1)], 0)
     lines = [line for line in capsys.readouterr().out.splitlines() if "configs done]" in line]
-    assert "best so far: lr=0.1 decay=1e-4 h=256 epochs=1 (0.5900, 1 of 2 seeds done)" in lines[0]
-    assert "best so far: lr=0.2 decay=1e-4 h=256 epochs=1 (0.6950)" in lines[-1]
+    assert lines[0].endswith("best_val_ce 0.41, best_val_acc 0.59, the best so far (1 of 2 seeds done)")
+    assert lines[1].endswith("the best so far (mean 0.405)")
+    assert lines[2].endswith("best_val_ce 0.31, best_val_acc 0.69, the best so far (1 of 2 seeds done)")
+    assert lines[-1].endswith("best_val_ce 0.3, best_val_acc 0.7, the best so far (mean 0.305)")
 
 
 def test_a_config_asked_for_twice_in_a_batch_is_trained_once(make, capsys):
