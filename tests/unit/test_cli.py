@@ -236,6 +236,7 @@ def test_asha_prunes_losing_configs_and_their_seeds_together(main_in, store_uri,
             "epochs=4",
             "hydra.launcher.n_jobs=1",
             "hydra.launcher.prune=asha",
+            "hydra.launcher.prune_min_epochs=1",
             "hydra.launcher.progress_interval_s=0",
         )
         == 0
