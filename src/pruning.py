@@ -26,6 +26,19 @@ from dataclasses import dataclass
 from enum import Enum
 
 MIN_PEERS = 2  # the median rule waits until at least this many other configs reached the epoch
+MAXIMISED = ("val_acc",)  # per-epoch scores where higher is better: their curves hold the score negated
+CURVE_METRICS = {"best_val_ce": "val_ce", "best_val_loss": "val_loss", "best_val_acc": "val_acc"}
+
+
+def curve_metric(objective: str) -> str:
+    """The per-epoch score pruning follows for a sweep's `objective`: the objective's own where it has one,
+    else the validation cross-entropy (a test or in-sample score is not seen while training)."""
+    return CURVE_METRICS.get(str(objective), "val_ce")
+
+
+def curve_values(metric: str, values: list[float]) -> list[float]:
+    """A run's per-epoch `metric` as a curve's raw values, lower is better (accuracies negated)."""
+    return [-v for v in values] if metric in MAXIMISED else list(values)
 
 
 class Rule(str, Enum):
@@ -43,6 +56,7 @@ class PruneRule:
     min_epochs: int = 1
     factor: int = 3
     by_config: bool = True  # seeds of a config are judged (and stopped) together, on their mean
+    metric: str = "val_ce"  # the per-epoch score its curves follow (the sweep's objective's; `curve_metric`)
 
     def __post_init__(self) -> None:
         try:
@@ -60,7 +74,16 @@ class PruneRule:
         """How it prunes, as part of a sweep's identity ('' for not at all)."""
         if not self.active:
             return ""
-        return f"{self.rule.value}:{self.min_epochs}:{self.factor}:{'config' if self.by_config else 'seed'}"
+        by = "config" if self.by_config else "seed"
+        scored = f":{self.metric}" if self.metric != "val_ce" else ""
+        return f"{self.rule.value}:{self.min_epochs}:{self.factor}:{by}{scored}"
+
+    def plain(self, score: float) -> float:
+        """A curve's value as its metric reads (accuracies are kept negated in curves: lower is better)."""
+        return -score if self.metric in MAXIMISED else score
+
+    def shown(self, score: float) -> str:
+        return f"{self.metric} {self.plain(score):.4g}"
 
     @property
     def synchronous(self) -> bool:
@@ -128,8 +151,8 @@ def decide(
         median = _median(peers)
         return (
             (
-                f"median rule at epoch {epoch}: best val_ce {score:.4g} is worse than the median {median:.4g} "
-                f"of {len(peers)} other configs"
+                f"median rule at epoch {epoch}: best {rule.shown(score)} is worse than the median "
+                f"{rule.plain(median):.4g} of {len(peers)} other configs"
             )
             if score > median
             else None
@@ -140,8 +163,8 @@ def decide(
         cutoff = competing[keep - 1]
         return (
             (
-                f"asha rung at epoch {epoch}: best val_ce {score:.4g} is not in the top {keep} of "
-                f"{len(competing)} configs (cutoff {cutoff:.4g})"
+                f"asha rung at epoch {epoch}: best {rule.shown(score)} is not in the top {keep} of "
+                f"{len(competing)} configs (cutoff {rule.plain(cutoff):.4g})"
             )
             if score > cutoff
             else None
@@ -224,7 +247,7 @@ def halve(rule: PruneRule, rung: int, candidates: Iterable[Peer], others: Iterab
         score = scores.get(peer.group if rule.by_config else peer.key)
         if score is not None and score > cutoff:
             verdicts[peer.key] = (
-                f"sha rung at epoch {rung}: best val_ce {score:.4g} is not in the top {keep} of "
-                f"{len(ranked)} configs (cutoff {cutoff:.4g})"
+                f"sha rung at epoch {rung}: best {rule.shown(score)} is not in the top {keep} of "
+                f"{len(ranked)} configs (cutoff {rule.plain(cutoff):.4g})"
             )
     return verdicts

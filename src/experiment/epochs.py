@@ -8,7 +8,7 @@ from src.experiment.job import SweepJob
 from src.experiment.threads import ThreadGovernor
 from src.nn.arrays import Metrics
 from src.nn.train import History
-from src.pruning import Peer, best_so_far, prune_among
+from src.pruning import Peer, best_so_far, curve_values, prune_among
 from src.tracking import names
 from src.tracking.api import RunLog, Store
 
@@ -75,7 +75,8 @@ class EpochEnd:
     pruned: str | None = field(default=None, init=False)
 
     def __call__(self, epoch: int, row: Metrics) -> str | None:
-        curve = best_so_far(self.history.metrics["val_ce"][:epoch])
+        metric = self.pruner.job.prune.metric if self.pruner is not None else "val_ce"
+        curve = best_so_far(curve_values(metric, self.history.metrics[metric][:epoch]))
         encoded = encode_curve(curve) if self.publish_curve else ""
         tags = {names.CURVE: encoded} if encoded and len(encoded) <= CURVE_MAX_CHARS else {}
         chosen = {"blas_threads": self.threads.current} if self.threads and self.threads.current else {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -35,6 +36,7 @@ from src.experiment.job import SweepJob, prepare_worker
 from src.experiment.recording import EXPERIMENT_NOTE
 from src.experiment.runner import publish_data
 from src.outcomes import Outcome
+from src.pruning import curve_metric
 from src.report.build import build_report, summary
 from src.report.ranking import Objective
 from src.sweep.halving import Halving
@@ -167,7 +169,7 @@ class NetsweepApp(HydraApp):
         self.seeds: dict[str, set[str]] = collections.defaultdict(set)  # group hash -> its seeds' config hashes
         self.report_dir = Path(str(master.hydra.sweep.dir)) / "report"
         self.objective = str(master.objective)
-        self.prune = settings.prune_rule
+        self.prune = dataclasses.replace(settings.prune_rule, metric=curve_metric(self.objective))
         self.halving = Halving(self.prune, lambda: self._opened.curves())
         objective = Objective(self.objective)
         direction = str(OmegaConf.select(master, "hydra.sweeper.direction", default=objective.direction)).lower()

@@ -8,7 +8,18 @@ import pytest
 
 from src.experiment.epochs import SweepPruner, encode_curve
 from src.experiment.job import SweepJob
-from src.pruning import Peer, PruneRule, Rule, best_so_far, decide, halve, mean_curve, prune_among
+from src.pruning import (
+    Peer,
+    PruneRule,
+    Rule,
+    best_so_far,
+    curve_metric,
+    curve_values,
+    decide,
+    halve,
+    mean_curve,
+    prune_among,
+)
 from src.tracking import names
 
 from ..fakes import FakeStore
@@ -202,3 +213,13 @@ def test_sha_by_config_gives_the_seeds_of_a_config_one_score_and_one_decision():
     assert sorted(halve(SHA, 1, waiting)) == ["a0", "a1", "c0", "c1"]  # 3 configs: the best 1 goes on
     by_seed = PruneRule("sha", 1, 3, by_config=False)
     assert sorted(halve(by_seed, 1, waiting)) == ["a1", "b0", "b1", "c0"]  # 6 seeds: c1 and a0 go on
+
+
+def test_pruning_follows_the_sweeps_objective_accuracy_curves_held_negated():
+    assert curve_metric("best_val_acc") == "val_acc" and curve_metric("test_acc") == "val_ce"
+    assert best_so_far(curve_values("val_acc", [0.5, 0.7, 0.6])) == [-0.5, -0.7, -0.7]  # the best so far: 0.7
+    by_acc = PruneRule("sha", 1, 3, metric="val_acc")
+    waiting = [Peer(k, k, curve_values("val_acc", [acc])) for k, acc in zip("abc", (0.9, 0.8, 0.7), strict=True)]
+    verdicts = halve(by_acc, 1, waiting)
+    assert sorted(verdicts) == ["b", "c"] and "best val_acc 0.8 is not in the top 1" in verdicts["b"]
+    assert by_acc.identity != PruneRule("sha", 1, 3).identity  # pruned on another score: another sweep
