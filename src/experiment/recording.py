@@ -146,8 +146,8 @@ def closing_on_failure(run: RunLog) -> Iterator[None]:
         yield
     except (RunDiverged, RunPaused):
         raise  # already recorded
-    except KeyboardInterrupt:
-        run.close(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)")
+    except KeyboardInterrupt as exc:  # its own words when its worker's process is ending (a Slurm job's SIGTERM)
+        run.close(Outcome.KILLED, str(exc) if str(exc).startswith("SIGTERM") else "interrupted (Ctrl-C or SIGTERM)")
         raise
     except BaseException:
         close_with_error(run)

@@ -65,6 +65,10 @@ class TrackingClient:
         self._mlflow.update_run(run_id, status=status, name=name)
 
     @with_retries
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._mlflow.delete_tag(run_id, key)
+
+    @with_retries
     def set_terminated(self, run_id: str, status: str, end_time: int | None = None) -> None:
         self._mlflow.set_terminated(run_id, status=status, end_time=end_time)
 

@@ -253,6 +253,8 @@ class MlflowStore:
         self._client.update_run(run_id, status=STATUS[Outcome.RUNNING])
         log = MlflowRunLog(self._client, run_id)
         log.set_tags({names.OUTCOME: Outcome.RUNNING.value, **tags})
+        if names.FAILURE_REASON in self._client.get_run(run_id).data.tags:  # an attempt that was killed
+            self._client.delete_tag(run_id, names.FAILURE_REASON)
         return log
 
     def run_log(self, run_id: str) -> MlflowRunLog:
