@@ -149,6 +149,7 @@ def test_a_run_killed_mid_training_continues_in_the_same_run_and_ends_as_an_unbr
     view = read_store(store_uri)
     run = view.client.get_run(continued.run_id)
     assert run.info.status == "FINISHED" and run.data.tags[names.OUTCOME] == Outcome.FINISHED.value
+    assert names.FAILURE_REASON not in run.data.tags  # the killed attempt's reason went with it
     assert view.steps(run, "val_loss") == [1, 2, 3, 4, 5, 6]  # each epoch logged once
     first = view.client.get_run(whole.run_id)
     assert view.history(run, "val_loss") == view.history(first, "val_loss")
