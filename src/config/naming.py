@@ -21,6 +21,8 @@ def format_number(value: float, digits: int | None = None) -> str:
     significant digits first (names and figures; records and commands stay exact)."""
     if digits is not None and isinstance(value, float):
         value = float(f"{value:.{digits}g}")
+    if isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+        return str(int(value))  # an int key must read back as an int: 16384, not 1.6384e4
     exact = Decimal(repr(value) if isinstance(value, float) else str(value)).normalize()
     if exact == 0:
         return "0"
@@ -40,7 +42,7 @@ def format_value(value: Any, digits: int | None = None) -> str:
     if isinstance(value, (int, float)):
         return format_number(value, digits)
     try:
-        return format_number(float(value), digits)
+        return format_number(int(value) if str(value).lstrip("-").isdigit() else float(value), digits)
     except (TypeError, ValueError):
         return str(value)
 

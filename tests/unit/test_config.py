@@ -251,6 +251,8 @@ def test_numbers_are_written_one_way_everywhere():
         "true",
     ]
     assert float(format_number(0.123456789)) == 0.123456789  # exact enough to reproduce
+    assert format_number(16384) == "16384" and format_value("33825") == "33825"  # ints read back as ints
+    assert format_override("model.hidden_size=16384") == "model.hidden_size=16384"
     assert format_override("optimizer.lr=1.0") == "optimizer.lr=1"
     assert format_override("+model.decay=0.0001") == "+model.decay=1e-4"
     assert format_override("optimizer.lr=0.1,0.3") == "optimizer.lr=0.1,0.3"
