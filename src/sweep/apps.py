@@ -378,7 +378,8 @@ class NetsweepApp(HydraApp):
 
     def _winner_use(self) -> WinnerUse:
         tracking = self.master.tracking
-        return WinnerUse(self.settings.register_best, bool(tracking.log_model), bool(tracking.evaluate))
+        log = self.report_dir / "evaluation.log"
+        return WinnerUse(self.settings.register_best, bool(tracking.log_model), bool(tracking.evaluate), log)
 
     def job_return(self, job: Job) -> JobReturn:
         """What the sweeper gets: the objective for results (a diverged config: the worst value for the

@@ -5,9 +5,10 @@ for (alias "best"), tagged with the objective that chose it, or the lines say wh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from src.data.shared import DataShare
-from src.experiment.runner import evaluate_run
+from src.experiment.runner import evaluate_in_background
 from src.outcomes import Outcome
 from src.report.build import winning_run
 from src.report.load import Member, SweepData
@@ -23,6 +24,7 @@ class WinnerUse:
     register_as: str | None  # hydra.launcher.register_best: a model name, or None not to register
     log_model: bool  # tracking.log_model: runs save a model (without one, nothing to evaluate or register)
     evaluate: bool  # tracking.evaluate: evaluate the winner's model with mlflow.models.evaluate
+    evaluation_log: Path | None = None  # the background evaluation's output (in the sweep's report folder)
 
 
 def use_the_winner(
@@ -38,10 +40,10 @@ def use_the_winner(
     lines = []
     tags = record.store.run(job.run_id).tags
     if use.evaluate and names.EVALUATED not in tags:
-        evaluate_run(record.store, job.run_id, job.task_config, share)
+        evaluate_in_background(record.store.uri, job.run_id, job.task_config, use.evaluation_log, share)
         lines.append(
-            f"winner run {job.run_id} evaluated with mlflow.models.evaluate "
-            "(per_class_metrics.csv, confusion_matrix.png)"
+            f"winner run {job.run_id}: evaluating with mlflow.models.evaluate in the background "
+            f"(per_class_metrics.csv, confusion_matrix.png, then its tag {names.EVALUATED})"
         )
     if use.register_as:
         metric = data.objective.metric

@@ -20,6 +20,7 @@ from src.experiment.job import current_sweep_job
 from src.experiment.runner import run_config
 from src.outcomes import Outcome
 from src.pruning import Peer, PruneRule, Rule
+from src.sweep import winner as winner_module
 from src.sweep.apps import HydraApp, NetsweepApp
 from src.sweep.halving import Halving
 from src.sweep.jobs import classify, failure
@@ -297,20 +298,22 @@ def test_pruning_settings_are_checked_before_anything_runs(make):
         make(register_best="bad name/")
 
 
-def test_the_winner_is_evaluated_once_and_registered_when_asked(make, capsys):
+def test_the_winner_is_evaluated_once_and_registered_when_asked(make, capsys, monkeypatch):
+    evaluating = []
+    monkeypatch.setattr(winner_module, "evaluate_in_background", lambda uri, run_id, *rest: evaluating.append(run_id))
     runner, store, _ = make(register_best="digits-net")
     runner.launch(GRID[:4], 0)
     winner = store.run(store.registry["digits-net"][0])
-    assert winner.params["optimizer.lr"] == "0.1" and store.evaluated == [winner.run_id]
+    assert winner.params["optimizer.lr"] == "0.1" and evaluating == [winner.run_id]  # started once, in its process
     assert "registered: models:/digits-net@best is version 1" in capsys.readouterr().out
     store.run_log(winner.run_id).set_tags({"netsweep.evaluated": "yes"})
     again, _, _ = make(store=store, register_best="digits-net")
     again.launch(GRID[:4], 0)
-    assert store.evaluated == [winner.run_id] and store.registry["digits-net"] == [winner.run_id]
+    assert evaluating == [winner.run_id] and store.registry["digits-net"] == [winner.run_id]
     assert "already registered: models:/digits-net@best is version 1" in capsys.readouterr().out
 
 
-def test_a_winner_that_cannot_be_evaluated_or_registered_says_why_and_the_sweep_still_closes(make, capsys):
+def test_a_winner_that_cannot_be_evaluated_or_registered_says_why_and_the_sweep_still_closes(make, capsys, monkeypatch):
     runner, store, _ = make(register_best="digits-net", hydra_overrides=["tracking.log_model=false"])
     runner.launch(GRID[:2], 0)
     assert "winner not registered as digits-net: tracking.log_model=false" in capsys.readouterr().out
@@ -319,7 +322,7 @@ def test_a_winner_that_cannot_be_evaluated_or_registered_says_why_and_the_sweep_
     def broken(*args):
         raise RuntimeError("evaluator unavailable")
 
-    store.evaluate_model = broken
+    monkeypatch.setattr(winner_module, "evaluate_in_background", broken)  # it could not even be started
     again, _, _ = make(store=store, register_best="digits-net", resume=False)
     again.launch(GRID[:2], 0)
     printed = capsys.readouterr().out
