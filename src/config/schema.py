@@ -152,6 +152,8 @@ class Config:
     objective: FinalMetric = MISSING
     patience: int | None = None
     threads: int | None = None
+    arrays: str | None = None  # the array library training runs on: numpy (None) | torch | cupy | array_api_strict
+    device: str | None = None  # where: cpu, cuda, cuda:1 (None: the library's default; numpy runs on the CPU)
 
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the YAML defaults that use these schemas

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from src.experiment.job import SweepJob
 from src.experiment.recording import closing_on_failure
-from src.experiment.runner import Begun, FitOutcome, RunSummary, begin, finish, open_config
+from src.experiment.runner import Begun, FitOutcome, RunSummary, array_backend, begin, finish, open_config
 from src.nn.pack import Member, fit_pack
 
 log = logging.getLogger("netsweep")
@@ -83,7 +83,8 @@ def _train(members: list[tuple[int, Begun]]) -> list[FitOutcome]:
     ]
     log.info(f"training a pack of {len(pack)} configs")
     try:
-        return list(fit_pack(first.training.data, pack, settings=first.training.loop, on_step=on_step))
+        arrays = array_backend(first.ctx.settings)
+        return list(fit_pack(first.training.data, pack, settings=first.training.loop, backend=arrays, on_step=on_step))
     except BaseException as exc:  # noqa: B036 - an interrupt or a failure of the pack ends each member with it
         return [exc] * len(members)
 

@@ -48,8 +48,10 @@ from src.experiment.recording import (
 )
 from src.experiment.threads import ThreadGovernor
 from src.nn.arrays import Metrics, Params
+from src.nn.backend import Backend, backend
 from src.nn.mlp import evaluate, init_params
 from src.nn.optim import Optimizer, build_optimizer, knobs
+from src.nn.pack import Member, fit_pack
 from src.nn.train import (
     Callbacks,
     Diverged,
@@ -105,6 +107,17 @@ def publish_data(data: DictConfig, share: DataShare) -> None:
     if not isinstance(settings, DataConfig):
         raise TypeError(f"expected a data config composed on its schema, got {type(settings).__name__}")
     share_source(settings, share)
+
+
+def array_backend(settings: Config) -> Backend | None:
+    """The array library and device the config trains on (None: NumPy, through `fit`), or a ConfigError
+    naming what is missing."""
+    if settings.arrays in (None, "numpy") and settings.device in (None, "cpu"):
+        return None
+    try:
+        return backend(settings.arrays or "numpy", settings.device)
+    except (ValueError, ModuleNotFoundError) as exc:
+        raise ConfigError(f"arrays={settings.arrays} device={settings.device}: {exc}") from None
 
 
 def load_data(settings: Config, share: DataShare | None = None) -> Dataset:
@@ -236,6 +249,7 @@ def open_config(
     uri = sweep_job.tracking_uri if sweep_job else resolve_uri(cfg.tracking.uri)
     try:
         settings = settings_of(cfg)
+        array_backend(settings)  # a library that is missing is refused before any run exists
         dataset = load_data(settings, sweep_job.data_share if sweep_job else None)
     except Exception:
         if sweep_job:  # the sweep created this run already: close it rather than leave it SCHEDULED
@@ -444,8 +458,20 @@ def _train_and_record(ctx: RunContext) -> RunSummary:
     if isinstance(begun, RunSummary):
         return begun
     outcome: FitOutcome
+    arrays = array_backend(ctx.settings)
     try:
-        outcome = begun.training.run(begun.callbacks())
+        if arrays is None:
+            outcome = begun.training.run(begun.callbacks())
+        else:  # another array library: a pack of one, the same code path as packs
+            callbacks = begun.callbacks()
+            member = Member(begun.training.params, begun.training.optimizer, begun.training.progress, callbacks)
+            (outcome,) = fit_pack(
+                begun.training.data,
+                [dataclasses.replace(member, callbacks=dataclasses.replace(callbacks, on_step=None))],
+                settings=begun.training.loop,
+                backend=arrays,
+                on_step=callbacks.on_step,
+            )
     except BaseException as exc:  # noqa: B036 - every way out of training closes the run (see `finish`)
         outcome = exc
     return finish(begun, outcome)

@@ -31,6 +31,8 @@ SHARED = (  # what every config of a pack has in common (see the module docstrin
     "optimizer.name",
     "optimizer.nesterov",
     "optimizer.batch_size",
+    "arrays",
+    "device",
 )
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.errors import RunDiverged
+from src.errors import ConfigError, RunDiverged
 from src.experiment.packs import PackEntry, run_pack
 from src.experiment.runner import run_config
 from src.outcomes import Outcome
@@ -39,3 +39,15 @@ def test_a_pack_records_each_config_as_its_own_run_with_the_metrics_it_gives_alo
         steps = sorted(m.step for m in view.client.get_metric_history(run.info.run_id, "val_acc"))
         assert steps == ([] if run.data.tags["outcome"] == "diverged" else [1, 2, 3, 4])
     assert open_store(store_uri).epochs_logged(packed[0].run_id) == 4
+
+
+def test_a_run_on_another_array_library_is_a_pack_of_one_with_the_same_metrics(compose_cfg, store_uri):
+    common = ["epochs=3", "threads=1", "tracking.log_model=false", f"tracking.uri={store_uri}"]
+    on_numpy = run_config(compose_cfg(*common))
+    on_strict = run_config(compose_cfg(*common, "arrays=array_api_strict"))  # the array API standard only
+    assert {k: on_strict.metrics[k] for k in FINAL} == {k: on_numpy.metrics[k] for k in FINAL}
+    with pytest.raises(ConfigError, match="arrays=jax device=None: unknown array backend 'jax'"):
+        run_config(compose_cfg(*common, "arrays=jax"))
+    with pytest.raises(ConfigError, match="runs on the CPU only"):
+        run_config(compose_cfg(*common, "device=cuda"))
+    assert len(read_store(store_uri).runs) == 2  # refused before any run existed
