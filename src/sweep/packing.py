@@ -7,7 +7,8 @@ the pack holds per config: the learning rate, the decay, momentum and Adam's set
 
 `pack=1` trains every config alone (the default); `pack=K` packs at most K; `pack=auto` spreads each group
 of configs that can share a pack evenly over the workers (one pack per worker: every worker busy, start-up
-and data paid once per pack), at most AUTO_MAX configs per pack.
+and data paid once per pack) on the CPU, and puts it in one pack on a GPU (`arrays=torch|cupy`: a small
+net is launch-bound there, so the bigger the pack the better), at most AUTO_MAX configs per pack.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.sweep.plan import Job
 
+GPU_LIBRARIES = ("torch", "cupy")  # `arrays=` on a GPU, where one big pack is where the speed is
 AUTO_MAX = 64  # configs per pack at most with pack=auto (a pack's memory grows with it)
 SHARED = (  # what every config of a pack has in common (see the module docstring)
     "seed",
@@ -53,6 +55,8 @@ def packs(jobs: list[Job], size: int | None, workers: int) -> list[list[Job]]:
         groups.setdefault(pack_key(job.config), []).append(job)
     found: list[list[Job]] = []
     for group in groups.values():
-        k = size or min(AUTO_MAX, math.ceil(len(group) / max(1, workers)))
+        on_gpu = OmegaConf.select(group[0].config, "arrays", default=None) in GPU_LIBRARIES
+        share = len(group) if on_gpu else math.ceil(len(group) / max(1, workers))  # a GPU: one pack takes all
+        k = size or min(AUTO_MAX, share)
         found.extend(group[start : start + k] for start in range(0, len(group), k))
     return sorted(found, key=lambda pack: pack[0].index)

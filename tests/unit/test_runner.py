@@ -24,7 +24,8 @@ from src.sweep import winner as winner_module
 from src.sweep.apps import HydraApp, NetsweepApp
 from src.sweep.halving import Halving
 from src.sweep.jobs import classify, failure
-from src.sweep.plan import Ending, Job
+from src.sweep.packing import packs
+from src.sweep.plan import Composer, Ending, Job
 from src.sweep.record import process_started
 from src.sweep.runner import SweepRunner
 from src.sweep.settings import Backend, LauncherSettings, PruneBy, Resume
@@ -555,3 +556,14 @@ def test_a_pruned_sweep_of_a_grid_is_its_own_sweep_and_trains_rather_than_reuse_
     again, _, pool = make(store=store)  # the full grid again: its results are reused, the pruned ones are not its
     again.launch(GRID, 0)
     assert again.app.record.sweep_id == full.app.record.sweep_id and all(job.reused for job in again.app.jobs)
+
+
+def test_packs_group_what_can_share_a_computation_spread_over_the_workers(loader):
+    composer = Composer(loader, loader.load_configuration("config", [], RunMode.MULTIRUN))
+    grid = [[f"optimizer.lr={lr}", f"seed={seed}"] for seed in (0, 1) for lr in (0.01, 0.1, 0.3)]
+    jobs = [Job(i, o, composer.compose(o, i)) for i, o in enumerate(grid)]
+    assert [[j.index for j in p] for p in packs(jobs, 1, 2)] == [[i] for i in range(6)]
+    assert [[j.index for j in p] for p in packs(jobs, None, 2)] == [[0, 1], [2], [3, 4], [5]]  # a seed per pack
+    assert [[j.index for j in p] for p in packs(jobs, 2, 8)] == [[0, 1], [2], [3, 4], [5]]
+    adam = Job(6, ["optimizer=adam"], composer.compose(["optimizer=adam"], 6))
+    assert [len(p) for p in packs([*jobs[:3], adam], None, 1)] == [3, 1]  # another optimizer: another pack
