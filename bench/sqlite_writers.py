@@ -4,8 +4,9 @@ and log every epoch's metrics through netsweep's own store (src/tracking: MLflow
 with what the writers were told was written.
 
     python bench/sqlite_writers.py                          # 2, 4, 8 writers, WAL and rollback journal, local disk
-    python bench/sqlite_writers.py --folder /mnt/a /mnt/b   # the same file through two mounts of a network FS:
-                                                            # writer i writes through folder i % 2 (two "hosts")
+    python bench/sqlite_writers.py --folder /mnt/a /mnt/b --read-back /srv/export
+                                 # the same file through two mounts of a network filesystem (two "hosts"):
+                                 # writer i writes through folder i % 2; read back on the file server
     from bench.sqlite_writers import measure                # one row: measure(Path(d), writers=4)
 
 A row: seconds, acknowledged writes, writes that raised (by kind: `locked`, `corrupt`, `other`), acknowledged
@@ -17,13 +18,16 @@ nodes"); tests/unit/test_slurm_store.py checks this script on a tiny size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import multiprocessing
 import shutil
 import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,7 @@ def _kind(exc: BaseException) -> str:
 
 def _writer(folder: str, index: int, runs: int, epochs: int, start: Any, out: Any) -> None:
     """One writer process: `runs` runs of `epochs` epochs each, into the store in `folder`."""
+    logging.getLogger("mlflow").setLevel(logging.CRITICAL)  # what fails is counted, not printed
     report: dict[str, Any] = {"acked": [], "errors": {}, "first_error": {}}
     try:
         store = open_store(f"sqlite:///{Path(folder) / DB}")
@@ -80,9 +85,10 @@ def _writer(folder: str, index: int, runs: int, epochs: int, start: Any, out: An
 
 
 def _read_back(db: Path) -> tuple[set[tuple[str, int]], str]:
-    """(run id, epoch) pairs with every metric of that epoch in the file, and its integrity check."""
+    """(run id, epoch) pairs with every metric of that epoch in the file, and its integrity check (once every
+    writer has exited; a plain connection: a read-only one cannot open a WAL store through some mounts)."""
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as connection:
+        with contextlib.closing(sqlite3.connect(db, timeout=60)) as connection:
             check = connection.execute("PRAGMA integrity_check").fetchone()[0]
             rows = connection.execute(
                 "SELECT run_uuid, step, COUNT(DISTINCT key) FROM metrics GROUP BY run_uuid, step"
@@ -93,10 +99,8 @@ def _read_back(db: Path) -> tuple[set[tuple[str, int]], str]:
 
 
 def _new_store(folder: Path, journal: str) -> None:
-    """A fresh store in `folder`, migrated and with its experiment, before the writers start (as a sweep's
-    parent does), in the journal mode asked for."""
-    for name in (DB, DB + "-wal", DB + "-shm", DB + "-journal"):
-        (folder / name).unlink(missing_ok=True)
+    """A fresh store in `folder` (a new folder: this process keeps the stores it opened open), migrated and
+    with its experiment, before the writers start (as a sweep's parent does), in the journal mode asked for."""
     store = open_store(f"sqlite:///{folder / DB}")
     store.experiment_id("writers")
     with sqlite3.connect(folder / DB, timeout=60) as connection:
@@ -104,14 +108,24 @@ def _new_store(folder: Path, journal: str) -> None:
 
 
 def measure(
-    folder: Path, writers: int, runs: int = 3, epochs: int = 30, journal: str = "wal", mounts: list[Path] | None = None
+    folder: Path,
+    writers: int,
+    runs: int = 3,
+    epochs: int = 30,
+    journal: str = "wal",
+    mounts: list[Path] | None = None,
+    read_back: Path | None = None,
 ) -> dict[str, Any]:
     """One row: `writers` processes write `runs` x `epochs` epochs each into `folder`/mlflow.db at once.
     `mounts`: other paths of the same folder (a network filesystem mounted more than once: other hosts);
-    writer i writes through ([folder] + mounts)[i % n]. `journal`: "wal" or "delete"."""
-    folder.mkdir(parents=True, exist_ok=True)
+    writer i writes through ([folder] + mounts)[i % n]. `journal`: "wal" or "delete". `read_back`: where
+    the file is read back from (the exported folder on the file server; default `folder`). Each row writes
+    a new store in a new subfolder (left there: a store that broke can be looked at)."""
+    row = f"{journal}-{writers}w-{uuid.uuid4().hex[:8]}"  # a new store for each row
+    folder, mounts = folder / row, [mount / row for mount in mounts or []]
+    folder.mkdir(parents=True)
     _new_store(folder, journal)
-    paths = [folder, *(mounts or [])]
+    paths = [folder, *mounts]
     context = multiprocessing.get_context("spawn")  # fresh processes, as workers on other hosts are
     start, out = context.Barrier(writers), context.Queue()
     processes = [
@@ -123,7 +137,7 @@ def measure(
     reports = [out.get(timeout=900) for _ in processes]
     for process in processes:
         process.join(timeout=60)
-    present, integrity = _read_back(folder / DB)
+    present, integrity = _read_back((read_back / row if read_back else folder) / DB)
     acked = {tuple(pair) for report in reports for pair in report["acked"]}
     errors: dict[str, int] = {}
     for report in reports:
@@ -152,7 +166,9 @@ def main() -> None:
     parser.add_argument("--journal", nargs="+", default=["wal", "delete"], choices=["wal", "delete"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--read-back", type=Path, default=None, help="the folder as the file server sees it")
     args = parser.parse_args()
+    logging.getLogger("mlflow").setLevel(logging.CRITICAL)
     scratch = None
     if args.folder is None:
         scratch = Path(tempfile.mkdtemp(prefix="sqlite-writers-"))
@@ -160,7 +176,7 @@ def main() -> None:
     try:
         for journal in args.journal:
             for writers in args.writers:
-                row = measure(folder, writers, args.runs, args.epochs, journal, mounts)
+                row = measure(folder, writers, args.runs, args.epochs, journal, mounts, args.read_back)
                 print(json.dumps(row), flush=True)
     finally:
         if scratch is not None:
