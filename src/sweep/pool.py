@@ -1,5 +1,5 @@
-"""Where sweep jobs run: joblib on a local process pool (loky), on a Dask cluster, or on Slurm jobs that are
-Dask workers (src/sweep/slurm.py).
+"""Where sweep jobs run: joblib on a local process pool (loky), or tasks on a Dask cluster, whose workers may
+be Slurm jobs (src/sweep/slurm.py).
 
 A `WorkerPool` runs (function, args) calls and yields their results in completion order, whatever the
 backend, so the sweep logic never depends on where jobs run. A call whose local worker process died
@@ -91,12 +91,12 @@ def _dask_workers() -> Any:
 
 
 class WorkerPool:
-    """joblib's Parallel, kept open across calls.
+    """joblib's Parallel kept open across calls (loky), or Dask tasks (dask, slurm; `slurm.ClusterCalls`).
 
     loky: `n_jobs` local worker processes, each its own loky executor (`ProcessSlotsBackend`), so one
     dying costs only its config; with n_jobs=1, jobs run in this process.
     dask: the cluster at `address`, or a LocalCluster of `n_jobs` single-threaded workers started and
-    stopped with the pool.
+    stopped with the pool. A worker's SIGTERM stops its configs at a step and hands them to another worker.
     slurm: `n_jobs` Slurm jobs (-1: one per config, at most SLURM_JOBS), each a Dask worker, submitted when
     the pool opens, replaced when one is lost, and cancelled when it closes (src/sweep/slurm.py).
     """
