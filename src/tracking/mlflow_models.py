@@ -4,7 +4,8 @@ and a model evaluated by `mlflow.models.evaluate` (per-class precision and recal
 
 Everything goes through the store's own client (src/tracking/mlflow_client.py): `runs:/` and `models:/`
 URIs are resolved by it, not by MLflow's global tracking URI, and the one MLflow API that works only
-through global state (`mlflow.models.evaluate` logs into the active run) gets it for the call only.
+through global state (`mlflow.models.evaluate` logs into the active run) gets it for the call only, and
+logs into a scratch run of a scratch store whose records are then copied onto the evaluated run.
 """
 
 import contextlib
@@ -12,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import urllib.parse
 import warnings
@@ -28,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PyFuncModel
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 from threadpoolctl import __version__ as THREADPOOLCTL_VERSION
 
 from src.tracking import names
@@ -55,6 +58,28 @@ def requirements() -> list[str]:
     ]
 
 
+_REQUIREMENTS_CHECK = threading.Lock()
+_requirements_checked: list[bool] = []  # one entry once this process has checked them
+
+
+def check_requirements() -> None:
+    """What MLflow does before it saves a model: check the model's requirements against the installed
+    packages, which the first time in a process lists every file of every installed distribution (a
+    fraction of a second, mostly waiting on the file system; later saves reuse MLflow's map). The store
+    runs it in a thread of its own as it opens (`warm_up`), beside the run; a save waits for it, once."""
+    with _REQUIREMENTS_CHECK:
+        if not _requirements_checked:
+            warn_dependency_requirement_mismatches(requirements())  # netsweep pins what is installed: no warning
+            _requirements_checked.append(True)
+
+
+def warm_up() -> threading.Thread:
+    """Start `check_requirements` beside whatever this process does next (the thread ends with the process)."""
+    thread = threading.Thread(target=check_requirements, name="netsweep-requirements", daemon=True)
+    thread.start()
+    return thread
+
+
 def save_model(
     client: TrackingClient,
     run_id: str,
@@ -63,6 +88,7 @@ def save_model(
     example: np.ndarray,
 ) -> None:
     """Log `params` (the kept weights) as the pyfunc model `model/` of run `run_id`."""
+    check_requirements()  # done already, or under way in the store's warm-up thread: waits for it
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         named: dict[str, Any] = dict(params)  # names as the .npz keys (none is savez's own allow_pickle)

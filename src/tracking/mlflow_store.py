@@ -365,3 +365,9 @@ class MlflowStore:
 def connect(uri: str) -> Store:
     """The store at `uri` (what `open_store` calls, once per URI and process)."""
     return MlflowStore(uri)
+
+
+def warm_up() -> None:
+    """Start the work a process that saves models does once, beside what it does next (src/tracking/opening.py's
+    `preload`): MLflow's check of the model's requirements (src/tracking/mlflow_models.py)."""
+    mlflow_models.warm_up()

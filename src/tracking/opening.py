@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -83,9 +84,19 @@ def is_local_file(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/"))
 
 
+def _implementation() -> Any:
+    return importlib.import_module(IMPLEMENTATION)  # deferred: importing mlflow takes about a second
+
+
+def _import_and_warm_up() -> None:
+    _implementation().warm_up()
+
+
 def preload() -> threading.Thread:
-    """Import the mlflow side in a thread, overlapping it with work that does not need it."""
-    thread = threading.Thread(target=importlib.import_module, args=(IMPLEMENTATION,), daemon=True)
+    """Import the mlflow side in a thread, overlapping it with work that does not need it; the thread then
+    starts the work a process that records runs does once (MLflow's check of a model's requirements, see
+    src/tracking/mlflow_store.py), which goes on beside the run. Join the thread before `open_store`."""
+    thread = threading.Thread(target=_import_and_warm_up, daemon=True)
     thread.start()
     return thread
 
@@ -98,8 +109,7 @@ def open_store(uri: str) -> Store:
     the same process (the configs a worker trains, the parent's steps) get the same one."""
     if uri not in _OPENED:
         check_uri(uri)
-        implementation = importlib.import_module(IMPLEMENTATION)  # deferred: importing mlflow takes ~1 s
-        _OPENED[uri] = implementation.connect(uri)
+        _OPENED[uri] = _implementation().connect(uri)
     return _OPENED[uri]
 
 
