@@ -106,7 +106,8 @@ def _running_long_config(cli):
 
     def find():
         for run in _runs(cli.uri)[1]:
-            if run.info.status == "RUNNING" and run.data.params.get("epochs") == "100000":
+            child = run.data.tags.get("netsweep.role") != "sweep"  # the parent's params list the values tried
+            if child and run.info.status == "RUNNING" and run.data.params.get("epochs") == "100000":
                 return int(run.data.tags["worker_pid"])
         return None
 

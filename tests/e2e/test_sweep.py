@@ -132,7 +132,8 @@ def test_an_optuna_study_in_batches_is_one_sweep_and_resumes_across_batches(cli)
     view = read_store(cli.uri)
     (parent,) = view.parents
     assert len(view.children) == 6 and len(view.under(parent)) == 6
-    assert parent.info.run_name.endswith("(6 configs)") and parent.info.status == "FINISHED"
+    assert parent.info.run_name.endswith(f"(sweep {parent.data.tags['sweep_id']})")
+    assert "6 configs" in parent.info.run_name and parent.info.status == "FINISHED"
     out = result.stdout
     assert out.count("best config:") == 1 and out.count("done: ") == 1 and out.count("reproduce it:") == 1
     assert [f"[{k}/6 configs done]" in out for k in range(1, 7)] == [True] * 6
