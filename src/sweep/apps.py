@@ -44,6 +44,7 @@ from src.sweep.jobs import classify
 from src.sweep.packing import packs
 from src.sweep.plan import Composer, Job
 from src.sweep.policy import SweepApp
+from src.sweep.progress import plural
 from src.sweep.record import StoreOpener, SweepRecord, SweepStart, sweep_id_for
 from src.sweep.settings import LauncherSettings, Resume
 from src.sweep.slots import WorkerDied
@@ -53,6 +54,7 @@ from src.tracking.opening import open_store, resolve_uri
 from src.tracking.ui import browse_lines
 
 log = logging.getLogger("netsweep.sweep")
+MAX_SKIPS_SHOWN = 4  # configs a resumed batch names among those it skips
 
 
 def is_netsweep_config(config: DictConfig) -> bool:
@@ -238,8 +240,11 @@ class NetsweepApp(HydraApp):
                     f"[{self.label}] job #{job.index} is the same config as job #{job.twin.index}: trained once",
                     flush=True,
                 )
-            elif job.reused:
-                print(f"[{self.label}] skip {job.name}: already {job.outcome.value} in run {job.run_id}", flush=True)
+        reused = [job for job in jobs if job.reused and job.twin is None]
+        if reused and len(reused) < len(jobs):  # (all of them: the progress line says it once)
+            shown = ", ".join(f"{job.name} ({job.outcome.value})" for job in reused[:MAX_SKIPS_SHOWN])
+            more = f" and {len(reused) - MAX_SKIPS_SHOWN} more" if len(reused) > MAX_SKIPS_SHOWN else ""
+            print(f"[{self.label}] skip {plural(len(reused), 'config')} with a result: {shown}{more}", flush=True)
         self._share_data([j for j in jobs if not j.reused])
 
     def _share_data(self, jobs: list[Job]) -> None:

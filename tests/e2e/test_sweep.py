@@ -56,7 +56,7 @@ def test_grid_with_divergence_is_grouped_reported_and_resumed(cli):
 
     again = cli(*GRID)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("skip ") == 6 and "nothing to train: all 6 configs already have a result" in again.stdout
+    assert "skip " not in again.stdout and "nothing to train: all 6 configs already have a result" in again.stdout
     _, parents_again, children_again = _store(cli.uri)
     assert len(parents_again) == 1 and len(children_again) == 6
 
@@ -145,6 +145,6 @@ def test_an_optuna_study_in_batches_is_one_sweep_and_resumes_across_batches(cli)
 
     again = cli(*OPTUNA)  # the same seeded study asks for the same trials: every batch is resumed
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("skip ") == 6 and again.stdout.count("] training ") == 1  # said once, not per batch
+    assert "skip " not in again.stdout and again.stdout.count("] training ") == 1  # said once, not per batch
     assert "training 6 configs, 2 at a time as the sweeper asks for them (2 of the first 2 already done" in again.stdout
     assert len(read_store(cli.uri).runs) == 7
