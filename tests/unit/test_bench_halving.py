@@ -62,7 +62,7 @@ def test_halving_grid_rows_quick(bench):
 
 @pytest.mark.slow
 def test_study_rows_quick(bench):
-    rows = _check(halving.study_rows(bench, quick=True), 7)
+    rows = _check(halving.study_rows(bench, quick=True), 8)
     epochs = [r for r in rows.values() if r["unit"] == "epochs"]
     assert len(epochs) == 2 and all(0 < r["ratio"] <= 1.5 for r in epochs)  # the peer may rerun a grid point
     ours = next(r for what, r in rows.items() if "netsweep prune=sha: epochs" in what)
