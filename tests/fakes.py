@@ -249,6 +249,7 @@ class InlinePool:
     comes back); `break_after` makes the pool itself break after that many results, once."""
 
     threads = 1
+    n_workers = 1
 
     def __init__(self, settings=None, n_tasks: int = 1, die=(), break_after: int | None = None):
         self.die, self.break_after = set(die), break_after

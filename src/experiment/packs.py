@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -21,7 +21,9 @@ from omegaconf import DictConfig
 from src.experiment.job import SweepJob
 from src.experiment.recording import closing_on_failure
 from src.experiment.runner import Begun, FitOutcome, RunSummary, array_backend, begin, finish, open_config
+from src.nn.arrays import Metrics
 from src.nn.pack import Member, fit_pack
+from src.nn.train import Callbacks, Progress
 
 log = logging.getLogger("netsweep")
 
@@ -43,25 +45,29 @@ def run_pack(entries: Sequence[PackEntry]) -> list[PackResult]:
     exception `run_config` would have raised for it (ConfigError, RunDiverged, RunPaused, an interrupt...)."""
     results: dict[int, PackResult] = {}
     ready: list[tuple[int, Begun]] = []
+    interrupt: BaseException | None = None
     for index, entry in enumerate(entries):
+        if interrupt is not None:  # not opened: its run stays SCHEDULED, for the sweep to close
+            results[index] = interrupt
+            continue
         try:
             ctx = open_config(entry.cfg, entry.overrides, entry.output_dir, entry.sweep_job)
             with closing_on_failure(ctx.run):
                 begun = begin(ctx)
         except BaseException as exc:  # noqa: B036 - it ends this member only, as it would end a lone run
             results[index] = exc
+            interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
             continue
         if isinstance(begun, RunSummary):
             results[index] = begun
         else:
             ready.append((index, begun))
-    interrupt: BaseException | None = None
     for members in _by_epoch(ready):
         outcomes = [interrupt] * len(members) if interrupt else _train(members)
         for (index, begun), outcome in zip(members, outcomes, strict=True):
-            results[index] = _close(begun, outcome)
-            if isinstance(outcome, KeyboardInterrupt):
-                interrupt = outcome
+            result = results[index] = _close(begun, outcome)
+            if isinstance(result, KeyboardInterrupt):
+                interrupt = result
     return [results[index] for index in range(len(entries))]
 
 
@@ -77,16 +83,45 @@ def _train(members: list[tuple[int, Begun]]) -> list[FitOutcome]:
     """One pack's training: each member's FitResult or Diverged, or for all of them what interrupted it."""
     first = members[0][1]
     on_step = first.callbacks().on_step  # the first member's governor paces the pack's steps
+    guards = [_Guard(b.callbacks()) for _, b in members]
     pack = [
-        Member(b.training.params, b.training.optimizer, b.training.progress, replace(b.callbacks(), on_step=None))
-        for _, b in members
+        Member(b.training.params, b.training.optimizer, b.training.progress, g.hooks())
+        for (_, b), g in zip(members, guards, strict=True)
     ]
     log.info(f"training a pack of {len(pack)} configs")
     try:
         arrays = array_backend(first.ctx.settings)
-        return list(fit_pack(first.training.data, pack, settings=first.training.loop, backend=arrays, on_step=on_step))
-    except BaseException as exc:  # noqa: B036 - an interrupt or a failure of the pack ends each member with it
+        trained = fit_pack(first.training.data, pack, settings=first.training.loop, backend=arrays, on_step=on_step)
+    except BaseException as exc:  # noqa: B036 - an interrupt or a failure of the pack itself ends each member with it
         return [exc] * len(members)
+    return [guard.failure or outcome for guard, outcome in zip(guards, trained, strict=True)]
+
+
+@dataclass
+class _Guard:
+    """A member's own hooks in a pack: what one of them raises (its store busy, its checkpoint unwritable)
+    ends that member's slice only, and becomes its outcome, as it would end a lone run."""
+
+    callbacks: Callbacks
+    failure: Exception | None = None
+
+    def hooks(self) -> Callbacks:
+        return Callbacks(on_epoch_end=self.on_epoch_end, on_progress=self.on_progress)
+
+    def on_epoch_end(self, epoch: int, row: Metrics) -> str | None:
+        if self.failure is None and self.callbacks.on_epoch_end is not None:
+            try:
+                return self.callbacks.on_epoch_end(epoch, row)
+            except Exception as exc:  # noqa: BLE001 - recorded: the member ends with it
+                self.failure = exc
+        return f"failed: {self.failure}" if self.failure is not None else None
+
+    def on_progress(self, progress: Progress) -> None:
+        if self.failure is None and self.callbacks.on_progress is not None:
+            try:
+                self.callbacks.on_progress(progress)
+            except Exception as exc:  # noqa: BLE001 - its slice ends at the next epoch's end
+                self.failure = exc
 
 
 def _close(begun: Begun, outcome: FitOutcome | BaseException) -> PackResult:

@@ -30,7 +30,7 @@ from src.config.schema import FINAL_METRICS, Config, DataConfig
 from src.data.dataset import Dataset
 from src.data.loader import load_dataset, share_source
 from src.data.shared import DataShare
-from src.errors import ConfigError, RunDiverged, RunPaused
+from src.errors import ConfigError, RunDiverged, RunPaused, WorkerLost
 from src.experiment import checkpoints
 from src.experiment.epochs import EpochEnd, SweepPruner
 from src.experiment.job import SweepJob
@@ -289,6 +289,13 @@ def _open_run(store: Store, request: RunRequest, sweep_job: SweepJob | None) -> 
         saved = checkpoints.path_for(request.checkpoints, sweep_job.run_id)
         if checkpoints.load(saved, request.config_hash) is None:  # nothing to continue from
             refuse_a_second_attempt(store, sweep_job.run_id)
+            if store.epochs_logged(sweep_job.run_id):  # it paused at a rung, but its checkpoint is not here
+                reason = (
+                    f"its checkpoint {saved} cannot be read on this worker; set tracking.checkpoint_dir to a "
+                    "folder every worker shares"
+                )
+                store.run_log(sweep_job.run_id).close(Outcome.KILLED, reason)
+                raise WorkerLost(f"run {sweep_job.run_id}: {reason}")
         return store.attach_run(sweep_job.run_id, request.tags)
     earlier = store.runs(
         [request.experiment_id], config_hash=request.config_hash, outcomes=[Outcome.KILLED, Outcome.RUNNING]

@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +125,7 @@ class HydraApp(SweepApp):
     def read_result(self, job: Job, result: JobReturn | WorkerDied) -> None:
         job.end(classify(result), result if isinstance(result, JobReturn) else None)
 
-    def packs(self, jobs: list[Job]) -> list[list[Job]]:
+    def packs(self, jobs: list[Job], workers: int) -> list[list[Job]]:
         """Any Hydra app's jobs run one by one, as Hydra runs them."""
         return [[job] for job in jobs]
 
@@ -290,10 +289,8 @@ class NetsweepApp(HydraApp):
         except Exception as exc:  # a busy store must not lose the job's outcome
             log.warning(f"netsweep: could not read back run {job.run_id}: {exc}")
 
-    def packs(self, jobs: list[Job]) -> list[list[Job]]:
-        n_jobs = self.settings.n_jobs
-        workers = min(len(jobs), n_jobs if n_jobs > 0 else os.cpu_count() or 1)
-        return packs(jobs, self.settings.pack_size, workers)
+    def packs(self, jobs: list[Job], workers: int) -> list[list[Job]]:
+        return packs(jobs, self.settings.pack_size, min(len(jobs), workers))
 
     def continuing(self, jobs: list[Job]) -> list[Job]:
         again, lines = self.halving.decide(jobs)

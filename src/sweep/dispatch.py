@@ -53,7 +53,8 @@ def dispatch(
     pending = list(jobs)
     untouched = app.untouched
     while pending:
-        calls = [_call(pack, task, singleton_state, pool.threads, app.context_of) for pack in app.packs(pending)]
+        packs = app.packs(pending, pool.n_workers)
+        calls = [_call(pack, task, singleton_state, pool.threads, app.context_of) for pack in packs]
         done = set()
         try:
             for returned in pool.run(calls):

@@ -51,7 +51,7 @@ class Halving:
                     waiting.setdefault(rung, []).append(job)
         if not waiting:
             return [], []
-        curves = self.curves()
+        curves = self.curves()  # a store that stays busy fails the sweep here; its runs are closed as usual
         again, lines = [], []
         for rung, paused in sorted(waiting.items()):
             mine = {job.run_id for job in paused}

@@ -68,7 +68,11 @@ def execute_pack(
         )
     entries = [ret.return_value for ret in returns if ret.status == JobStatus.COMPLETED]
     with threadpool_limits(limits=threads):
-        results = iter(run_pack(entries))
+        trained = run_pack(entries)
+    interrupt = next((r for r in trained if isinstance(r, KeyboardInterrupt)), None)
+    if interrupt is not None:  # each member is closed (killed, its checkpoint kept): the interrupt goes on, as
+        raise interrupt  # it does from a job alone (Ctrl-C ends the sweep, a SIGTERM hands the pack back)
+    results = iter(trained)
     for ret in returns:
         if ret.status == JobStatus.COMPLETED:
             entry, result = ret.return_value, next(results)

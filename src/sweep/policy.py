@@ -48,8 +48,8 @@ class SweepApp(Protocol):
     def read_result(self, job: Job, result: JobReturn | WorkerDied) -> None:
         """A job came back from its worker (or its worker died): end it."""
 
-    def packs(self, jobs: list[Job]) -> list[list[Job]]:
-        """`jobs` grouped into the packs a worker trains as one computation (each alone: one job per pack)."""
+    def packs(self, jobs: list[Job], workers: int) -> list[list[Job]]:
+        """`jobs` grouped into the packs `workers` workers train, each as one computation (alone: one job per pack)."""
         ...
 
     def continuing(self, jobs: list[Job]) -> list[Job]:
@@ -77,6 +77,7 @@ class Pool(Protocol):
     """Where the runner's jobs run (src/sweep/pool.py's `WorkerPool`; tests/fakes.py's `InlinePool`)."""
 
     threads: int | None  # BLAS/OpenMP threads each job may use (None: as its worker was started)
+    n_workers: int  # how many jobs it runs at once
 
     def open(self) -> Pool:
         """Start the workers (or connect to them); the pool itself."""

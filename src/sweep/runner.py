@@ -140,8 +140,11 @@ class SweepRunner:
     def _run(self, jobs: list[Job], progress: Progress) -> None:
         """Dispatch the jobs; with synchronous halving, round after round: the jobs that paused at a rung go
         again once the app has decided it (to train on, or to be closed as pruned)."""
+        signals = interrupts.received()
         while jobs:
             self._dispatch(jobs, progress)
+            if interrupts.received() > signals:  # a Ctrl-C a worker's result took for a failure: no next round
+                raise Interrupted("interrupted while the sweep's jobs ran")
             jobs = self.app.continuing(jobs)
 
     def _dispatch(self, jobs: list[Job], progress: Progress) -> None:

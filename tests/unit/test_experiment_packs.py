@@ -3,6 +3,7 @@
 import pytest
 
 from src.errors import ConfigError, RunDiverged
+from src.experiment import checkpoints
 from src.experiment.packs import PackEntry, run_pack
 from src.experiment.runner import run_config
 from src.outcomes import Outcome
@@ -51,3 +52,22 @@ def test_a_run_on_another_array_library_is_a_pack_of_one_with_the_same_metrics(c
     with pytest.raises(ConfigError, match="runs on the CPU only"):
         run_config(compose_cfg(*common, "device=cuda"))
     assert len(read_store(store_uri).runs) == 2  # refused before any run existed
+
+
+def test_what_one_member_raises_ends_that_member_only(compose_cfg, store_uri, monkeypatch):
+    common = ["epochs=3", "threads=1", "tracking.log_model=false", f"tracking.uri={store_uri}"]
+    configs = [[*common, f"optimizer.lr={lr}"] for lr in (0.05, 0.1, 0.3)]
+    save, calls = checkpoints.save, []
+
+    def full_disk_for_the_second(path, checkpoint):
+        calls.append(path)
+        if len(calls) == 2:  # the second member's first checkpoint
+            raise OSError(28, "No space left on device")
+        save(path, checkpoint)
+
+    monkeypatch.setattr(checkpoints, "save", full_disk_for_the_second)
+    packed = run_pack([PackEntry(compose_cfg(*c), c, None, None) for c in configs])
+    assert isinstance(packed[1], OSError)
+    assert [p.outcome for p in (packed[0], packed[2])] == [Outcome.FINISHED] * 2  # the others train on
+    outcomes = sorted(r.data.tags["outcome"] for r in read_store(store_uri).runs)
+    assert outcomes == ["error", "finished", "finished"]
