@@ -106,9 +106,9 @@ class LauncherSettings:
     #                           except_pruned: skip finished and diverged configs, retrain the pruned ones
     progress_interval_s: float = 10.0  # seconds between "running: ..." progress lines; 0 turns them off
     mlflow: bool | None = None  # group the sweep in MLflow (netsweep's own app only); null: when it is
-    prune: Rule = Rule.none  # stop losing configs early: none | median | asha (see src/pruning.py)
+    prune: Rule = Rule.none  # stop losing configs early: none | median | asha | sha (see src/pruning.py)
     prune_min_epochs: int = 2  # no config is pruned before this epoch (asha, sha: the first rung; README: why 2)
-    prune_factor: int = 3  # asha: rungs at min_epochs x factor^k, the top 1/factor go on
+    prune_factor: int = 3  # asha, sha: rungs at min_epochs x factor^k, the top 1/factor go on
     prune_by: PruneBy = PruneBy.config  # config: a config's seeds are judged on their mean, stop together | seed
     register_best: str | None = None  # a model name: register the winner's model under it, alias "best"
     pack: str = "1"  # configs a worker trains as one computation: 1 (each alone) | auto | K (src/sweep/packing.py)

@@ -40,7 +40,9 @@ GIT_COMMIT = "mlflow.source.git.commit"
 GIT_DIRTY = "git_dirty"
 
 # Stopping early
-CURVE = "netsweep.best_val_ce_curve"  # a sweep run's best validation cross-entropy so far, per epoch (pruners read it)
+# a sweep run's best-so-far score per epoch, lower is better, that pruners read: its validation cross-entropy, or
+# the per-epoch score of the sweep's objective (val_loss; val_acc negated); the name is kept for stores made before
+CURVE = "netsweep.best_val_ce_curve"
 PRUNED = "netsweep.pruned"  # why a sweep's pruner stopped the run
 STOPPED_EARLY = "stopped_early"  # why a run's own patience stopped it
 EVALUATED = "netsweep.evaluated"  # the run's model was evaluated by mlflow.models.evaluate
