@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from src import plots
 from src.data.shared import DataShare
 from src.pruning import PruneRule
-from src.tracking.opening import open_existing_store
+from src.tracking.opening import open_existing_store, preload
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ def current_sweep_job() -> SweepJob | None:
 def prepare_worker(uri: str) -> None:
     """What a sweep worker does before its first job: import what a run needs (mlflow included), load
     matplotlib's fonts, and connect to the store when it exists (creating one is the sweep parent's job)."""
+    preload().join()  # mlflow imported, and its once-per-process model requirements check started
     plots.warm_up()  # Figure 1 drawn once in memory: matplotlib's fonts and Agg loaded before the first config
     with contextlib.suppress(LookupError):  # no store yet: the sweep's parent creates it
         open_existing_store(uri)  # kept open for the configs this worker trains
