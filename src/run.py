@@ -25,10 +25,9 @@ from src.config.schema import CONF_DIR as SCHEMA_CONF_DIR
 from src.config.schema import register_configs
 from src.errors import EXIT_INTERRUPTED, ConfigError, DataError
 from src.experiment.job import current_sweep_job
-from src.experiment.runner import RunSummary, load_data, run_config, settings_of
+from src.experiment.runner import RunSummary, evaluate_in_background, run_config
 from src.sweep import registry
 from src.tracking import names
-from src.tracking.opening import evaluate_later
 from src.tracking.ui import browse_lines
 
 log = logging.getLogger("netsweep")
@@ -71,10 +70,9 @@ def task(cfg: DictConfig) -> float:
 def _evaluate_in_background(cfg: DictConfig, summary: RunSummary, output_dir: Path) -> None:
     """`mlflow.models.evaluate` of the finished run's model on its test images, in a process that goes on
     after this one (src/tracking/opening.py): the prompt does not wait the second or two it takes."""
-    dataset = load_data(settings_of(cfg))  # the run's own split, kept by the data layer: not read again
     log_path = output_dir / "evaluation.log"
-    try:
-        evaluate_later(summary.tracking_uri, summary.run_id, dataset.X_test_raw, dataset.y_test, log_path)
+    try:  # the run's own split, kept by the data layer: not read again
+        evaluate_in_background(summary.tracking_uri, summary.run_id, cfg, log_path)
     except OSError as exc:  # the run is recorded and finished: say so, and go on
         log.warning(f"netsweep: run {summary.run_id} finished, but its evaluation could not start: {exc}")
         return

@@ -4,7 +4,7 @@ jobs in this process, each able to misbehave the ways real ones do."""
 import itertools
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,9 @@ class FakeStore:
         versions.append(run_id)
         return Registration(len(versions), moved=True)
 
-    def evaluate_model(self, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def evaluate_model(
+        self, run_id: str, images: np.ndarray, labels: np.ndarray, classes: Sequence[str] = ()
+    ) -> dict[str, float]:
         self.evaluated.append(run_id)
         return {"accuracy_score": 1.0}
 

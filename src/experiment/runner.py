@@ -561,7 +561,7 @@ def evaluate_run(store: Store, run_id: str, cfg: DictConfig, share: DataShare | 
     path: a single run, or a sweep's winner."""
     settings = settings_of(cfg)
     dataset = load_dataset(settings.data, settings.seed, share)
-    metrics = store.evaluate_model(run_id, dataset.X_test_raw, dataset.y_test)
+    metrics = store.evaluate_model(run_id, dataset.X_test_raw, dataset.y_test, _class_names(settings))
     store.run_log(run_id).set_tags({names.EVALUATED: EVALUATED_BY})
     return metrics
 
@@ -574,4 +574,9 @@ def evaluate_in_background(
     the tag has no evaluation (or none that finished)."""
     settings = settings_of(cfg)
     dataset = load_dataset(settings.data, settings.seed, share)
-    evaluate_later(store_uri, run_id, dataset.X_test_raw, dataset.y_test, log)
+    evaluate_later(store_uri, run_id, dataset.X_test_raw, dataset.y_test, log, _class_names(settings))
+
+
+def _class_names(settings: Config) -> tuple[str, ...]:
+    """The names of the data's classes, when it has some (Fashion-MNIST), for the confusion matrix."""
+    return tuple(names.CLASS_NAMES.get(str(settings.data.name), ()))

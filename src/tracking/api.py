@@ -5,7 +5,7 @@ are checked against these Protocols (tests/unit/test_tracking_contract.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -198,7 +198,9 @@ class Store(Protocol):
         has none yet)."""
         ...
 
-    def evaluate_model(self, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def evaluate_model(
+        self, run_id: str, images: np.ndarray, labels: np.ndarray, classes: Sequence[str] = ()
+    ) -> dict[str, float]:
         """mlflow.models.evaluate of the run's model on (images, labels): per-class metrics and a confusion
         matrix logged on the run, which stays as it ended. Returns the metrics."""
         ...

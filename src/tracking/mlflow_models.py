@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -248,19 +248,25 @@ def _copy_evaluation(scratch: TrackingClient, scratch_id: str, client: TrackingC
             client.log_artifact(run_id, str(path), None if folder == "." else folder)
 
 
-def evaluate(client: TrackingClient, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def evaluate(
+    client: TrackingClient, run_id: str, images: np.ndarray, labels: np.ndarray, classes: Sequence[str] = ()
+) -> dict[str, float]:
     """Evaluate the run's model on (images, labels) with `mlflow.models.evaluate` (classifier), logging its
     per-class metrics, confusion matrix and evaluation dataset on the run; returns the metrics it computed.
+    With `classes` (names in label order), labels are shown as 'k name' ('9 Ankle boot': MLflow sorts the
+    labels as text, and the number keeps them in label order).
 
     The evaluator logs into a scratch run of a scratch store, whose records are then copied onto the run:
     the run keeps the status and end time it had throughout. The evaluator hands the model rows of
     features; they are given back their image shape on the way in."""
     model = _pyfunc(client, model_uri(run_id))
     shape, dtype = images.shape[1:], images.dtype
+    shown = np.array([f"{k} {name}" for k, name in enumerate(classes)]) if len(classes) else None
 
     def predict(rows: pd.DataFrame | np.ndarray) -> np.ndarray:
         rows = rows.to_numpy() if isinstance(rows, pd.DataFrame) else np.asarray(rows)
-        return np.asarray(model.predict(rows.reshape(-1, *shape).astype(dtype, copy=False)))
+        predicted: np.ndarray = np.asarray(model.predict(rows.reshape(-1, *shape).astype(dtype, copy=False)))
+        return shown[predicted] if shown is not None else predicted
 
     evaluator_log = logging.getLogger("mlflow.models.evaluation")
     level = evaluator_log.level
@@ -273,7 +279,7 @@ def evaluate(client: TrackingClient, run_id: str, images: np.ndarray, labels: np
                 result = mlflow.models.evaluate(
                     predict,
                     images.reshape(len(images), -1),
-                    targets=labels,
+                    targets=shown[labels] if shown is not None else labels,
                     model_type="classifier",
                     evaluators=["default"],
                     evaluator_config={"default": {"log_model_explainability": False}},

@@ -14,7 +14,7 @@ import sqlite3
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -356,10 +356,12 @@ class MlflowStore:
         """The run's model under `name`, `alias` pointing at it (moved only if it changed)."""
         return mlflow_models.register(self._client, name, run_id, alias, tags)
 
-    def evaluate_model(self, run_id: str, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def evaluate_model(
+        self, run_id: str, images: np.ndarray, labels: np.ndarray, classes: Sequence[str] = ()
+    ) -> dict[str, float]:
         """mlflow.models.evaluate on the run's model: per-class metrics and a confusion matrix on the run,
         which keeps the status and end time it had."""
-        return mlflow_models.evaluate(self._client, run_id, images, labels)
+        return mlflow_models.evaluate(self._client, run_id, images, labels, classes)
 
 
 def connect(uri: str) -> Store:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -130,7 +131,9 @@ EVALUATED_BY = "mlflow.models.evaluate on the test split"  # the value of the ru
 _EVALUATE = "import sys; from src.tracking.opening import evaluate_saved; sys.exit(evaluate_saved(sys.argv[1:]))"
 
 
-def evaluate_later(uri: str, run_id: str, images: np.ndarray, labels: np.ndarray, log: Path | None = None) -> int:
+def evaluate_later(
+    uri: str, run_id: str, images: np.ndarray, labels: np.ndarray, log: Path | None = None, classes: Sequence[str] = ()
+) -> int:
     """Evaluate the finished run's model with `mlflow.models.evaluate` on (images, labels) in a process of
     its own, which goes on after this one has ended (its own session: a Ctrl-C at the terminal does not
     reach it); its output goes to `log`. Returns its pid.
@@ -140,7 +143,7 @@ def evaluate_later(uri: str, run_id: str, images: np.ndarray, labels: np.ndarray
     unfinished one (the process was killed), and the run itself is never reopened (its status stays)."""
     handle, arrays = tempfile.mkstemp(prefix="netsweep-evaluation-", suffix=".npz")
     with os.fdopen(handle, "wb") as file:
-        np.savez(file, images=images, labels=labels)
+        np.savez(file, images=images, labels=labels, classes=np.array(list(classes), dtype=str))
     try:
         with contextlib.ExitStack() as stack:  # the child holds its own copy of the log's file
             output = stack.enter_context(open(log, "ab")) if log is not None else subprocess.DEVNULL
@@ -167,12 +170,12 @@ def evaluate_saved(argv: list[str]) -> int:
     uri, run_id, arrays = argv
     try:
         with np.load(arrays, allow_pickle=False) as saved:
-            images, labels = saved["images"], saved["labels"]
+            images, labels, classes = saved["images"], saved["labels"], [str(c) for c in saved["classes"]]
     finally:
         with contextlib.suppress(OSError):
             os.unlink(arrays)
     store = open_store(uri)
-    store.evaluate_model(run_id, images, labels)
+    store.evaluate_model(run_id, images, labels, classes)
     store.run_log(run_id).set_tags({names.EVALUATED: EVALUATED_BY})
     print(f"run {run_id} evaluated with mlflow.models.evaluate", flush=True)
     return 0

@@ -67,6 +67,16 @@ def test_the_training_data_is_the_runs_dataset_input(trained, store_uri):
     assert {t.key: t.value for t in used.tags}["mlflow.data.context"] == "training"
 
 
+def test_evaluation_names_classes_by_their_names_in_label_order(trained, store_uri, tmp_path):
+    cfg, summary = trained
+    store = open_store(store_uri)
+    dataset = load_dataset(OmegaConf.to_object(cfg.data), cfg.seed)
+    store.evaluate_model(summary.run_id, dataset.X_test_raw, dataset.y_test, tuple("abcdefghij"))
+    path = MlflowClient(store_uri).download_artifacts(summary.run_id, "per_class_metrics.csv", str(tmp_path))
+    rows = Path(path).read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == [f"{k} {name}" for k, name in enumerate("abcdefghij")]
+
+
 def test_evaluation_logs_per_class_metrics_and_a_confusion_matrix(trained, store_uri):
     cfg, summary = trained
     client = MlflowClient(store_uri)
