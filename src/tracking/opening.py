@@ -170,7 +170,8 @@ def evaluate_saved(argv: list[str]) -> int:
     uri, run_id, arrays = argv
     try:
         with np.load(arrays, allow_pickle=False) as saved:
-            images, labels, classes = saved["images"], saved["labels"], [str(c) for c in saved["classes"]]
+            images, labels = saved["images"], saved["labels"]
+            classes = [str(c) for c in saved["classes"]] if "classes" in saved.files else []
     finally:
         with contextlib.suppress(OSError):
             os.unlink(arrays)
