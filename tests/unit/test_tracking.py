@@ -350,7 +350,7 @@ def test_an_evaluation_in_its_own_process_tags_the_run_last_and_removes_its_arra
     assert store.evaluated == [run_id] and store.run(run_id).tags[names.EVALUATED] == opening.EVALUATED_BY
     assert not arrays.exists()
 
-    def broken(run_id, images, labels):
+    def broken(run_id, images, labels, classes=()):
         raise RuntimeError("the evaluator failed")
 
     other = store.create_run(store.experiment_id("e"), "r2", {}).run_id
