@@ -27,8 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import phases  # noqa: E402
+from bench import halving, phases  # noqa: E402
 from bench.contenders import assignment_epoch, sklearn_epoch, torch_available, torch_epoch  # noqa: E402
+from bench.packs import pack_rows  # noqa: E402
 from bench.planning import planning_ms_per_config  # noqa: E402
 from src.config.schema import DataConfig, DataName, DigitsConfig, IdxConfig  # noqa: E402
 from src.data.loader import load_dataset  # noqa: E402
@@ -311,12 +312,43 @@ def slurm_rows(bench: Bench) -> list:
     ]
 
 
+SECTIONS = (
+    "phases",
+    "epochs",
+    "packs",
+    "busy",
+    "sweeps",
+    "resume",
+    "planning",
+    "pruning",
+    "halving",
+    "slurm",
+    "startup",
+)
+
+
+def planning_rows() -> list[dict]:
+    ours, template, hydras = planning_ms_per_config(32)
+    return [
+        row("planning: the parent's cost per config (32-config grid)", ours, unit="ms"),
+        row("planning: of which composing the grid's defaults tree once", template, unit="ms"),
+        row(
+            "planning: Hydra composing each config in full, per config",
+            hydras,
+            hydras / ours,
+            "x netsweep's",
+            unit="ms",
+        ),
+    ]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="digits and short runs (CI)")
     parser.add_argument("--slurm", action="store_true", help="also the Slurm rows (starts a single-node cluster)")
     parser.add_argument("--no-phases", action="store_true", help="leave out bench/phases.py's rows")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "bench.json")
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="these sections only (repeatable)")
     args = parser.parse_args(argv)
     try:
         ds, data_args = dataset(args.quick)
@@ -330,28 +362,34 @@ def main(argv=None) -> int:
         flush=True,
     )
     bench = Bench(data_args)
-    rows = [] if args.no_phases else phases.all_rows(args.quick)  # first: the least disturbed by what follows
-    rows += epoch_rows(ds, args.quick)
-    rows += busy_core_rows(bench)
-    rows += sweep_rows(bench, epochs=2 if args.quick else 5)
-    rows += resume_rows(bench)
-    ours, template, hydras = planning_ms_per_config(32)
-    rows.append(row("planning: the parent's cost per config (32-config grid)", ours, unit="ms"))
-    rows.append(row("planning: of which composing the grid's defaults tree once", template, unit="ms"))
-    rows.append(
-        row(
-            "planning: Hydra composing each config in full, per config",
-            hydras,
-            hydras / ours,
-            "x netsweep's",
-            unit="ms",
-        )
-    )
-    rows += pruning_rows(bench, epochs=3 if args.quick else 8)
-    if args.slurm:
-        rows += slurm_rows(bench)
-    startup, memory = startup_and_memory(bench, ds)
-    rows += startup
+    sections = {  # in this order: phases first, the least disturbed by what ran before
+        "phases": lambda: [] if args.no_phases else phases.all_rows(args.quick),
+        "epochs": lambda: epoch_rows(ds, args.quick),
+        "packs": lambda: (
+            pack_rows({"digits": ds}, sizes=(1, 4), epochs=2, hidden=32)
+            if args.quick
+            else pack_rows({"digits": dataset(True)[0], "Fashion-MNIST": ds})
+        ),
+        "busy": lambda: busy_core_rows(bench),
+        "sweeps": lambda: sweep_rows(bench, epochs=2 if args.quick else 5),
+        "resume": lambda: resume_rows(bench),
+        "planning": planning_rows,
+        "pruning": lambda: pruning_rows(bench, epochs=3 if args.quick else 8),
+        "halving": lambda: [
+            *halving.pack_grid_rows(bench, args.quick),
+            *halving.halving_grid_rows(bench, args.quick),
+            *halving.study_rows(bench, args.quick),
+        ],
+        "slurm": lambda: slurm_rows(bench) if args.slurm else [],
+    }
+    rows = []
+    for name, rows_of in sections.items():
+        if not args.only or name in args.only:
+            rows += rows_of()
+    memory: dict = {}
+    if not args.only or "startup" in args.only:
+        startup, memory = startup_and_memory(bench, ds)
+        rows += startup
     print_table(rows, memory)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"data": ds.summary(), "rows": rows, "memory_mb": memory}, indent=1))
