@@ -68,3 +68,23 @@ def test_study_rows_quick(bench):
     ours = next(r for what, r in rows.items() if "netsweep prune=sha: epochs" in what)
     assert 8 <= ours["value"] < 8 * 3
     assert all(0 < r["value"] <= 1 for r in rows.values() if r["unit"] == "acc")
+
+
+def test_the_fashion_sweep_is_one_pack_of_a_wide_momentum_net(loader):
+    """sweeps/fashion.yaml composes, trains the wide net with momentum on Fashion-MNIST, and all its configs can
+    share one pack (so pack=auto packs them; they differ only in what a pack holds per config)."""
+    from hydra import compose
+
+    from src.sweep.packing import pack_key
+
+    swept = compose("config", overrides=["+sweep=fashion"], return_hydra_config=True)
+    params = {key: str(values).split(",") for key, values in swept.hydra.sweeper.params.items()}
+    assert swept.data.name == "fashion_mnist" and swept.optimizer.name == "momentum"
+    assert swept.model.hidden_size > 256 and swept.epochs > 30
+    assert swept.hydra.launcher.prune_min_epochs == 1 and swept.hydra.launcher.prune_factor == 3
+    keys = {
+        pack_key(compose("config", overrides=["+sweep=fashion", f"optimizer.lr={lr}", f"model.decay={decay}"]))
+        for lr in params["optimizer.lr"]
+        for decay in params["model.decay"]
+    }
+    assert len(params["optimizer.lr"]) * len(params["model.decay"]) == 9 and len(keys) == 1
