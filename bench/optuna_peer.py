@@ -7,7 +7,8 @@ Optuna's GridSampler over lr x decay x seed, its SuccessiveHalvingPruner (min_re
 and `--workers` worker processes (two by default) that share one SQLite storage, each with one BLAS thread.
 A trial trains with netsweep's own loop (`src.nn.train.fit`, the net and seeding a netsweep run has), and its
 `on_epoch_end` reports the epoch's val_ce to the trial and raises `optuna.TrialPruned` when the pruner says so.
-Nothing is recorded beyond Optuna's storage (a trial's best val_acc is a user attribute there).
+Nothing is recorded beyond Optuna's storage (a trial's best val_acc is a user attribute there). As the grid
+runs out, two workers may each run the last grid point left: such a trial counts in the epochs trained.
 
 It needs Optuna 3 or later (SQLite storage under SQLAlchemy 2; the 2.x that hydra-optuna-sweeper pins cannot
 create one): bench/halving.py `optuna_python` makes an environment with Optuna 5 for it. Prints one JSON line:
@@ -118,9 +119,10 @@ def summary(args, seconds: float) -> dict:
 
     trials = optuna.load_study(study_name=STUDY, storage=args.storage).get_trials(deepcopy=False)
     epochs = [len(t.intermediate_values) for t in trials]
-    by_config: dict[tuple, set] = {}
+    by_config: dict[tuple, dict[int, int]] = {}  # (lr, decay) -> seed -> epochs (a grid point run twice: its most)
     for trial, trained in zip(trials, epochs, strict=True):
-        by_config.setdefault((trial.params["lr"], trial.params["decay"]), set()).add(trained)
+        seeds = by_config.setdefault((trial.params["lr"], trial.params["decay"]), {})
+        seeds[trial.params["seed"]] = max(trained, seeds.get(trial.params["seed"], 0))
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and math.isfinite(t.value)]
     best = min(complete, key=lambda t: t.value) if complete else None
     space = search_space(args)
@@ -128,10 +130,10 @@ def summary(args, seconds: float) -> dict:
         "optuna": optuna.__version__,
         "seconds": seconds,
         "configs": len(space["lr"]) * len(space["decay"]) * len(space["seed"]),
-        "trials": len(trials),
+        "trials": len(trials),  # more than the configs: workers ran a grid point twice as the grid ran out
         "states": {state.name: sum(t.state == state for t in trials) for state in {t.state for t in trials}},
         "epochs_trained": sum(epochs),
-        "configs_with_seeds_stopped_apart": sum(len(found) > 1 for found in by_config.values()),
+        "configs_with_seeds_stopped_apart": sum(len(set(seeds.values())) > 1 for seeds in by_config.values()),
         "best": None if best is None else {**best.params, "val_ce": best.value, **best.user_attrs},
     }
 
