@@ -124,7 +124,8 @@ def test_ctrl_c_stops_a_sweep_keeps_finished_configs_and_kills_running_ones(cli)
     assert "Traceback" not in stderr
     runs = _runs(cli.uri)[1]
     states = sorted((r.data.params.get("epochs", "sweep"), r.info.status, r.data.tags["outcome"]) for r in runs)
-    assert states == [("100000", "KILLED", "killed"), ("2", "FINISHED", "finished"), ("sweep", "KILLED", "killed")]
+    parent = ("2, 100000", "KILLED", "killed")  # the sweep's parent: its params list the values tried
+    assert states == [("100000", "KILLED", "killed"), ("2", "FINISHED", "finished"), parent]
 
 
 def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_its_checkpoint(cli):
@@ -164,7 +165,7 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_i
     rerun = _start(cli, *grid)
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
-    assert "[4/4 configs done]" in stdout and stdout.count(" finished, best val_acc") == 1
+    assert "[4/4 configs done]" in stdout and stdout.count(": finished, best_val_ce") == 1
     assert f"continue run {victim.info.run_id} from its checkpoint" in "".join(rerun.head)
     client, runs = _runs(cli.uri)
     same_config = [r for r in runs if r.data.tags.get("config_hash") == victim.data.tags["config_hash"]]
