@@ -349,6 +349,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-phases", action="store_true", help="leave out bench/phases.py's rows")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "bench.json")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="these sections only (repeatable)")
+    parser.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="leave out these (repeatable)")
     args = parser.parse_args(argv)
     try:
         ds, data_args = dataset(args.quick)
@@ -384,10 +385,10 @@ def main(argv=None) -> int:
     }
     rows = []
     for name, rows_of in sections.items():
-        if not args.only or name in args.only:
+        if (not args.only or name in args.only) and name not in args.skip:
             rows += rows_of()
     memory: dict = {}
-    if not args.only or "startup" in args.only:
+    if (not args.only or "startup" in args.only) and "startup" not in args.skip:
         startup, memory = startup_and_memory(bench, ds)
         rows += startup
     print_table(rows, memory)
