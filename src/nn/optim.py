@@ -62,6 +62,20 @@ class Optimizer(ABC):
             np.copyto(value, state[name])
 
 
+def momentum_step(value: Any, grad: Any, velocity: Any, minus_lr: Any, momentum: Any, nesterov: bool) -> None:
+    """One heavy-ball (or Nesterov) update in place, its decay already in `grad`: the rule `Momentum` applies
+    with scalars and a pack (src/nn/packed_optim.py) with one value per config, in the same operations so a
+    packed config gets the same bits."""
+    grad *= minus_lr  # now the plain gradient step
+    velocity *= momentum
+    velocity += grad
+    if nesterov:
+        value += grad
+        value += momentum * velocity
+    else:
+        value += velocity
+
+
 class SGD(Optimizer):
     """W <- W - lr * (g + 2 decay W), computed as W *= (1 - 2 lr decay); W -= lr g.
 
@@ -97,14 +111,7 @@ class Momentum(Optimizer):
             grad, velocity = grads[name], self.velocity[name]
             if name in DECAYED and self.decay:
                 grad += (2 * self.decay) * value
-            grad *= -self.lr  # now the plain gradient step
-            velocity *= self.momentum
-            velocity += grad
-            if self.nesterov:
-                value += grad
-                value += self.momentum * velocity
-            else:
-                value += velocity
+            momentum_step(value, grad, velocity, -self.lr, self.momentum, self.nesterov)
 
 
 class Adam(Optimizer):

@@ -17,7 +17,7 @@ import numpy as np
 from src.nn.arrays import Array, PackedParams
 from src.nn.backend import Backend
 from src.nn.mlp import DECAYED, PARAM_NAMES
-from src.nn.optim import OPTIMIZERS, SGD, Adam, Momentum, Optimizer
+from src.nn.optim import OPTIMIZERS, SGD, Adam, Momentum, Optimizer, momentum_step
 from src.nn.packed import select, stack
 
 
@@ -156,14 +156,7 @@ class PackedMomentum(PackedOptimizer):
             value, grad, velocity = params[name], grads[name], self.moments[f"velocity.{name}"]
             if name in DECAYED and decays:
                 grad += self.twice_decay * value
-            grad *= self.minus_lr  # now the plain gradient step
-            velocity *= self.momentum
-            velocity += grad
-            if self.nesterov:
-                value += grad
-                value += self.momentum * velocity
-            else:
-                value += velocity
+            momentum_step(value, grad, velocity, self.minus_lr, self.momentum, self.nesterov)
 
 
 class PackedAdam(PackedOptimizer):
