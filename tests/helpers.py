@@ -119,3 +119,15 @@ def wait_for(predicate, timeout: float = 120.0, every_s: float = 0.3):
             return found
         time.sleep(every_s)
     raise AssertionError("timed out")
+
+
+def assert_ends_as_trained_alone(cwd, uri: str, run, epochs: int, experiment: str = "alone") -> None:
+    """`run` (an MLflow Run) ends with the final metrics, bit for bit, of its config trained alone without a
+    break (threads=1), into experiment `experiment` of the same store."""
+    lr, decay = run.data.params["optimizer.lr"], run.data.params["model.decay"]
+    args = [f"optimizer.lr={lr}", f"model.decay={decay}", f"epochs={epochs}", "threads=1"]
+    alone = run_cli([*args, f"tracking.experiment={experiment}"], cwd, uri=uri)
+    assert alone.returncode == 0, alone.stderr
+    (unbroken,) = [r for r in read_store(uri, experiment).runs if r.data.tags.get("netsweep.role") != "sweep"]
+    for metric in ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_ce"):
+        assert run.data.metrics[metric] == unbroken.data.metrics[metric], metric

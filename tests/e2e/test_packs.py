@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from ..helpers import read_store, run_cli, wait_for
+from ..helpers import assert_ends_as_trained_alone, read_store, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -75,13 +75,4 @@ def test_a_killed_pack_worker_costs_its_packs_configs_only_and_the_rerun_continu
     assert list(folder.iterdir()) == []
 
     continued = next(r for r in runs if r.info.run_id == pack[0])
-    lr, decay = continued.data.params["optimizer.lr"], continued.data.params["model.decay"]
-    alone = run_cli(
-        [f"optimizer.lr={lr}", f"model.decay={decay}", "epochs=400", "threads=1", "tracking.experiment=alone"],
-        cli.cwd,
-        uri=cli.uri,
-    )
-    assert alone.returncode == 0, alone.stderr
-    (unbroken,) = _children(cli.uri, "alone")[1]
-    for metric in ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_ce"):
-        assert continued.data.metrics[metric] == unbroken.data.metrics[metric], metric
+    assert_ends_as_trained_alone(cli.cwd, cli.uri, continued, epochs=400)

@@ -11,7 +11,15 @@ import time
 import numpy as np
 import pytest
 
-from ..helpers import IDX_FILES, read_store, run_cli, wait_for, write_idx, write_idx_folder
+from ..helpers import (
+    IDX_FILES,
+    assert_ends_as_trained_alone,
+    read_store,
+    run_cli,
+    wait_for,
+    write_idx,
+    write_idx_folder,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -177,16 +185,7 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_i
     assert list(folder.iterdir()) == []
 
     # the same config trained without a break gives the same final metrics, bit for bit (threads=1)
-    lr, decay = continued.data.params["optimizer.lr"], continued.data.params["model.decay"]
-    whole = run_cli(
-        [f"optimizer.lr={lr}", f"model.decay={decay}", "epochs=400", "threads=1", "tracking.experiment=whole"],
-        cli.cwd,
-        uri=cli.uri,
-    )
-    assert whole.returncode == 0, whole.stderr
-    (unbroken,) = _runs(cli.uri, "whole")[1]
-    for metric in ("test_acc", "test_loss", "insample_acc", "insample_loss", "best_epoch", "best_val_ce"):
-        assert continued.data.metrics[metric] == unbroken.data.metrics[metric], metric
+    assert_ends_as_trained_alone(cli.cwd, cli.uri, continued, epochs=400, experiment="whole")
 
 
 def test_a_run_survives_its_store_being_locked_longer_than_sqlite_waits(cli):
