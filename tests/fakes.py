@@ -278,6 +278,10 @@ class InlinePool:
             numbers = [config.hydra.job.num for config in configs]
             self.ran.extend(numbers)
             if self.die.intersection(numbers):
+                for config in configs:  # as kill -9 in the middle of writing its checkpoint would leave it
+                    folder = Path(config.tracking.checkpoint_dir)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    (folder / f".{config.tracking.run_id}.ckpt.npz.k1ll.tmp").write_bytes(b"half")
                 yield WorkerDied(args, "SIGKILL")
                 continue
             try:

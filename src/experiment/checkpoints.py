@@ -94,7 +94,7 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if META in checkpoint.arrays:
         raise ValueError(f"{META} is reserved for the checkpoint's document")
-    _remove_leftovers(path)
+    remove_leftovers(path)
     handle, staging = tempfile.mkstemp(dir=path.parent, prefix=_STAGING_PREFIX.format(path.name), suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -123,9 +123,9 @@ def load(path: Path | None, identity: str) -> Checkpoint | None:
     return Checkpoint(arrays, meta) if meta.get("config_hash") == identity else None
 
 
-def _remove_leftovers(path: Path) -> None:
+def remove_leftovers(path: Path) -> None:
     """Delete the private files of earlier writers of `path` that were killed mid-write (one process trains a
-    run at a time, so none of them is still being written)."""
+    run at a time, so none of them is still being written: call it only once the run's writer is gone)."""
     if path.parent.is_dir():
         for leftover in path.parent.glob(_STAGING_PREFIX.format(path.name) + "*.tmp"):
             leftover.unlink(missing_ok=True)
@@ -140,4 +140,4 @@ def remove(path: Path | None) -> None:
     """Delete a run's checkpoint, and anything a killed writer of it left."""
     if path is not None:
         path.unlink(missing_ok=True)
-        _remove_leftovers(path)
+        remove_leftovers(path)

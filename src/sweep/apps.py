@@ -284,6 +284,8 @@ class NetsweepApp(HydraApp):
 
     def read_result(self, job: Job, result: JobReturn | WorkerDied) -> None:
         super().read_result(job, result)
+        if isinstance(result, WorkerDied) and job.run_id:  # it may have died writing its checkpoint
+            checkpoints.remove_leftovers(checkpoints.path_for(self.checkpoints, job.run_id))
         try:
             self._opened.read_result(job)  # the run's own account: pruned, its final metrics
         except Exception as exc:  # a busy store must not lose the job's outcome

@@ -179,6 +179,8 @@ def test_a_dead_worker_costs_only_its_config(make):
     assert isinstance(failure(returns[2]), SweepIncomplete)
     assert "1 of 4 configs did not finish" in str(failure(returns[2]))
     assert store.run(runner.app.record.parent_run_id).outcome == Outcome.ERROR
+    assert not checkpoints.leftovers(checkpoints.path_for(runner.app.checkpoints, killed.run_id))  # its half-
+    # written checkpoint is gone once the sweep knows its worker died
 
 
 def test_when_the_pool_breaks_the_started_config_ends_killed_and_the_rest_go_again(make):
