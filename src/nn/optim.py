@@ -61,6 +61,11 @@ class Optimizer(ABC):
         for name, value in self.state().items():
             np.copyto(value, state[name])
 
+    def bind_state(self, state: Params) -> None:
+        """Carry `state` (by `state()`'s names and shapes) in its own arrays, not a copy: each step updates
+        them in place (a NumPy pack steps each config's slice of its stacked state this way)."""
+        del state  # nothing carried from step to step
+
 
 def momentum_step(value: Any, grad: Any, velocity: Any, minus_lr: Any, momentum: Any, nesterov: bool) -> None:
     """One heavy-ball (or Nesterov) update in place, its decay already in `grad`: the rule `Momentum` applies
@@ -106,6 +111,9 @@ class Momentum(Optimizer):
     def state(self) -> Params:
         return {f"velocity.{name}": value for name, value in self.velocity.items()}
 
+    def bind_state(self, state: Params) -> None:
+        self.velocity = {name: state[f"velocity.{name}"] for name in self.velocity}
+
     def step(self, params: Params, grads: Params) -> None:
         for name, value in params.items():
             grad, velocity = grads[name], self.velocity[name]
@@ -140,6 +148,11 @@ class Adam(Optimizer):
     def load_state(self, state: Params) -> None:
         super().load_state(state)
         self.steps = int(state["steps"])
+
+    def bind_state(self, state: Params) -> None:
+        self.mean = {name: state[f"mean.{name}"] for name in self.mean}
+        self.var = {name: state[f"var.{name}"] for name in self.var}
+        self.steps = int(state["steps"])  # a count: the caller reads `steps` back
 
     def step(self, params: Params, grads: Params) -> None:
         self.steps += 1

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from src.nn import sliced
 from src.nn.arrays import Array, Metrics, Params
 from src.nn.backend import NUMPY, Backend, namespace, to_numpy
 from src.nn.optim import Optimizer
@@ -104,6 +105,7 @@ class _Pack:
         limits = [np.nan if m.progress.cost_limit is None else m.progress.cost_limit for m in members]
         self.limit = np.array(limits, dtype=np.float64)  # each config's divergence limit
         self.unset = np.array([m.progress.cost_limit is None for m in members])  # set by its first step's cost
+        self.one_at_a_time = backend.name == "numpy" and sliced.sliced(members[0].params)  # src/nn/sliced.py
 
     def progress(self, position: int) -> Progress:
         return self.members[self.alive[position]].progress
@@ -228,6 +230,10 @@ def _train_epoch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the training set, each config in its own order (`orders`, (K, N) on the device): every
     step's cost of each config (host, (steps, K)) and how many rows each classified right (host, (K,))."""
+    if pack.one_at_a_time:
+        data = (device.X_train, device.y_train[:, 0])
+        stacked = sliced.Stacked(pack.params, pack.optimizer, pack.shapes)
+        return sliced.train_epoch(stacked, data, orders, epoch, batch_size, on_step)
     xp, device_of, optimizer = pack.backend.xp, pack.backend.device, pack.optimizer
     K, N = orders.shape
     sizes = [min(batch_size, N - start) for start in range(0, N, batch_size)]

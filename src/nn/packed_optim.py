@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from src.nn.arrays import Array, PackedParams
+from src.nn.arrays import Array, PackedParams, Params
 from src.nn.backend import Backend
 from src.nn.mlp import DECAYED, PARAM_NAMES
 from src.nn.optim import OPTIMIZERS, SGD, Adam, Momentum, Optimizer, momentum_step
@@ -73,6 +73,27 @@ class PackedOptimizer(ABC):
         """The epoch about to start takes one step per entry of `batch_sizes` (SGD and momentum need nothing
         per epoch; Adam computes its steps' bias corrections)."""
         del batch_sizes
+
+    def advance(self, steps: int) -> None:
+        """Every config took `steps` more steps (Adam counts them; SGD and momentum need nothing)."""
+        del steps
+
+    def alone(self, position: int, params: Params) -> Optimizer:
+        """The optimizer of the config at `position` alone, as its run builds it, over `params` (views of its
+        slice of the pack's parameters) and carrying views of its slice of this pack's state: its steps are
+        the unpacked run's, and update the pack in place (NumPy packs only; then `advance`)."""
+        rule = {name: float(self.hyper[name][position]) for name in self.HYPERPARAMETERS if name != "steps"}
+        optimizer = self.RULE(params, **rule, **self.options())  # type: ignore[call-arg]  # each RULE takes its own
+        own = optimizer.state()
+        state = {name: np.reshape(self.moments[name][position], np.shape(own[name])) for name in self.moments}
+        if "steps" in own:
+            state["steps"] = np.asarray(self.hyper["steps"][position])
+        optimizer.bind_state(state)
+        return optimizer
+
+    def options(self) -> dict[str, bool]:
+        """What the configs' optimizers share beyond their hyperparameters (momentum's Nesterov or not)."""
+        return {}
 
     def state(self) -> dict[str, Array]:
         """Every config's optimizer state, by the names its `Optimizer.state()` uses (config axis first)."""
@@ -140,6 +161,9 @@ class PackedMomentum(PackedOptimizer):
         self.nesterov = kinds.pop()
         super().__init__(optimizers, params, dtype)
 
+    def options(self) -> dict[str, bool]:
+        return {"nesterov": self.nesterov}
+
     @staticmethod
     def hyperparameter(optimizer: Optimizer, name: str) -> float:
         assert isinstance(optimizer, Momentum)
@@ -190,7 +214,10 @@ class PackedAdam(PackedOptimizer):
         root2 = np.sqrt(corrections2)  # correctly rounded, as math.sqrt
         self.step_sizes = self.backend.asarray((hyper["lr"] * root2 / corrections1).reshape(steps, -1, 1, 1))
         self.eps_terms = self.backend.asarray((hyper["eps"] * root2).reshape(steps, -1, 1, 1))
-        hyper["steps"] = hyper["steps"] + steps
+        self.advance(steps)
+
+    def advance(self, steps: int) -> None:
+        self.hyper["steps"] = self.hyper["steps"] + steps
 
     def state(self) -> dict[str, Array]:
         return {**self.moments, "steps": self.hyper["steps"]}

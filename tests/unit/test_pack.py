@@ -24,6 +24,7 @@ from src.config.schema import DigitsConfig
 from src.data.idx import load_idx_folder
 from src.data.loader import load_dataset
 from src.experiment import checkpoints
+from src.nn import sliced
 from src.nn.backend import backend
 from src.nn.mlp import init_params
 from src.nn.optim import build_optimizer
@@ -47,6 +48,14 @@ CONFIGS = {
         dict(lr=2e-3, decay=0.0),
     ],
 }
+
+
+@pytest.fixture(params=["batched", "sliced"])
+def numpy_pass(request, monkeypatch):
+    """Each NumPy pack test runs on both of a NumPy pack's training passes: the batched products of
+    src/nn/packed.py and one config at a time (src/nn/sliced.py), whichever the net's size would choose."""
+    monkeypatch.setattr(sliced, "SLICED_FROM_WEIGHTS", 0 if request.param == "sliced" else 1 << 60)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +95,7 @@ def assert_same(packed, unpacked):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_pack_members_match_their_unpacked_fits(digits, name, dtype):
+def test_pack_members_match_their_unpacked_fits(digits, name, dtype, numpy_pass):
     settings = TrainSettings(batch_size=32, epochs=3)
     packed = [member(digits, seed, name, dtype, **hyper) for seed, hyper in enumerate(CONFIGS[name])]
     unpacked = [member(digits, seed, name, dtype, **hyper) for seed, hyper in enumerate(CONFIGS[name])]
@@ -102,13 +111,13 @@ def test_pack_members_match_their_unpacked_fits(digits, name, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_a_pack_of_one_is_fit_bit_for_bit(digits, name, dtype):
+def test_a_pack_of_one_is_fit_bit_for_bit(digits, name, dtype, numpy_pass):
     settings = TrainSettings(batch_size=50, epochs=2)  # 50: the epoch's last batch is a short one
     (result,) = fit_pack(digits, [member(digits, 7, name, dtype, **CONFIGS[name][0])], settings=settings)
     assert_same(result, alone(digits, settings, member(digits, 7, name, dtype, **CONFIGS[name][0])))
 
 
-def test_nesterov_packs_alone_and_never_with_heavy_ball(digits):
+def test_nesterov_packs_alone_and_never_with_heavy_ball(digits, numpy_pass):
     settings = TrainSettings(batch_size=32, epochs=2)
     hypers = [
         dict(lr=0.05, decay=1e-4, momentum=0.9, nesterov=True),
@@ -126,7 +135,7 @@ def _stop_at(epoch):
     return lambda at, metrics: f"pruned at epoch {at}" if at == epoch else None
 
 
-@pytest.mark.parametrize("where", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize("where", ["numpy", "sliced", "array_api_strict"])
 def test_one_member_diverges_one_is_pruned_one_runs_out_of_patience_the_rest_finish(digits, monkeypatch, where):
     settings = TrainSettings(batch_size=32, epochs=8, patience=2)
     hypers = [dict(lr=0.1, decay=1e-4), dict(lr=80.0, decay=0.0), dict(lr=0.05, decay=1e-4), dict(lr=1.5, decay=0.0)]
@@ -136,9 +145,21 @@ def test_one_member_diverges_one_is_pruned_one_runs_out_of_patience_the_rest_fin
         return [member(digits, s, "sgd", callbacks=Callbacks(on_epoch_end=hooks[s]), **h) for s, h in enumerate(hypers)]
 
     sizes = []  # the pack's size at every step: ended members leave it
-    real = pack_module.data_cost_grad
-    monkeypatch.setattr(pack_module, "data_cost_grad", lambda p, b, s: sizes.append(p["W1"].shape[0]) or real(p, b, s))
-    results = fit_pack(digits, build(), settings=settings, backend=backend(where))
+    steps = -(-len(digits.y_train) // 32)
+    if where == "sliced":  # one config's epoch after another: the pack's size is its epoch's count of orders
+        monkeypatch.setattr(sliced, "SLICED_FROM_WEIGHTS", 0)
+        real_epoch = sliced.train_epoch
+        monkeypatch.setattr(
+            sliced,
+            "train_epoch",
+            lambda *a: sizes.extend([len(a[2])] * steps) or real_epoch(*a),  # a[2]: orders
+        )
+    else:
+        real = pack_module.data_cost_grad
+        monkeypatch.setattr(
+            pack_module, "data_cost_grad", lambda p, b, s: sizes.append(p["W1"].shape[0]) or real(p, b, s)
+        )
+    results = fit_pack(digits, build(), settings=settings, backend=backend("numpy" if where == "sliced" else where))
     monkeypatch.undo()
     for result, expected in zip(results, [alone(digits, settings, m) for m in build()], strict=True):
         assert_same(result, expected)
@@ -147,7 +168,6 @@ def test_one_member_diverges_one_is_pruned_one_runs_out_of_patience_the_rest_fin
     assert pruned.stopped == "pruned at epoch 2" and pruned.epochs_trained == 2
     assert impatient.stopped.startswith("no lower validation loss for 2 epochs") and impatient.epochs_trained < 8
     assert finished.stopped is None and finished.epochs_trained == 8
-    steps = -(-len(digits.y_train) // 32)
     assert sizes[:steps] == [4] * steps and sizes[steps : 2 * steps] == [3] * steps and sizes[-1] == 1
 
 
@@ -174,8 +194,15 @@ def _same_snapshot(a, b):
             assert np.array_equal(value, b.arrays[name]), name
 
 
-@pytest.mark.parametrize("name,where", [("momentum", "numpy"), ("adam", "numpy"), ("adam", "array_api_strict")])
-def test_a_members_checkpoints_are_an_unpacked_runs_and_resume_alone_or_in_a_pack(digits, name, where):
+@pytest.mark.parametrize(
+    "name,where",
+    [("momentum", "numpy"), ("adam", "numpy"), ("adam", "array_api_strict")]
+    + [("sgd", "sliced"), ("momentum", "sliced"), ("adam", "sliced")],
+)
+def test_a_members_checkpoints_are_an_unpacked_runs_and_resume_alone_or_in_a_pack(digits, monkeypatch, name, where):
+    if where == "sliced":  # one config at a time, on views of the pack's stacked state
+        monkeypatch.setattr(sliced, "SLICED_FROM_WEIGHTS", 0)
+        where = "numpy"
     settings = TrainSettings(batch_size=32, epochs=4)
     hypers = CONFIGS[name][:3]
     packed_saves, unpacked_saves = [[] for _ in hypers], [[] for _ in hypers]
@@ -259,11 +286,16 @@ def test_the_pack_benchmarks_run_on_the_cpu(digits, capsys):
 
     rows = packs.pack_rows({"digits": digits}, sizes=(1, 2), epochs=1, hidden=8)
     assert [r["what"] for r in rows] == [
-        "per-config epoch, digits: one config alone (fit)",
+        "per-config epoch, digits: lr=0.01 decay=0.0 alone (fit)",
+        "per-config epoch, digits: lr=0.01 decay=1e-05 alone (fit)",
+        "per-config epoch, digits: lr=0.01 decay=0.0001 alone (fit)",
+        "per-config epoch, digits: lr=0.01 decay=0.001 alone (fit)",
         "per-config epoch, digits: pack of K=1",
         "per-config epoch, digits: pack of K=2",
     ]
-    assert all(r["value"] > 0 and r["unit"] == "s" for r in rows) and rows[1]["against"] == "x alone"
+    assert all(r["value"] > 0 and r["unit"] == "s" for r in rows) and rows[4]["against"] == "x alone"
+    assert rows[4]["ratio"] == pytest.approx(rows[4]["value"] / rows[0]["value"])  # K=1 against its config
+    assert rows[5]["ratio"] == pytest.approx(rows[5]["value"] * 2 / (rows[0]["value"] + rows[1]["value"]))
     assert gpu.main(["--device", "cpu", "--quick"]) == 0
     printed = capsys.readouterr().out
     assert "pack on numpy cpu, K=4" in printed
