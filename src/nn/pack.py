@@ -16,7 +16,10 @@ Nesterov or not), and stand at the same epoch (`progress.epochs_done`): a pack d
 are at different epochs (resume them in packs of their own, or alone).
 
 On NumPy a member gets the same bits as `fit` gives it alone (the packed numerics repeat `fit`'s operations
-per slice); on another backend, the same up to float32 rounding (its BLAS sums in another order).
+per slice); on another backend, the same up to float32 rounding (its BLAS sums in another order). A NumPy
+pack of a net of `sliced.SLICED_FROM_WEIGHTS` weights or more (Fashion-MNIST's, not digits') trains one
+config's epoch after another through `fit`'s own steps on views of its slice (src/nn/sliced.py), which keeps
+one config's weights in the cache; the epoch's bookkeeping stays the pack's.
 """
 
 import time
@@ -158,9 +161,10 @@ def fit_pack(
 
     The metrics of each epoch are `fit`'s, except `epoch_time_s`: the pack's training pass over the epoch
     divided by the number of configs it trained, each config's share. `on_step(epoch, step)` is called
-    before each of the pack's steps. A member's divergence is found at the end of the epoch it diverged in
-    (its slice trains on, alone, to the epoch's end, with no effect on the others), and reported with the step
-    and cost `fit` reports. Raises ValueError when the members cannot share a pack.
+    before each of the pack's steps (one config at a time: before each step of each config). A member's
+    divergence is found at the end of the epoch it diverged in (its slice trains on, alone, to the epoch's end,
+    with no effect on the others), and reported with the step and cost `fit` reports. Raises ValueError when
+    the members cannot share a pack.
     """
     _check(members)
     for member in members:

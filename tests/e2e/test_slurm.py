@@ -31,50 +31,41 @@ def test_a_sweep_trains_in_two_slurm_jobs_at_once_and_ends_them(slurm_cluster, t
     no_jobs_left(slurm_cluster)  # the jobs ended with the sweep
 
 
-def test_a_cancelled_job_ends_its_run_killed_at_a_step_and_the_config_continues_in_another(
+def test_a_job_out_of_time_then_one_cancelled_each_hand_the_config_on_to_the_next_in_the_same_run(
     slurm_cluster,  # noqa: F811
     tmp_path,
 ):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    grid = ["-m", "optimizer.lr=0.05,0.1", "epochs=1200", "threads=1", "hydra.launcher.n_jobs=2", *SWEEP]
-    sweep = run_cli(grid, tmp_path, env_extra={"SLURM_CONF": str(slurm_cluster.conf)}, background=True)
-    victim = wait_for(lambda: training(uri, 30))[0]
-    job = victim.data.tags["slurm_job_id"]
-    slurm_cluster.run("scancel", job)
-    # the job's SIGTERM stops the training at a step: the run ends KILLED, its checkpoint whole, before it goes
-    # on (the other job is busy, and the replacement takes 15 s or more)
-    stopped = wait_for(lambda: killed(uri, victim.info.run_id), timeout=30, every_s=0.2)
-    assert "SIGTERM" in stopped.data.tags["failure_reason"], stopped.data.tags
-    kept = checkpoints.path_for(tmp_path / "netsweep-checkpoints", victim.info.run_id)
-    assert kept.is_file() and checkpoints.leftovers(kept) == []
-    stdout, stderr = sweep.communicate(timeout=600)
-    assert sweep.returncode == 0, stderr
-    assert "[2/2 configs done]" in stdout and "Traceback" not in stderr
-    view, runs = sweep_runs(uri)
-    assert sorted(r.data.tags["outcome"] for r in runs) == ["finished"] * 2  # nothing to rerun
-    continued = next(r for r in runs if r.info.run_id == victim.info.run_id)
-    assert continued.data.tags["slurm_job_id"] != job  # it went on in another job ...
-    assert epochs(view, continued) == list(range(1, 1201))  # ... in the same run, each epoch logged once
-    assert list((tmp_path / "netsweep-checkpoints").iterdir()) == []
-    no_jobs_left(slurm_cluster)
-
-
-def test_a_job_out_of_time_hands_its_config_on_to_the_next_job(slurm_cluster, tmp_path):  # noqa: F811
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["-m", "epochs=100000", "threads=1", "hydra.launcher.slurm.time=00:01:00", *SWEEP]
     sweep = run_cli(args, tmp_path, env_extra={"SLURM_CONF": str(slurm_cluster.conf)}, background=True)
     (first,) = wait_for(lambda: training(uri, 5))
-    job = first.data.tags["slurm_job_id"]
+    jobs = [first.data.tags["slurm_job_id"]]
+    path = checkpoints.path_for(tmp_path / "netsweep-checkpoints", first.info.run_id)
 
-    def in_the_next_job():
+    def in_a_new_job():
         view, (run,) = sweep_runs(uri)
-        return (view, run) if run.data.tags.get("slurm_job_id") not in (None, job) else None
+        return (view, run) if run.data.tags.get("slurm_job_id") not in (None, *jobs) else None
 
-    view, run = wait_for(in_the_next_job, timeout=240)  # Slurm checks time limits about every 30 s
-    state = slurm_cluster.run("scontrol", "show", "job", job, check=False).stdout
+    def trains_on(timeout: float):  # the config in a job after `jobs`, in the same run, training on
+        view, run = wait_for(in_a_new_job, timeout=timeout)
+        assert run.info.run_id == first.info.run_id
+        at_handover = len(epochs(view, run))
+        wait_for(lambda: len(epochs(read_store(uri), run)) > at_handover + 10)
+        jobs.append(run.data.tags["slurm_job_id"])
+
+    # 1. out of time: Slurm's SIGTERM at the time limit (Slurm checks time limits about every 30 s)
+    trains_on(timeout=240)
+    state = slurm_cluster.run("scontrol", "show", "job", jobs[0], check=False).stdout
     assert "JobState=TIMEOUT" in state or "JobState=CANCELLED" in state or not state, state
-    at_handover = len(epochs(view, run))
-    wait_for(lambda: len(epochs(read_store(uri), run)) > at_handover + 10)  # training goes on there
+    # 2. cancelled: the job's SIGTERM stops the training at a step, and the run ends KILLED with its checkpoint
+    # whole before the config goes on (a job replacing it takes 15 s or more)
+    slurm_cluster.run("scancel", jobs[1])
+    stopped = wait_for(lambda: killed(uri, first.info.run_id), timeout=30, every_s=0.2)
+    assert "SIGTERM" in stopped.data.tags["failure_reason"], stopped.data.tags
+    assert path.is_file() and checkpoints.leftovers(path) == []
+    trains_on(timeout=120)
+    assert "failure_reason" not in read_store(uri).client.get_run(first.info.run_id).data.tags  # it went on
+    # 3. the sweep's end (Ctrl-C) cancels the last job: its SIGTERM too stops the training at a step
     sweep.send_signal(signal.SIGINT)
     try:
         _, stderr = sweep.communicate(timeout=120)
@@ -82,13 +73,11 @@ def test_a_job_out_of_time_hands_its_config_on_to_the_next_job(slurm_cluster, tm
         sweep.kill()
         raise
     assert sweep.returncode == 130, stderr
-    no_jobs_left(slurm_cluster)  # the sweep's end cancelled the job: its SIGTERM stops the training at a step
+    no_jobs_left(slurm_cluster)
     view = read_store(uri)
-    logged = epochs(view, view.client.get_run(run.info.run_id))
-    assert logged == list(range(1, len(logged) + 1))  # no epoch lost or logged twice across the jobs
-    # the run keeps its one checkpoint, and nothing else: each job's SIGTERM (the time limit, then the sweep's
-    # end) stopped the training at a step, never in the middle of writing it; it holds the last epoch logged
-    path = checkpoints.path_for(tmp_path / "netsweep-checkpoints", run.info.run_id)
+    logged = epochs(view, view.client.get_run(first.info.run_id))
+    assert logged == list(range(1, len(logged) + 1))  # no epoch lost or logged twice across the three jobs
+    # the run keeps its one checkpoint, and nothing else: no SIGTERM cut a write in half; it holds the last epoch
     assert list((tmp_path / "netsweep-checkpoints").iterdir()) == [path]
-    kept = checkpoints.load(path, run.data.tags["config_hash"])
+    kept = checkpoints.load(path, first.data.tags["config_hash"])
     assert kept is not None and kept.meta["epochs_done"] == len(logged), kept.meta
