@@ -73,6 +73,15 @@ def pack_epoch(data: TrainingData, count: int, epochs: int, hidden: int = HIDDEN
 
 
 def pack_rows(datasets: dict, sizes=SIZES, epochs: int = 3, hidden: int = HIDDEN) -> list[dict]:
+    """`_pack_rows` with one BLAS thread, as each of a sweep's workers trains on this 2-core machine (with two,
+    the products of batch 32 are no faster and their timing twice as noisy)."""
+    from threadpoolctl import threadpool_limits  # deferred: the GPU script imports this module without it
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _pack_rows(datasets, sizes, epochs, hidden)
+
+
+def _pack_rows(datasets: dict, sizes=SIZES, epochs: int = 3, hidden: int = HIDDEN) -> list[dict]:
     """Rows per dataset (name -> an object with X_train, y_train, X_val, y_val): the per-config epoch of the
     grid's first four configs alone (lr 0.01 at each decay: a decay costs two passes over the weights per step,
     so the baseline of a pack is its own mix of decays), then at each pack size K, with its ratio to the mean
