@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.nn.arrays import Params
-from src.nn.mlp import PARAM_NAMES, Workspace, decay_penalty
+from src.nn.mlp import PARAM_NAMES, Workspace
 from src.nn.packed_optim import PackedOptimizer
-from src.nn.train import StepHook
+from src.nn.train import StepHook, batch_cost
 
 # One config's weights at which the sliced pass beats the batched one on the CPU (bench/packs.py measures
 # both): digits' 64-256-10 net (19k weights) steps faster batched, where Python's per-step cost dominates;
@@ -56,7 +56,6 @@ def train_epoch(
     own order (`orders`, (K, N)): every step's cost of each config ((steps, K)) and how many rows each
     classified right ((K,)), as the batched pass returns them. `on_step(epoch, step)` is called before each
     step of each config."""
-    X, y = data
     K, N = orders.shape
     starts = range(0, N, batch_size)
     costs = np.zeros((len(starts), K))
@@ -69,10 +68,7 @@ def train_epoch(
         for step, start in enumerate(starts):
             if on_step is not None:
                 on_step(epoch, step + 1)
-            index = order[start : start + batch_size]
-            X_batch = workspace.load_batch(X, index)
-            mean_ce, right = workspace.data_cost_grad(own, X_batch, y[index], rule.grad_scale)
-            costs[step, position] = mean_ce + decay_penalty(own, rule.decay)
+            costs[step, position], right = batch_cost(own, workspace, rule, data, order[start : start + batch_size])
             correct[position] += right
             rule.step(own, workspace.grads)
     pack.optimizer.advance(len(starts))

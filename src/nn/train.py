@@ -177,18 +177,28 @@ class _Steps:
     on_step: StepHook | None
 
 
+def batch_cost(
+    params: Params, workspace: Workspace, optimizer: Optimizer, data: tuple[FloatArray, Labels], index: NDArray[np.intp]
+) -> tuple[float, int]:
+    """The cost of the rows `index` of `data` (rows, labels): their mean cross-entropy plus the decay penalty,
+    before this step's update, and how many of them `params` classify right; their gradient is left in
+    `workspace.grads` for `optimizer.step` (fit's step, and a NumPy pack's: src/nn/sliced.py)."""
+    X, y = data
+    X_batch = workspace.load_batch(X, index)
+    mean_ce, correct = workspace.data_cost_grad(params, X_batch, y[index], optimizer.grad_scale)
+    return mean_ce + decay_penalty(params, optimizer.decay), correct
+
+
 def _train_epoch(steps: _Steps, data: TrainingData, order: NDArray[np.intp], epoch: int) -> tuple[float, float]:
     """One pass over the training set in `order`; returns (mean cost, accuracy) over its batches."""
     params, workspace, optimizer, batch_size = steps.params, steps.workspace, steps.optimizer, steps.batch_size
-    X, y = data.X_train, data.y_train
+    rows = (data.X_train, data.y_train)
     total_cost, total_correct = 0.0, 0
     for step, start in enumerate(range(0, len(order), batch_size), start=1):
         if steps.on_step is not None:
             steps.on_step(epoch, step)
         index = order[start : start + batch_size]
-        X_batch = workspace.load_batch(X, index)
-        mean_ce, correct = workspace.data_cost_grad(params, X_batch, y[index], optimizer.grad_scale)
-        cost = mean_ce + decay_penalty(params, optimizer.decay)
+        cost, correct = batch_cost(params, workspace, optimizer, rows, index)
         steps.guard.check(epoch, step, cost)
         optimizer.step(params, workspace.grads)  # may overwrite workspace.grads (the Optimizer contract)
         total_cost += cost * len(index)
