@@ -14,7 +14,7 @@ import pandas as pd
 from src.outcomes import RESULTS, Outcome
 from src.sweep.slots import WorkerDied
 from src.tracking import names
-from src.tracking.api import DatasetRecord, Registration, RunRecord, Tags, result_per_config
+from src.tracking.api import DatasetRecord, Registration, RunRecord, StepMetrics, Tags, result_per_config
 
 
 class FakeRunLog:
@@ -46,6 +46,12 @@ class FakeRunLog:
         for key, value in metrics.items():
             self.record.metrics[key] = float(value)
             self.store.histories.setdefault(self.run_id, {}).setdefault(key, []).append((step, float(value)))
+
+    def log_steps(self, steps: Sequence[StepMetrics], tags: Tags | None = None) -> None:
+        self.store.metric_writes[self.run_id] = self.store.metric_writes.get(self.run_id, 0) + 1
+        for at in steps:
+            self.log_metrics(at.metrics, at.step)
+        self.set_tags(tags or {})
 
     def log_text(self, text: str, name: str) -> None:
         self._artifact(name, text)
@@ -114,6 +120,7 @@ class FakeStore:
         self.records: dict = {}
         self.status: dict = {}
         self.histories: dict = {}
+        self.metric_writes: dict[str, int] = {}  # run id -> log_steps calls (an epoch's write or a batch of them)
         self.artifacts_of: dict = {}
         self.arrays_of: dict = {}
         self.models: dict = {}

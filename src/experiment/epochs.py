@@ -1,7 +1,15 @@
 """What happens as each epoch ends: its metrics go to the run (with the curve a sweep's pruner reads), its
-line is printed, and in a sweep that prunes, the decision to go on or stop is made."""
+line is printed, and in a sweep that prunes, the decision to go on or stop is made.
+
+An epoch's metrics are written with the first epoch to end LOG_EVERY_S or more after the last write, in one
+write with those of the epochs that ended meanwhile: a run of short epochs (digits: a few ms each) costs a
+few writes, not one per epoch, and one of long epochs writes each as it ends. They are
+written at once where a pruner compares curves (its rungs) and when the fit ends, however it ends
+(`EpochEnd.flush`, called by the runner first). A process killed with SIGKILL loses only the epochs not yet
+written, which its checkpoint holds: the attempt that continues from it writes them first."""
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from src.experiment.job import SweepJob
@@ -10,9 +18,10 @@ from src.nn.arrays import Metrics
 from src.nn.train import History
 from src.pruning import Peer, best_so_far, curve_values, prune_among
 from src.tracking import names
-from src.tracking.api import RunLog, Store
+from src.tracking.api import RunLog, StepMetrics, Store
 
 log = logging.getLogger("netsweep")
+LOG_EVERY_S = 1.0  # the longest an ended epoch's metrics wait to be written to the run
 CURVE_DIGITS = 6  # significant digits of the curve a sweep's run publishes for pruners
 CURVE_MAX_CHARS = 7500  # MLflow keeps tag values up to 8000 characters: longer curves stop being published
 
@@ -33,12 +42,15 @@ class SweepPruner:
     def __init__(self, store: Store, job: SweepJob, key: str, group: str, epochs: int):
         self.store, self.job, self.key, self.group, self.epochs = store, job, key, group, epochs
 
+    def compares_at(self, epoch: int) -> bool:
+        """Whether this run's curve is compared with its peers' after `epoch` (so it is written now)."""
+        return self.job.prune.needs_peers(epoch, self.epochs, self.job.seeded)
+
     def __call__(self, epoch: int, curve: list[float]) -> str | None:
-        rule = self.job.prune
-        if not rule.needs_peers(epoch, self.epochs, self.job.seeded):
+        if not self.compares_at(epoch):
             return None  # nothing to decide (asha between rungs), and no other seed whose pruning this one follows
         mine = Peer(self.key, self.group, curve)
-        return prune_among(rule, epoch, self.epochs, mine, self._peers())
+        return prune_among(self.job.prune, epoch, self.epochs, mine, self._peers())
 
     def _peers(self) -> list[Peer]:
         """The sweep's other runs that published a curve, as plain records."""
@@ -63,7 +75,7 @@ class EpochEnd:
     `publish_curve`: a sweep's run tags its curve each epoch, for this sweep's pruner and later ones;
     `threads`: the run's ThreadGovernor, whose choice is logged with each epoch; `logged`: epochs the run
     already holds (an attempt continued from a checkpoint retrains, but does not log again, the epochs an
-    earlier attempt logged after its last checkpoint)."""
+    earlier attempt logged after its last checkpoint). Metrics wait in `pending` until `flush` (see above)."""
 
     run: RunLog
     epochs: int
@@ -73,6 +85,15 @@ class EpochEnd:
     threads: ThreadGovernor | None = None
     logged: int = 0
     pruned: str | None = field(default=None, init=False)
+    pending: list[StepMetrics] = field(default_factory=list, init=False)
+    pending_tags: dict[str, object] = field(default_factory=dict, init=False)
+    flushed_at: float = field(default_factory=time.monotonic, init=False)
+
+    def flush(self) -> None:
+        """Write the epochs that wait (and the latest curve), in as few writes as the store takes."""
+        if self.pending or self.pending_tags:
+            self.run.log_steps(self.pending, tags=self.pending_tags)
+        self.pending, self.pending_tags, self.flushed_at = [], {}, time.monotonic()
 
     def __call__(self, epoch: int, row: Metrics) -> str | None:
         metric = self.pruner.job.prune.metric if self.pruner is not None else "val_ce"
@@ -81,7 +102,11 @@ class EpochEnd:
         tags = {names.CURVE: encoded} if encoded and len(encoded) <= CURVE_MAX_CHARS else {}
         chosen = {"blas_threads": self.threads.current} if self.threads and self.threads.current else {}
         if epoch > self.logged:
-            self.run.log_metrics({**row, **chosen}, step=epoch, tags=tags)
+            self.pending.append(StepMetrics(epoch, {**row, **chosen}, int(time.time() * 1000)))
+            self.pending_tags.update(tags)
+        compared = self.pruner is not None and self.pruner.compares_at(epoch)
+        if compared or epoch >= self.epochs or time.monotonic() - self.flushed_at >= LOG_EVERY_S:
+            self.flush()
         width = len(str(self.epochs))
         log.info(
             f"epoch {epoch:>{width}}/{self.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"

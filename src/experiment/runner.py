@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ from src.nn.train import (
 )
 from src.outcomes import Outcome
 from src.tracking import names
-from src.tracking.api import DatasetRecord, RunLog, RunRecord, Store
+from src.tracking.api import DatasetRecord, RunLog, RunRecord, StepMetrics, Store
 from src.tracking.opening import EVALUATED_BY, evaluate_later, open_store, preload, resolve_uri
 
 log = logging.getLogger("netsweep")
@@ -416,7 +417,7 @@ def begin(ctx: RunContext) -> Begun | RunSummary:
     training = new_fit(ctx.settings, dataset, saved)
     logged = 0
     if saved is not None:
-        logged = ctx.store.epochs_logged(run.run_id)
+        logged = _catch_up(ctx, training.progress.history, ctx.store.epochs_logged(run.run_id))
         log.info(f"continuing from epoch {training.progress.epochs_done} (checkpoint {ctx.checkpoint})")
     governor = thread_governor(ctx.settings, dataset)
     epoch_end = _epoch_end(ctx, governor, training.progress.history, logged)
@@ -440,6 +441,7 @@ def finish(begun: Begun, outcome: FitOutcome) -> RunSummary:
     the history trained so far was kept; the checkpoint stays only for an interrupt)."""
     ctx, run, governor = begun.ctx, begun.ctx.run, begun.governor
     try:
+        _write_pending_epochs(begun.epoch_end, outcome)
         if isinstance(outcome, Diverged):
             record_history(ctx, outcome.history, diverged_at=outcome.epoch)
             checkpoints.remove(ctx.checkpoint)
@@ -519,6 +521,28 @@ def _record_inputs(ctx: RunContext) -> None:
             dataset.num_classes,
         )
     )  # fmt: skip
+
+
+def _write_pending_epochs(epoch_end: EpochEnd, outcome: FitOutcome) -> None:
+    """The epochs whose metrics still wait, written before anything else closes the run; after an interrupt or
+    an error a failing write is said, never masking what stopped the fit."""
+    if not isinstance(outcome, BaseException):
+        epoch_end.flush()
+        return
+    try:
+        epoch_end.flush()
+    except Exception as failure:
+        log.warning(f"netsweep: could not write the last epochs' metrics of run {epoch_end.run.run_id}: {failure}")
+
+
+def _catch_up(ctx: RunContext, history: History, logged: int) -> int:
+    """An attempt continued from a checkpoint writes first the epochs its checkpoint holds but the run does not
+    (the last ones before a SIGKILL, which were waiting to be written); returns the epochs the run holds now."""
+    rows = history.rows()[logged:]
+    if rows:
+        now = int(time.time() * 1000)
+        ctx.run.log_steps([StepMetrics(int(row.pop("epoch")), row, now) for row in rows])
+    return max(logged, history.epochs)
 
 
 def _keep_partial_history(ctx: RunContext, epoch_end: EpochEnd, exc: BaseException) -> None:

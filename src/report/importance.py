@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
+import pandas as pd
 
 BINS = 5
 RESAMPLES = 300
@@ -53,6 +53,12 @@ def explained(level: np.ndarray, ranks: np.ndarray) -> float:
     between = sum(float((level == g).sum()) * (ranks[level == g].mean() - ranks.mean()) ** 2 for g in groups)
     within = (total - between) / (n - k)
     return max(0.0, (between - (k - 1) * within) / total)
+
+
+def rankdata(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their mean rank (scipy.stats.rankdata's default, through pandas, which the
+    report has imported already: scipy.stats would cost it ~0.5 s of imports)."""
+    return pd.Series(values).rank(method="average").to_numpy()
 
 
 def importances(table: dict[str, list[str | None]], costs: list[float], seed: int = 0) -> list[Importance]:

@@ -47,6 +47,14 @@ class DatasetRecord:
     classes: int
 
 
+class StepMetrics(NamedTuple):
+    """The metrics of one step (an epoch) and when it ended (ms since the epoch), written later in a batch."""
+
+    step: int
+    metrics: Mapping[str, float]
+    time_ms: int
+
+
 class Registration(NamedTuple):
     """Where `register_model` left the alias: the model version it points at, and whether it moved."""
 
@@ -82,6 +90,11 @@ class RunLog(Protocol):
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0, tags: Tags | None = None) -> None:
         """Metrics at `step` (an epoch), and tags in the same write."""
+        ...
+
+    def log_steps(self, steps: Sequence[StepMetrics], tags: Tags | None = None) -> None:
+        """The metrics of several steps, each with its own time, in as few writes as the store takes; the
+        tags (the state after the last step) with the last write."""
         ...
 
     def log_text(self, text: str, name: str) -> None: ...

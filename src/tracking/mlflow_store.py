@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from src.errors import ConfigError
 from src.outcomes import RESULTS, Outcome
 from src.tracking import mlflow_models, names
-from src.tracking.api import DatasetRecord, Registration, RunRecord, Store, Tags, result_per_config
+from src.tracking.api import DatasetRecord, Registration, RunRecord, StepMetrics, Store, Tags, result_per_config
 from src.tracking.mlflow_client import TrackingClient
 from src.tracking.mlflow_models import LoadedNet, quoted
 from src.tracking.opening import SQLITE_PREFIX
@@ -54,6 +54,7 @@ ENDED = {outcome.value for outcome in Outcome if outcome.ended}
 NOTE = "mlflow.note.content"  # the description the UI shows on an experiment
 PARENT = "mlflow.parentRunId"
 BATCH_LIMIT = 100  # MLflow accepts at most 100 params (and 1000 metrics) per log_batch call
+METRICS_PER_BATCH = 900  # what one log_batch of several steps carries (MLflow: at most 1000 items in all)
 PAGE = 1000
 EXPERIMENTS_PER_SEARCH = 100
 REACH_TIMEOUT_S = 10.0  # a tracking server that accepts no connection within this is reported unreachable
@@ -139,6 +140,17 @@ class MlflowRunLog:
             metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
+
+    def log_steps(self, steps: Sequence[StepMetrics], tags: Tags | None = None) -> None:
+        """Several steps' metrics with their own timestamps, in batches; the tags with the last one."""
+        metrics = [Metric(k, float(v), at.time_ms, at.step) for at in steps for k, v in at.metrics.items()]
+        written = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        if not metrics and not written:
+            return
+        batches = [metrics[start : start + METRICS_PER_BATCH] for start in range(0, len(metrics), METRICS_PER_BATCH)]
+        batches = batches or [[]]
+        for index, batch in enumerate(batches):
+            self._client.log_batch(self.run_id, metrics=batch, tags=written if index == len(batches) - 1 else [])
 
     def log_text(self, text: str, name: str) -> None:
         self._client.log_text(self.run_id, text, name)

@@ -1,16 +1,16 @@
 """Per-epoch checkpoints: a fit stopped after any epoch and continued from its checkpoint ends exactly as
 the unbroken fit, for every optimizer; checkpoints are written whole; a run killed mid-training continues
-in the same run, logging each epoch once."""
+in the same run, logging each epoch once, those it had not written yet when it died included."""
 
 import numpy as np
 import pytest
 
-from src.experiment import checkpoints, runner
+from src.experiment import checkpoints, epochs, runner
 from src.experiment.checkpoints import Checkpoint
 from src.experiment.runner import run_config
 from src.nn.mlp import init_params
 from src.nn.optim import build_optimizer
-from src.nn.train import EPOCH_METRICS, Callbacks, Progress, TrainingData, TrainSettings, fit
+from src.nn.train import EPOCH_METRICS, Callbacks, History, Progress, TrainingData, TrainSettings, fit
 from src.outcomes import Outcome
 from src.tracking import names
 
@@ -159,3 +159,100 @@ def test_a_run_killed_mid_training_continues_in_the_same_run_and_ends_as_an_unbr
         )
     assert list(folder.iterdir()) == []  # the run ended: its checkpoint is gone
     assert len(view.runs) == 2
+
+
+def test_epochs_waiting_to_be_written_when_a_run_dies_are_written_by_the_attempt_that_continues_it(
+    compose_cfg, store_uri, monkeypatch
+):
+    """A SIGKILL leaves no time to write the epochs that wait (src/experiment/epochs.py): the checkpoint holds
+    them, and the next attempt writes them before it trains on, so the run still has every epoch once."""
+
+    def cfg():
+        return compose_cfg(f"tracking.uri={store_uri}", "epochs=6", "threads=1")
+
+    whole = run_config(cfg())
+    monkeypatch.setattr(epochs, "LOG_EVERY_S", 1e9)  # nothing is written before the fit ends
+    monkeypatch.setattr(runner, "_write_pending_epochs", lambda epoch_end, outcome: None)  # ... nor then: killed
+    saving = runner._saving
+
+    def die_after_epoch_3(ctx, training):
+        save = saving(ctx, training)
+
+        def save_then_die(progress):
+            save(progress)
+            if progress.epochs_done == 3:
+                raise KeyboardInterrupt
+
+        return save_then_die
+
+    monkeypatch.setattr(runner, "_saving", die_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(cfg())
+    view = read_store(store_uri)
+    (killed,) = [run for run in view.runs if run.info.run_id != whole.run_id]
+    assert view.steps(killed, "val_loss") == []  # its three epochs were never written
+    monkeypatch.undo()
+
+    continued = run_config(cfg())
+    assert continued.run_id == killed.info.run_id
+    view = read_store(store_uri)
+    run = view.client.get_run(continued.run_id)
+    for name in EPOCH_METRICS:
+        assert view.steps(run, name) == [1, 2, 3, 4, 5, 6], name
+    assert view.history(run, "val_loss") == view.history(view.client.get_run(whole.run_id), "val_loss")
+
+
+class Writes:
+    """A RunLog that counts its writes of epochs."""
+
+    run_id = "run"
+
+    def __init__(self):
+        self.writes: list[list[int]] = []
+
+    def log_steps(self, steps, tags=None):
+        self.writes.append([at.step for at in steps])
+
+
+def _row(epoch):
+    return {name: 1.0 / epoch for name in EPOCH_METRICS}
+
+
+def test_short_epochs_are_written_together_and_the_last_one_at_once(monkeypatch):
+    history, log = History(), Writes()
+    end = epochs.EpochEnd(log, 30, history)
+    for epoch in range(1, 31):
+        history.append(_row(epoch))
+        end(epoch, _row(epoch))
+    assert sum(log.writes, []) == list(range(1, 31))  # every epoch once, in order
+    assert len(log.writes) < 5  # 30 epochs of a few microseconds: not a write each
+
+    clock = iter(range(100, 1000, 2))  # every epoch ends 2 s after the one before it
+    monkeypatch.setattr(epochs.time, "monotonic", lambda: next(clock))
+    history, log = History(), Writes()
+    end = epochs.EpochEnd(log, 3, history)
+    end.flushed_at = 98  # created 2 s before the first epoch ends
+    for epoch in range(1, 4):
+        history.append(_row(epoch))
+        end(epoch, _row(epoch))
+    assert log.writes == [[1], [2], [3]]  # long epochs: each written as it ends
+
+
+def test_a_pruned_sweep_writes_its_curve_at_once_where_its_peers_compare_it(monkeypatch):
+    class Judge:
+        def compares_at(self, epoch):
+            return epoch in (3, 9)
+
+        def __call__(self, epoch, curve):
+            return None
+
+        class job:  # noqa: N801 - stands in for the SweepJob the pruner reads its rule from
+            class prune:  # noqa: N801
+                metric = "val_ce"
+
+    history, log = History(), Writes()
+    end = epochs.EpochEnd(log, 12, history, pruner=Judge(), publish_curve=True)
+    for epoch in range(1, 13):
+        history.append(_row(epoch))
+        end(epoch, _row(epoch))
+    assert log.writes == [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10, 11, 12]]

@@ -24,6 +24,7 @@ from src import interrupts
 from src.errors import ConfigError, Interrupted
 from src.outcomes import RESULTS, Outcome
 from src.tracking import names, opening, retry, sqlite_files
+from src.tracking.api import StepMetrics
 from src.tracking.opening import is_local_file, open_store, resolve_uri
 from src.tracking.provenance import git_tags
 from src.tracking.sqlite_files import latest_schema, schema_version, wait_for_migrations
@@ -217,6 +218,20 @@ def test_each_outcome_ends_a_run_with_its_status_and_reads_back(store_uri, outco
     assert record.outcome == outcome and record.name == "a run" and record.tags[names.CONFIG_HASH] == "h"
     assert MlflowClient(store_uri).get_run(run.run_id).info.status == status
     assert (record.tags.get(names.FAILURE_REASON) == "why") == (outcome != Outcome.FINISHED)
+
+
+def test_many_steps_written_at_once_keep_each_step_its_time_and_the_tags_come_last(store_uri):
+    store = open_store(store_uri)
+    run = store.create_run(store.experiment_id("e"), "r", {})
+    steps = [StepMetrics(s, {f"m{k}": s + k / 10 for k in range(7)}, 1_000 * s) for s in range(1, 151)]
+    run.log_steps(steps, tags={"curve": "1 2"})  # 1050 metrics: more than one log_batch takes
+    run.log_steps([], tags={"pruned": "no"})
+    client = MlflowClient(store_uri)
+    history = sorted(client.get_metric_history(run.run_id, "m3"), key=lambda m: m.step)
+    assert [(m.step, m.value, m.timestamp) for m in history] == [(s, s + 0.3, 1_000 * s) for s in range(1, 151)]
+    tags = client.get_run(run.run_id).data.tags
+    assert tags["curve"] == "1 2" and tags["pruned"] == "no"
+    assert store.epochs_logged(run.run_id) == 0  # no val_acc among them
 
 
 def test_scheduled_runs_are_attached_and_searched_by_netsweep_terms(store_uri):
