@@ -3,10 +3,10 @@ line is printed, and in a sweep that prunes, the decision to go on or stop is ma
 
 An epoch's metrics are written with the first epoch to end LOG_EVERY_S or more after the last write, in one
 write with those of the epochs that ended meanwhile: a run of short epochs (digits: a few ms each) costs a
-few writes, not one per epoch, and one of long epochs writes each as it ends. They are
-written at once where a pruner compares curves (its rungs) and when the fit ends, however it ends
-(`EpochEnd.flush`, called by the runner first). A process killed with SIGKILL loses only the epochs not yet
-written, which its checkpoint holds: the attempt that continues from it writes them first."""
+few writes, not one per epoch, and one of long epochs writes each as it ends. They are written at once where
+a pruner compares curves (its rungs) and when the fit ends, however it ends (`EpochEnd.flush`, which the
+runner calls first). A process killed with SIGKILL loses only the epochs not yet written, which its
+checkpoint holds: the attempt that continues from it writes them first."""
 
 import logging
 import time
@@ -21,7 +21,7 @@ from src.tracking import names
 from src.tracking.api import RunLog, StepMetrics, Store
 
 log = logging.getLogger("netsweep")
-LOG_EVERY_S = 1.0  # the longest an ended epoch's metrics wait to be written to the run
+LOG_EVERY_S = 1.0  # epochs' metrics are written at most this often (and at once at rungs and at the end)
 CURVE_DIGITS = 6  # significant digits of the curve a sweep's run publishes for pruners
 CURVE_MAX_CHARS = 7500  # MLflow keeps tag values up to 8000 characters: longer curves stop being published
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import resource
 import socket
+import sys
 import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
@@ -168,8 +169,16 @@ def refuse_a_second_attempt(store: Store, run_id: str) -> None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (a sweep worker's covers the configs it ran)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process so far (a sweep worker's covers the configs it ran): Linux's
+    VmHWM. Not getrusage's ru_maxrss there, which counts the memory of the process that started this one
+    (kept across exec): a run started from a notebook holding 2 GB would report 2 GB."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):  # not Linux: ru_maxrss, in bytes on macOS and in KiB elsewhere
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def blas_threads() -> int:

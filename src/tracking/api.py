@@ -48,7 +48,7 @@ class DatasetRecord:
 
 
 class StepMetrics(NamedTuple):
-    """The metrics of one step (an epoch) and when it ended (ms since the epoch), written later in a batch."""
+    """The metrics of one step (an epoch) and when it ended (Unix time in ms), written later in a batch."""
 
     step: int
     metrics: Mapping[str, float]

@@ -59,6 +59,25 @@ def blobs(rng):
     return (X - X.min()) / (X.max() - X.min()), y
 
 
+def _dying_after_epoch(epoch, killed_at):
+    """A stand-in for runner._saving whose runs stop (Ctrl-C or SIGTERM) right after the checkpoint of
+    `epoch`; the runs it stops are appended to `killed_at`."""
+    saving = runner._saving
+
+    def replaced(ctx, training):
+        save = saving(ctx, training)
+
+        def save_then_die(progress):
+            save(progress)
+            if progress.epochs_done == epoch:
+                killed_at.append(ctx.run.run_id)
+                raise KeyboardInterrupt
+
+        return save_then_die
+
+    return replaced
+
+
 @pytest.mark.parametrize(("name", "knobs"), OPTIMIZERS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_fit_continued_from_any_epoch_ends_exactly_as_the_unbroken_fit(blobs, tmp_path, name, knobs, dtype):
@@ -121,21 +140,9 @@ def test_a_run_killed_mid_training_continues_in_the_same_run_and_ends_as_an_unbr
         return compose_cfg(f"tracking.uri={store_uri}", "epochs=6", "threads=1", "optimizer=adam")
 
     whole = run_config(cfg())
-    killed_at = []
+    killed_at: list[str] = []
     saving = runner._saving
-
-    def kill_after_epoch_3(ctx, training):
-        save = saving(ctx, training)
-
-        def save_then_die(progress):
-            save(progress)
-            if progress.epochs_done == 3:
-                killed_at.append(ctx.run.run_id)
-                raise KeyboardInterrupt  # Ctrl-C or SIGTERM, right after the checkpoint of epoch 3
-
-        return save_then_die
-
-    monkeypatch.setattr(runner, "_saving", kill_after_epoch_3)
+    monkeypatch.setattr(runner, "_saving", _dying_after_epoch(3, killed_at))
     with pytest.raises(KeyboardInterrupt):
         run_config(cfg())
     monkeypatch.setattr(runner, "_saving", saving)
@@ -173,19 +180,7 @@ def test_epochs_waiting_to_be_written_when_a_run_dies_are_written_by_the_attempt
     whole = run_config(cfg())
     monkeypatch.setattr(epochs, "LOG_EVERY_S", 1e9)  # nothing is written before the fit ends
     monkeypatch.setattr(runner, "_write_pending_epochs", lambda epoch_end, outcome: None)  # ... nor then: killed
-    saving = runner._saving
-
-    def die_after_epoch_3(ctx, training):
-        save = saving(ctx, training)
-
-        def save_then_die(progress):
-            save(progress)
-            if progress.epochs_done == 3:
-                raise KeyboardInterrupt
-
-        return save_then_die
-
-    monkeypatch.setattr(runner, "_saving", die_after_epoch_3)
+    monkeypatch.setattr(runner, "_saving", _dying_after_epoch(3, []))
     with pytest.raises(KeyboardInterrupt):
         run_config(cfg())
     view = read_store(store_uri)

@@ -2,6 +2,8 @@
 run its parent created."""
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from src.outcomes import Outcome
 from src.tracking import names
 from src.tracking.opening import open_store
 
-from ..helpers import read_store
+from ..helpers import REPO, read_store
 
 
 @pytest.fixture
@@ -190,3 +192,14 @@ def test_the_optimizers_knobs_reach_it(compose_cfg):
     cfg = compose_cfg("optimizer=momentum", "optimizer.momentum=0.5", "optimizer.nesterov=true")
     built = runner.optimizer_for(runner.settings_of(cfg), {"W1": np.zeros((1, 1))})
     assert (built.momentum, built.nesterov) == (0.5, True)
+
+
+def test_a_runs_peak_memory_is_its_own_not_that_of_the_process_that_started_it():
+    """getrusage's ru_maxrss keeps the starting process's memory across exec (Linux): a run started from a
+    process holding 400 MB would have logged peak_rss_mb >= 400."""
+    held = np.ones(50_000_000)  # 400 MB in this process while it starts the child
+    child = subprocess.run(
+        [sys.executable, "-c", "from src.experiment.recording import peak_rss_mb; print(peak_rss_mb())"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    assert 10 < float(child.stdout) < held.nbytes / 2**20 / 2
