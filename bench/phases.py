@@ -59,6 +59,7 @@ PHASES: dict[str, dict[str, str]] = {
         "MlflowRunLog.log_params": "run creation",
         "MlflowRunLog.log_training_data": "run creation",
         "MlflowRunLog.log_metrics": "epoch logging",
+        "MlflowRunLog.log_steps": "epoch logging",
         "MlflowRunLog.log_model": "model",
         "MlflowRunLog.log_arrays": "model",
         "MlflowRunLog.close": "close",

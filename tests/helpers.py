@@ -1,6 +1,7 @@
 """The one helper that runs the CLI, the one that reads a tracking store back, and small data files."""
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -119,6 +120,19 @@ def wait_for(predicate, timeout: float = 120.0, every_s: float = 0.3):
             return found
         time.sleep(every_s)
     raise AssertionError("timed out")
+
+
+def checkpointed_epochs(folder: Path, run_id: str) -> int:
+    """Epochs the checkpoint of run `run_id` in `folder` holds (0 when it has none yet): how far a run has
+    trained, to the epoch. The store lags by up to a second (src/experiment/epochs.py writes epochs together)."""
+    from src.experiment import checkpoints
+
+    path = checkpoints.path_for(folder, run_id)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return int(json.loads(str(stored[checkpoints.META]))["epochs_done"])
+    except (OSError, KeyError, ValueError):
+        return 0
 
 
 def assert_ends_as_trained_alone(cwd, uri: str, run, epochs: int, experiment: str = "alone") -> None:

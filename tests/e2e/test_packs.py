@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from ..helpers import assert_ends_as_trained_alone, read_store, run_cli, wait_for
+from ..helpers import assert_ends_as_trained_alone, checkpointed_epochs, read_store, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +42,10 @@ def _sweep(cli):
 def test_a_killed_pack_worker_costs_its_packs_configs_only_and_the_rerun_continues_them(cli):
     sweep = _sweep(cli)
 
-    def all_training():
-        client, runs = _children(cli.uri)
+    def all_training():  # by their checkpoints: the store lags by up to a second (src/experiment/epochs.py)
+        _, runs = _children(cli.uri)
         going = [r for r in runs if r.info.status == "RUNNING"]
-        trained = [r for r in going if len(client.get_metric_history(r.info.run_id, "val_acc")) >= 5]
+        trained = [r for r in going if checkpointed_epochs(cli.cwd / "netsweep-checkpoints", r.info.run_id) >= 5]
         return trained if len(trained) == 4 else None
 
     training = wait_for(all_training)
