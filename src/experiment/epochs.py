@@ -10,6 +10,7 @@ checkpoint holds: the attempt that continues from it writes them first."""
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from src.experiment.job import SweepJob
@@ -85,15 +86,21 @@ class EpochEnd:
     threads: ThreadGovernor | None = None
     logged: int = 0
     pruned: str | None = field(default=None, init=False)
+    clock: Callable[[], float] = time.monotonic  # when LOG_EVERY_S has passed (a test's own clock)
     pending: list[StepMetrics] = field(default_factory=list, init=False)
     pending_tags: dict[str, object] = field(default_factory=dict, init=False)
-    flushed_at: float = field(default_factory=time.monotonic, init=False)
+    flushed_at: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.flushed_at = self.clock()
 
     def flush(self) -> None:
-        """Write the epochs that wait (and the latest curve), in as few writes as the store takes."""
-        if self.pending or self.pending_tags:
-            self.run.log_steps(self.pending, tags=self.pending_tags)
-        self.pending, self.pending_tags, self.flushed_at = [], {}, time.monotonic()
+        """Write the epochs that wait (and the latest curve), in as few writes as the store takes. They stop
+        waiting first: a write that fails is not tried again (the history and Figure 1 still hold them)."""
+        pending, tags = self.pending, self.pending_tags
+        self.pending, self.pending_tags, self.flushed_at = [], {}, self.clock()
+        if pending or tags:
+            self.run.log_steps(pending, tags=tags)
 
     def __call__(self, epoch: int, row: Metrics) -> str | None:
         metric = self.pruner.job.prune.metric if self.pruner is not None else "val_ce"
@@ -105,7 +112,7 @@ class EpochEnd:
             self.pending.append(StepMetrics(epoch, {**row, **chosen}, int(time.time() * 1000)))
             self.pending_tags.update(tags)
         compared = self.pruner is not None and self.pruner.compares_at(epoch)
-        if compared or epoch >= self.epochs or time.monotonic() - self.flushed_at >= LOG_EVERY_S:
+        if compared or epoch >= self.epochs or self.clock() - self.flushed_at >= LOG_EVERY_S:
             self.flush()
         width = len(str(self.epochs))
         log.info(

@@ -441,7 +441,7 @@ def finish(begun: Begun, outcome: FitOutcome) -> RunSummary:
     the history trained so far was kept; the checkpoint stays only for an interrupt)."""
     ctx, run, governor = begun.ctx, begun.ctx.run, begun.governor
     try:
-        _write_pending_epochs(begun.epoch_end, outcome)
+        outcome = _write_pending_epochs(begun.epoch_end, outcome)
         if isinstance(outcome, Diverged):
             record_history(ctx, outcome.history, diverged_at=outcome.epoch)
             checkpoints.remove(ctx.checkpoint)
@@ -523,16 +523,17 @@ def _record_inputs(ctx: RunContext) -> None:
     )  # fmt: skip
 
 
-def _write_pending_epochs(epoch_end: EpochEnd, outcome: FitOutcome) -> None:
-    """The epochs whose metrics still wait, written before anything else closes the run; after an interrupt or
-    an error a failing write is said, never masking what stopped the fit."""
-    if not isinstance(outcome, BaseException):
-        epoch_end.flush()
-        return
+def _write_pending_epochs(epoch_end: EpochEnd, outcome: FitOutcome) -> FitOutcome:
+    """The epochs whose metrics still wait, written before anything else closes the run; returns how the fit
+    ended, which is the write's failure when it had ended well. After an interrupt or an error, a failing
+    write is said, never masking what stopped the fit."""
     try:
         epoch_end.flush()
     except Exception as failure:
+        if not isinstance(outcome, BaseException):
+            return failure
         log.warning(f"netsweep: could not write the last epochs' metrics of run {epoch_end.run.run_id}: {failure}")
+    return outcome
 
 
 def _catch_up(ctx: RunContext, history: History, logged: int) -> int:
@@ -542,6 +543,7 @@ def _catch_up(ctx: RunContext, history: History, logged: int) -> int:
     if rows:
         now = int(time.time() * 1000)
         ctx.run.log_steps([StepMetrics(int(row.pop("epoch")), row, now) for row in rows])
+        log.info(f"wrote epochs {logged + 1}-{history.epochs} from the checkpoint (unwritten when it stopped)")
     return max(logged, history.epochs)
 
 

@@ -24,6 +24,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from src.errors import ConfigError
+from src.interrupts import shielded
 from src.outcomes import RESULTS, Outcome
 from src.tracking import mlflow_models, names
 from src.tracking.api import DatasetRecord, Registration, RunRecord, StepMetrics, Store, Tags, result_per_config
@@ -142,15 +143,21 @@ class MlflowRunLog:
         )
 
     def log_steps(self, steps: Sequence[StepMetrics], tags: Tags | None = None) -> None:
-        """Several steps' metrics with their own timestamps, in batches; the tags with the last one."""
-        metrics = [Metric(k, float(v), at.time_ms, at.step) for at in steps for k, v in at.metrics.items()]
+        """Several steps' metrics with their own timestamps, in batches of whole steps (a step is never half
+        written), the tags with the last; Ctrl-C waits for the last batch (`interrupts.shielded`)."""
         written = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-        if not metrics and not written:
+        batches: list[list[Metric]] = []
+        for at in steps:
+            metrics = [Metric(k, float(v), at.time_ms, at.step) for k, v in at.metrics.items()]
+            if not batches or len(batches[-1]) + len(metrics) > METRICS_PER_BATCH:
+                batches.append([])
+            batches[-1].extend(metrics)
+        if not batches and not written:
             return
-        batches = [metrics[start : start + METRICS_PER_BATCH] for start in range(0, len(metrics), METRICS_PER_BATCH)]
         batches = batches or [[]]
-        for index, batch in enumerate(batches):
-            self._client.log_batch(self.run_id, metrics=batch, tags=written if index == len(batches) - 1 else [])
+        with shielded():
+            for index, batch in enumerate(batches):
+                self._client.log_batch(self.run_id, metrics=batch, tags=written if index == len(batches) - 1 else [])
 
     def log_text(self, text: str, name: str) -> None:
         self._client.log_text(self.run_id, text, name)

@@ -173,8 +173,6 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_i
     assert sorted(r.data.tags["outcome"] for r in children.values()) == ["finished"] * 3 + ["killed"]
     trained_before = checkpointed_epochs(folder, victim.info.run_id)
     assert 5 <= trained_before < KILLED_EPOCHS
-    written = len(client.get_metric_history(victim.info.run_id, "val_acc"))
-    assert written <= trained_before + 1  # the epochs it had not written yet are in its checkpoint
     assert [p.name for p in folder.iterdir()] == [f"{victim.info.run_id}.ckpt.npz"]  # only the killed config's
 
     rerun = _start(cli, *grid)

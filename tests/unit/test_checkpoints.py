@@ -179,7 +179,7 @@ def test_epochs_waiting_to_be_written_when_a_run_dies_are_written_by_the_attempt
 
     whole = run_config(cfg())
     monkeypatch.setattr(epochs, "LOG_EVERY_S", 1e9)  # nothing is written before the fit ends
-    monkeypatch.setattr(runner, "_write_pending_epochs", lambda epoch_end, outcome: None)  # ... nor then: killed
+    monkeypatch.setattr(runner, "_write_pending_epochs", lambda epoch_end, outcome: outcome)  # nor then: killed
     monkeypatch.setattr(runner, "_saving", _dying_after_epoch(3, []))
     with pytest.raises(KeyboardInterrupt):
         run_config(cfg())
@@ -198,56 +198,89 @@ def test_epochs_waiting_to_be_written_when_a_run_dies_are_written_by_the_attempt
 
 
 class Writes:
-    """A RunLog that counts its writes of epochs."""
+    """A RunLog that keeps its writes of epochs: the steps of each, and its tags."""
 
     run_id = "run"
 
     def __init__(self):
         self.writes: list[list[int]] = []
+        self.tags: list[dict] = []
 
     def log_steps(self, steps, tags=None):
         self.writes.append([at.step for at in steps])
+        self.tags.append(dict(tags or {}))
 
 
 def _row(epoch):
     return {name: 1.0 / epoch for name in EPOCH_METRICS}
 
 
-def test_short_epochs_are_written_together_and_the_last_one_at_once(monkeypatch):
-    history, log = History(), Writes()
-    end = epochs.EpochEnd(log, 30, history)
-    for epoch in range(1, 31):
+def _ended(end, history, epochs):
+    for epoch in range(1, epochs + 1):
         history.append(_row(epoch))
         end(epoch, _row(epoch))
+
+
+def test_short_epochs_are_written_together_and_the_last_one_at_once():
+    history, log = History(), Writes()
+    _ended(epochs.EpochEnd(log, 30, history), history, 30)
     assert sum(log.writes, []) == list(range(1, 31))  # every epoch once, in order
     assert len(log.writes) < 5  # 30 epochs of a few microseconds: not a write each
 
-    clock = iter(range(100, 1000, 2))  # every epoch ends 2 s after the one before it
-    monkeypatch.setattr(epochs.time, "monotonic", lambda: next(clock))
+    clock = iter(range(100, 1000, 2))  # created at 100, then every epoch ends 2 s after the one before it
     history, log = History(), Writes()
-    end = epochs.EpochEnd(log, 3, history)
-    end.flushed_at = 98  # created 2 s before the first epoch ends
-    for epoch in range(1, 4):
-        history.append(_row(epoch))
-        end(epoch, _row(epoch))
+    _ended(epochs.EpochEnd(log, 3, history, clock=lambda: next(clock)), history, 3)
     assert log.writes == [[1], [2], [3]]  # long epochs: each written as it ends
 
 
-def test_a_pruned_sweep_writes_its_curve_at_once_where_its_peers_compare_it(monkeypatch):
-    class Judge:
-        def compares_at(self, epoch):
-            return epoch in (3, 9)
+class Judge:
+    """A sweep's pruner that compares curves after the epochs `at` (none: sha, which the sweep decides)."""
 
-        def __call__(self, epoch, curve):
-            return None
+    def __init__(self, at):
+        self.at = at
 
-        class job:  # noqa: N801 - stands in for the SweepJob the pruner reads its rule from
-            class prune:  # noqa: N801
-                metric = "val_ce"
+    def compares_at(self, epoch):
+        return epoch in self.at
 
+    def __call__(self, epoch, curve):
+        return None
+
+    class job:  # noqa: N801 - stands in for the SweepJob the pruner reads its rule from
+        class prune:  # noqa: N801
+            metric = "val_ce"
+
+
+def test_a_pruned_sweep_writes_its_curve_at_once_where_its_peers_compare_it():
     history, log = History(), Writes()
-    end = epochs.EpochEnd(log, 12, history, pruner=Judge(), publish_curve=True)
-    for epoch in range(1, 13):
-        history.append(_row(epoch))
-        end(epoch, _row(epoch))
+    still = lambda: 0.0  # noqa: E731 - no time passes: only rungs and the end write
+    _ended(epochs.EpochEnd(log, 12, history, pruner=Judge({3, 9}), publish_curve=True, clock=still), history, 12)
     assert log.writes == [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10, 11, 12]]
+    curves = [epochs.decode_curve(tags[names.CURVE]) for tags in log.tags]
+    assert [len(curve) for curve in curves] == [3, 9, 12]  # each write carries the curve up to its last epoch
+
+    history, log = History(), Writes()  # sha: the sweep reads the curves once every config paused at the rung
+    _ended(epochs.EpochEnd(log, 12, history, pruner=Judge(set()), publish_curve=True, clock=still), history, 12)
+    assert log.writes == [list(range(1, 13))]
+
+
+def test_a_run_whose_last_epochs_cannot_be_written_ends_as_an_error_with_its_history(
+    compose_cfg, store_uri, monkeypatch
+):
+    """The fit ended well (stopped early by its patience, so its last epoch did not write at once), but its
+    waiting epochs could not be written: the run fails as any error does (a traceback, history.csv and
+    Figure 1 of every epoch), and leaves no checkpoint to continue from."""
+    from src.tracking.mlflow_store import MlflowRunLog
+
+    def full_disk(self, steps, tags=None):
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(epochs, "LOG_EVERY_S", 1e9)
+    monkeypatch.setattr(MlflowRunLog, "log_steps", full_disk)
+    with pytest.raises(OSError, match="disk is full"):
+        run_config(compose_cfg(f"tracking.uri={store_uri}", "epochs=300", "patience=2", "threads=1"))  # stops early
+    view = read_store(store_uri)
+    (run,) = view.runs
+    assert run.info.status == "FAILED" and run.data.tags[names.OUTCOME] == Outcome.ERROR.value
+    artifacts = {a.path for a in view.client.list_artifacts(run.info.run_id)}
+    assert {names.HISTORY, names.TRACEBACK} <= artifacts
+    assert list(checkpoints.folder_for(None, store_uri).iterdir()) == []

@@ -25,6 +25,7 @@ from src.errors import ConfigError, Interrupted
 from src.outcomes import RESULTS, Outcome
 from src.tracking import names, opening, retry, sqlite_files
 from src.tracking.api import StepMetrics
+from src.tracking.mlflow_client import TrackingClient
 from src.tracking.opening import is_local_file, open_store, resolve_uri
 from src.tracking.provenance import git_tags
 from src.tracking.sqlite_files import latest_schema, schema_version, wait_for_migrations
@@ -232,6 +233,27 @@ def test_many_steps_written_at_once_keep_each_step_its_time_and_the_tags_come_la
     tags = client.get_run(run.run_id).data.tags
     assert tags["curve"] == "1 2" and tags["pruned"] == "no"
     assert store.epochs_logged(run.run_id) == 0  # no val_acc among them
+
+
+def test_a_write_of_many_steps_that_fails_midway_leaves_whole_steps(store_uri, monkeypatch):
+    store = open_store(store_uri)
+    run = store.create_run(store.experiment_id("e"), "r", {})
+    calls = []
+    log_batch = TrackingClient.log_batch
+
+    def second_fails(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("the disk is full")
+        return log_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrackingClient, "log_batch", second_fails)
+    steps = [StepMetrics(s, {f"m{k}": float(k) for k in range(7)}, 1_000 * s) for s in range(1, 151)]
+    with pytest.raises(OSError):
+        run.log_steps(steps)
+    client = MlflowClient(store_uri)
+    written = {k: sorted(m.step for m in client.get_metric_history(run.run_id, f"m{k}")) for k in range(7)}
+    assert written[0] and all(steps == written[0] for steps in written.values())  # no step half written
 
 
 def test_scheduled_runs_are_attached_and_searched_by_netsweep_terms(store_uri):
