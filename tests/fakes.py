@@ -48,7 +48,6 @@ class FakeRunLog:
             self.store.histories.setdefault(self.run_id, {}).setdefault(key, []).append((step, float(value)))
 
     def log_steps(self, steps: Sequence[StepMetrics], tags: Tags | None = None) -> None:
-        self.store.metric_writes[self.run_id] = self.store.metric_writes.get(self.run_id, 0) + 1
         for at in steps:
             self.log_metrics(at.metrics, at.step)
         self.set_tags(tags or {})
@@ -120,7 +119,6 @@ class FakeStore:
         self.records: dict = {}
         self.status: dict = {}
         self.histories: dict = {}
-        self.metric_writes: dict[str, int] = {}  # run id -> log_steps calls (an epoch's write or a batch of them)
         self.artifacts_of: dict = {}
         self.arrays_of: dict = {}
         self.models: dict = {}

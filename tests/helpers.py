@@ -1,7 +1,6 @@
 """The one helper that runs the CLI, the one that reads a tracking store back, and small data files."""
 
 import gzip
-import json
 import os
 import subprocess
 import sys
@@ -122,17 +121,14 @@ def wait_for(predicate, timeout: float = 120.0, every_s: float = 0.3):
     raise AssertionError("timed out")
 
 
-def checkpointed_epochs(folder: Path, run_id: str) -> int:
-    """Epochs the checkpoint of run `run_id` in `folder` holds (0 when it has none yet): how far a run has
-    trained, to the epoch. The store lags by up to a second (src/experiment/epochs.py writes epochs together)."""
+def checkpointed_epochs(folder: Path, run) -> int:
+    """Epochs the checkpoint in `folder` of `run` (an MLflow Run) holds, 0 when it has none yet: how far a run
+    has trained, to the epoch. The store lags by up to a second (src/experiment/epochs.py writes epochs
+    together)."""
     from src.experiment import checkpoints
 
-    path = checkpoints.path_for(folder, run_id)
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            return int(json.loads(str(stored[checkpoints.META]))["epochs_done"])
-    except (OSError, KeyError, ValueError):
-        return 0
+    saved = checkpoints.load(checkpoints.path_for(folder, run.info.run_id), run.data.tags["config_hash"])
+    return int(saved.meta["epochs_done"]) if saved is not None else 0
 
 
 def assert_ends_as_trained_alone(cwd, uri: str, run, epochs: int, experiment: str = "alone") -> None:

@@ -134,13 +134,8 @@ class MlflowRunLog:
             self._client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0, tags: Tags | None = None) -> None:
-        """Metrics at `step` (and tags, in the same write)."""
-        now = int(time.time() * 1000)
-        self._client.log_batch(
-            self.run_id,
-            metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
-        )
+        """Metrics at `step`, now (and tags, in the same write)."""
+        self.log_steps([StepMetrics(step, metrics, int(time.time() * 1000))], tags)
 
     def log_steps(self, steps: Sequence[StepMetrics], tags: Tags | None = None) -> None:
         """Several steps' metrics with their own timestamps, in batches of whole steps (a step is never half

@@ -45,7 +45,7 @@ def test_a_killed_pack_worker_costs_its_packs_configs_only_and_the_rerun_continu
     def all_training():  # by their checkpoints: the store lags by up to a second (src/experiment/epochs.py)
         _, runs = _children(cli.uri)
         going = [r for r in runs if r.info.status == "RUNNING"]
-        trained = [r for r in going if checkpointed_epochs(cli.cwd / "netsweep-checkpoints", r.info.run_id) >= 5]
+        trained = [r for r in going if checkpointed_epochs(cli.cwd / "netsweep-checkpoints", r) >= 5]
         return trained if len(trained) == 4 else None
 
     training = wait_for(all_training)

@@ -157,7 +157,7 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_i
     def two_training():
         _, runs = _runs(cli.uri)
         running = [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("netsweep.role") != "sweep"]
-        training = [r for r in running if checkpointed_epochs(folder, r.info.run_id) >= 5]
+        training = [r for r in running if checkpointed_epochs(folder, r) >= 5]
         return training if len(training) == 2 else None
 
     victim = wait_for(two_training)[0]
@@ -171,7 +171,7 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_i
     assert children[victim.info.run_id].info.status == "KILLED"
     assert children[victim.info.run_id].data.tags["outcome"] == "killed"
     assert sorted(r.data.tags["outcome"] for r in children.values()) == ["finished"] * 3 + ["killed"]
-    trained_before = checkpointed_epochs(folder, victim.info.run_id)
+    trained_before = checkpointed_epochs(folder, victim)
     assert 5 <= trained_before < KILLED_EPOCHS
     assert [p.name for p in folder.iterdir()] == [f"{victim.info.run_id}.ckpt.npz"]  # only the killed config's
 
