@@ -7,6 +7,11 @@ moment leaves either the last epoch's checkpoint or the one before, never half o
 mid-write leaves its private file behind: the next save or removal of that run's checkpoint deletes it, so a
 run holds at most one checkpoint and one such leftover). A run keeps one checkpoint; it is removed when the run
 ends with an outcome that is not `killed`.
+
+A run's state is taken after every epoch, but written (`Saver`) at most every SAVE_EVERY_S, the latest state
+held in memory meanwhile and written when the fit is interrupted: a run of short epochs (digits: a few ms
+each) writes a few checkpoints rather than one per epoch, a Ctrl-C or SIGTERM still leaves the last epoch's,
+and a SIGKILL costs at most the last second of training (or the epoch in progress, when epochs are longer).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,7 @@ META = "__meta__"  # the array holding the JSON document
 SUFFIX = ".ckpt.npz"
 _STAGING_PREFIX = ".{}."  # a writer's private file: .<checkpoint name>.<random>.tmp, in the same folder
 FOLDER = "netsweep-checkpoints"  # next to a SQLite store's file, unless tracking.checkpoint_dir says where
+SAVE_EVERY_S = 1.0  # a run's checkpoint is written at most this often (and when it is interrupted)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,41 @@ def snapshot(params: Params, optimizer: Optimizer, progress: Progress, identity:
         "rng": progress.rng.bit_generator.state,
     }
     return Checkpoint(arrays, meta)
+
+
+@dataclass
+class Saver:
+    """The `on_progress` of a run's fit: its state after each epoch, written to `path` once SAVE_EVERY_S
+    have passed since the last write, else held (copied) until the next write or `flush`."""
+
+    path: Path
+    params: Params  # the fit's own (updated in place as it trains)
+    optimizer: Optimizer
+    identity: str  # the config's hash
+    clock: Callable[[], float] = time.monotonic  # a test's own clock
+    held: Checkpoint | None = field(default=None, init=False)
+    saved_at: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.saved_at = self.clock()
+
+    def __call__(self, progress: Progress) -> None:
+        state = snapshot(self.params, self.optimizer, progress, self.identity)
+        if self.clock() - self.saved_at < SAVE_EVERY_S:
+            self.held = Checkpoint({name: value.copy() for name, value in state.arrays.items()}, state.meta)
+            return
+        self.held = None
+        self._write(state)
+
+    def flush(self) -> None:
+        """Write the state held since the last write (an interrupted run's last epoch), if any."""
+        if self.held is not None:
+            state, self.held = self.held, None
+            self._write(state)
+
+    def _write(self, state: Checkpoint) -> None:
+        save(self.path, state)
+        self.saved_at = self.clock()
 
 
 def restore(checkpoint: Checkpoint, params: Params, optimizer: Optimizer) -> Progress:

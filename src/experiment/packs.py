@@ -7,12 +7,16 @@ outcome); only the training in between is shared. What ends one member (divergen
 a pause at a synchronous-halving rung, an error while opening or closing it) ends only that member. An
 interrupt ends every member still training `killed`, each with its checkpoint, as it would end a lone run.
 Members that stand at different epochs (some continue from checkpoints) train in one pack per epoch.
+While a member's own work runs (opening, its epochs' hooks, closing), `current_member` says which it is, so
+its log lines can go where its own job's would (src/sweep/jobs.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from omegaconf import DictConfig
 
 from src.experiment.job import SweepJob
 from src.experiment.recording import closing_on_failure
-from src.experiment.runner import Begun, FitOutcome, RunSummary, array_backend, begin, finish, open_config
+from src.experiment.runner import Begun, FitOutcome, RunSummary, array_backend, begin, finish, log_result, open_config
 from src.nn.arrays import Metrics
 from src.nn.pack import Member, fit_pack
 from src.nn.train import Callbacks, Progress
@@ -28,6 +32,21 @@ from src.nn.train import Callbacks, Progress
 log = logging.getLogger("netsweep")
 
 PackResult = RunSummary | BaseException  # a member's summary, or what `run_config` would have raised for it
+_MEMBER: contextvars.ContextVar[int | None] = contextvars.ContextVar("netsweep_pack_member", default=None)
+
+
+def current_member() -> int | None:
+    """The index (in `run_pack`'s entries) of the member whose own work runs now; None for the pack's."""
+    return _MEMBER.get()
+
+
+@contextlib.contextmanager
+def _as_member(index: int) -> Iterator[None]:
+    token = _MEMBER.set(index)
+    try:
+        yield
+    finally:
+        _MEMBER.reset(token)
 
 
 @dataclass(frozen=True)
@@ -51,21 +70,25 @@ def run_pack(entries: Sequence[PackEntry]) -> list[PackResult]:
             results[index] = interrupt
             continue
         try:
-            ctx = open_config(entry.cfg, entry.overrides, entry.output_dir, entry.sweep_job)
-            with closing_on_failure(ctx.run):
-                begun = begin(ctx)
+            with _as_member(index):
+                ctx = open_config(entry.cfg, entry.overrides, entry.output_dir, entry.sweep_job)
+                with closing_on_failure(ctx.run):
+                    begun = begin(ctx)
         except BaseException as exc:  # noqa: B036 - it ends this member only, as it would end a lone run
             results[index] = exc
             interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
             continue
-        if isinstance(begun, RunSummary):
+        if isinstance(begun, RunSummary):  # closed at the rung its sweep pruned it at
             results[index] = begun
+            with _as_member(index):
+                log_result(begun)
         else:
             ready.append((index, begun))
     for members in _by_epoch(ready):
         outcomes = [interrupt] * len(members) if interrupt else _train(members)
         for (index, begun), outcome in zip(members, outcomes, strict=True):
-            result = results[index] = _close(begun, outcome)
+            with _as_member(index):
+                result = results[index] = _close(begun, outcome)
             if isinstance(result, KeyboardInterrupt):
                 interrupt = result
     return [results[index] for index in range(len(entries))]
@@ -83,7 +106,7 @@ def _train(members: list[tuple[int, Begun]]) -> list[FitOutcome]:
     """One pack's training: each member's FitResult or Diverged, or for all of them what interrupted it."""
     first = members[0][1]
     on_step = first.callbacks().on_step  # the first member's governor paces the pack's steps
-    guards = [_Guard(b.callbacks()) for _, b in members]
+    guards = [_Guard(b.callbacks(), index) for index, b in members]
     pack = [
         Member(b.training.params, b.training.optimizer, b.training.progress, g.hooks())
         for (_, b), g in zip(members, guards, strict=True)
@@ -103,6 +126,7 @@ class _Guard:
     ends that member's slice only, and becomes its outcome, as it would end a lone run."""
 
     callbacks: Callbacks
+    index: int  # the member's place in `run_pack`'s entries (`current_member` while its hooks run)
     failure: Exception | None = None
 
     def hooks(self) -> Callbacks:
@@ -111,7 +135,8 @@ class _Guard:
     def on_epoch_end(self, epoch: int, row: Metrics) -> str | None:
         if self.failure is None and self.callbacks.on_epoch_end is not None:
             try:
-                return self.callbacks.on_epoch_end(epoch, row)
+                with _as_member(self.index):
+                    return self.callbacks.on_epoch_end(epoch, row)
             except Exception as exc:  # noqa: BLE001 - recorded: the member ends with it
                 self.failure = exc
         return f"failed: {self.failure}" if self.failure is not None else None
@@ -119,7 +144,8 @@ class _Guard:
     def on_progress(self, progress: Progress) -> None:
         if self.failure is None and self.callbacks.on_progress is not None:
             try:
-                self.callbacks.on_progress(progress)
+                with _as_member(self.index):
+                    self.callbacks.on_progress(progress)
             except Exception as exc:  # noqa: BLE001 - its slice ends at the next epoch's end
                 self.failure = exc
 
@@ -127,6 +153,8 @@ class _Guard:
 def _close(begun: Begun, outcome: FitOutcome | BaseException) -> PackResult:
     try:
         with closing_on_failure(begun.ctx.run):
-            return finish(begun, outcome)
+            summary = finish(begun, outcome)
     except BaseException as exc:  # noqa: B036 - what run_config would have raised for this member
         return exc
+    log_result(summary)
+    return summary

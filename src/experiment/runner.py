@@ -60,7 +60,6 @@ from src.nn.train import (
     FitResult,
     History,
     Progress,
-    ProgressHook,
     StepHook,
     TrainingData,
     TrainSettings,
@@ -231,11 +230,16 @@ def run_config(
     with closing_on_failure(ctx.run):
         summary = _train_and_record(ctx)
     summary.experiment_id = ctx.experiment_id
+    log_result(summary)
+    return summary
+
+
+def log_result(summary: RunSummary) -> None:
+    """The closing line of a trained run's log."""
     log.info(
         f"test accuracy {summary.test_acc:.4f} (in-sample {summary.metrics['insample_acc']:.4f}, "
         f"best epoch {summary.metrics['best_epoch']})"
     )
-    return summary
 
 
 def open_config(
@@ -335,19 +339,12 @@ def _epoch_end(ctx: RunContext, governor: ThreadGovernor, history: History, logg
     return EpochEnd(ctx.run, epochs, history, pruner, job is not None, governor, logged)
 
 
-def _saving(ctx: RunContext, training: Fit) -> ProgressHook | None:
-    """The `on_progress` of a run's fit: its state written to its checkpoint after every epoch."""
-    path = ctx.checkpoint
-    if path is None:
+def _saving(ctx: RunContext, training: Fit) -> checkpoints.Saver | None:
+    """The `on_progress` of a run's fit: its state after every epoch, written to its checkpoint at most
+    once a second (src/experiment/checkpoints.py) and when the fit is interrupted."""
+    if ctx.checkpoint is None:
         return None
-
-    def save(progress: Progress) -> None:
-        checkpoints.save(
-            path,
-            checkpoints.snapshot(training.params, training.optimizer, progress, ctx.record.config_hash),
-        )
-
-    return save
+    return checkpoints.Saver(ctx.checkpoint, training.params, training.optimizer, ctx.record.config_hash)
 
 
 @dataclass
@@ -398,12 +395,11 @@ class Begun:
     epoch_end: EpochEnd
     governor: ThreadGovernor
     pause: Pause | None
+    saver: checkpoints.Saver | None = None
 
     def callbacks(self) -> Callbacks:
         watch = self.pause.watch(self.epoch_end) if self.pause is not None else self.epoch_end
-        return Callbacks(
-            on_epoch_end=watch, on_step=_stoppable(self.governor), on_progress=_saving(self.ctx, self.training)
-        )
+        return Callbacks(on_epoch_end=watch, on_step=_stoppable(self.governor), on_progress=self.saver)
 
 
 def begin(ctx: RunContext) -> Begun | RunSummary:
@@ -429,7 +425,7 @@ def begin(ctx: RunContext) -> Begun | RunSummary:
     if pause is not None and pause.reached_already():
         governor.close()
         pause.wait(ctx)
-    return Begun(ctx, training, epoch_end, governor, pause)
+    return Begun(ctx, training, epoch_end, governor, pause, _saving(ctx, training))
 
 
 FitOutcome = FitResult | Diverged | BaseException  # how a fit came back: its result, or what it raised
@@ -448,9 +444,11 @@ def finish(begun: Begun, outcome: FitOutcome) -> RunSummary:
             run.close(Outcome.DIVERGED, str(outcome))
             raise RunDiverged(f"run {run.run_id} {outcome}; try a smaller optimizer.lr") from None
         if isinstance(outcome, BaseException):  # interrupted or failed: what was trained so far is kept
-            _keep_partial_history(ctx, begun.epoch_end, outcome)
-            if not isinstance(outcome, KeyboardInterrupt):  # killed: the next attempt continues from the checkpoint
+            if isinstance(outcome, KeyboardInterrupt):  # killed: the next attempt continues from the checkpoint
+                _write_last_checkpoint(begun)
+            else:
                 checkpoints.remove(ctx.checkpoint)
+            _keep_partial_history(ctx, begun.epoch_end, outcome)
             raise outcome
     finally:
         governor.close()
@@ -545,6 +543,16 @@ def _catch_up(ctx: RunContext, history: History, logged: int) -> int:
         ctx.run.log_steps([StepMetrics(int(row.pop("epoch")), row, now) for row in rows])
         log.info(f"wrote epochs {logged + 1}-{history.epochs} from the checkpoint (unwritten when it stopped)")
     return max(logged, history.epochs)
+
+
+def _write_last_checkpoint(begun: Begun) -> None:
+    """An interrupted run's checkpoint of its last epoch, when it was held back (never masking the interrupt)."""
+    if begun.saver is None:
+        return
+    try:
+        begun.saver.flush()
+    except Exception as failure:
+        log.warning(f"netsweep: could not write the checkpoint of run {begun.ctx.run.run_id}: {failure}")
 
 
 def _keep_partial_history(ctx: RunContext, epoch_end: EpochEnd, exc: BaseException) -> None:

@@ -18,6 +18,7 @@ from src import interrupts
 from src.errors import RunDiverged, RunPaused, WorkerLost
 from src.experiment.packs import PackEntry, run_pack
 from src.outcomes import Outcome
+from src.sweep.pack_logs import job_log_files, member_logs
 from src.sweep.plan import Ending
 from src.sweep.slots import WorkerDied
 
@@ -54,7 +55,7 @@ def execute_pack(
     interrupts.install()
     setup_globals()
     Singleton.set_state(singleton_state)
-    returns = []
+    returns, logs = [], []
     for config, context in zip(configs, contexts, strict=True):
         HydraConfig.instance().set_config(config)
         returns.append(
@@ -66,8 +67,10 @@ def execute_pack(
                 job_subdir_key="hydra.sweep.subdir",
             )
         )
-    entries = [ret.return_value for ret in returns if ret.status == JobStatus.COMPLETED]
-    with threadpool_limits(limits=threads):
+        logs.append(job_log_files())  # where this job logs: its own file, as run_job just set it up
+    completed = [i for i, ret in enumerate(returns) if ret.status == JobStatus.COMPLETED]
+    entries = [returns[i].return_value for i in completed]
+    with threadpool_limits(limits=threads), member_logs([logs[i] for i in completed]):
         trained = run_pack(entries)
     interrupt = next((r for r in trained if isinstance(r, KeyboardInterrupt)), None)
     if interrupt is not None:  # each member is closed (killed, its checkpoint kept): the interrupt goes on, as

@@ -77,3 +77,23 @@ def test_a_killed_pack_worker_costs_its_packs_configs_only_and_the_rerun_continu
 
     continued = next(r for r in runs if r.info.run_id == pack[0])
     assert_ends_as_trained_alone(cli.cwd, cli.uri, continued, epochs=EPOCHS)
+
+
+def test_each_config_of_a_pack_logs_to_its_own_job_log(cli):
+    """Hydra gives every job its log file; a pack's worker sets up all its members' jobs before it trains
+    them together, and each member's lines (its run, its epochs, its result) still go to its own file."""
+    lrs = ["0.05", "0.1", "0.2"]
+    result = cli(
+        "-m", f"optimizer.lr={','.join(lrs)}", "epochs=3", "hydra.launcher.n_jobs=1", "hydra.launcher.pack=3",
+        "tracking.evaluate=false", "hydra.launcher.progress_interval_s=0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "training a pack of 3 configs" in next((cli.cwd / "multirun").glob("*/*/0/run.log")).read_text()
+    _, runs = _children(cli.uri)
+    run_of = {r.data.params["optimizer.lr"]: r.info.run_id for r in runs}
+    for number, lr in enumerate(lrs):
+        text = next((cli.cwd / "multirun").glob(f"*/*/{number}/run.log")).read_text()
+        others = [run_of[other] for other in lrs if other != lr]
+        assert f"run {run_of[lr]} (lr={lr} " in text and not any(run_id in text for run_id in others), text
+        assert [line.split()[1] for line in text.splitlines() if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
+        assert text.rstrip().splitlines()[-1].startswith("test accuracy ")

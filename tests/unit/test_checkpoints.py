@@ -2,6 +2,8 @@
 the unbroken fit, for every optimizer; checkpoints are written whole; a run killed mid-training continues
 in the same run, logging each epoch once, those it had not written yet when it died included."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -59,21 +61,30 @@ def blobs(rng):
     return (X - X.min()) / (X.max() - X.min()), y
 
 
+@dataclasses.dataclass
+class _DyingSaver(checkpoints.Saver):
+    """A run's Saver whose run stops (Ctrl-C or SIGTERM) right after the state of epoch `epoch` was taken."""
+
+    epoch: int = 0
+    run_id: str = ""
+    killed_at: list = dataclasses.field(default_factory=list)
+
+    def __call__(self, progress):
+        super().__call__(progress)
+        if progress.epochs_done == self.epoch:
+            self.killed_at.append(self.run_id)
+            raise KeyboardInterrupt
+
+
 def _dying_after_epoch(epoch, killed_at):
-    """A stand-in for runner._saving whose runs stop (Ctrl-C or SIGTERM) right after the checkpoint of
-    `epoch`; the runs it stops are appended to `killed_at`."""
+    """A stand-in for runner._saving whose runs stop right after epoch `epoch` (`_DyingSaver`); the runs it
+    stops are appended to `killed_at`."""
     saving = runner._saving
 
     def replaced(ctx, training):
-        save = saving(ctx, training)
-
-        def save_then_die(progress):
-            save(progress)
-            if progress.epochs_done == epoch:
-                killed_at.append(ctx.run.run_id)
-                raise KeyboardInterrupt
-
-        return save_then_die
+        saver = saving(ctx, training)
+        return _DyingSaver(saver.path, saver.params, saver.optimizer, saver.identity, epoch=epoch,
+                           run_id=ctx.run.run_id, killed_at=killed_at)  # fmt: skip
 
     return replaced
 
@@ -124,6 +135,36 @@ def test_what_a_writer_killed_mid_write_left_is_deleted_by_the_next_save_or_remo
     killed.write_bytes(b"half")
     checkpoints.remove(path)
     assert [p.name for p in tmp_path.iterdir()] == [other_run.name]  # another run's writer is not ours to judge
+
+
+def test_a_runs_state_is_written_at_most_once_a_second_and_the_held_one_when_it_is_interrupted(tmp_path):
+    """Short epochs: the state of every epoch is taken, but written only once SAVE_EVERY_S have passed since
+    the last write; the state held meanwhile is a copy (training goes on in place), and `flush` writes it."""
+    now = [0.0]
+    path = tmp_path / "run.ckpt.npz"
+    params = init_params(8, 16, 3, np.random.default_rng(0))
+    optimizer = build_optimizer("adam", params, lr=0.01, decay=0.0)
+    saver = checkpoints.Saver(path, params, optimizer, "config", clock=lambda: now[0])
+    progress = Progress.start(np.random.default_rng(1))
+    written = []
+    for epoch, clock in enumerate([0.3, 0.6, 1.2, 1.5, 1.9, 2.4], start=1):
+        now[0] = clock
+        progress.history.append({name: float(epoch) for name in EPOCH_METRICS})
+        params["W1"] += 1.0  # training goes on in place after the state was taken
+        saver(progress)
+        saved = checkpoints.load(path, "config")
+        written.append(saved.meta["epochs_done"] if saved else None)
+    assert written == [None, None, 3, 3, 3, 6]  # at 1.2 s and 2.4 s
+    now[0] = 2.5
+    progress.history.append({name: 7.0 for name in EPOCH_METRICS})
+    saver(progress)  # epoch 7's state, held: 0.1 s after the last write
+    params["W1"] += 1.0
+    assert checkpoints.load(path, "config").meta["epochs_done"] == 7 - 1
+    saver.flush()  # interrupted
+    saved = checkpoints.load(path, "config")
+    assert saved.meta["epochs_done"] == 7 and np.array_equal(saved.arrays["param.W1"], params["W1"] - 1.0)
+    saver.flush()  # nothing held: nothing written
+    assert checkpoints.load(path, "config").meta["epochs_done"] == 7
 
 
 def test_the_checkpoint_folder_is_configured_or_beside_a_sqlite_store(tmp_path, monkeypatch):
@@ -283,4 +324,5 @@ def test_a_run_whose_last_epochs_cannot_be_written_ends_as_an_error_with_its_his
     assert run.info.status == "FAILED" and run.data.tags[names.OUTCOME] == Outcome.ERROR.value
     artifacts = {a.path for a in view.client.list_artifacts(run.info.run_id)}
     assert {names.HISTORY, names.TRACEBACK} <= artifacts
-    assert list(checkpoints.folder_for(None, store_uri).iterdir()) == []
+    folder = checkpoints.folder_for(None, store_uri)
+    assert not folder.exists() or list(folder.iterdir()) == []  # none was left (or, its epochs short, written)

@@ -66,6 +66,7 @@ def test_what_one_member_raises_ends_that_member_only(compose_cfg, store_uri, mo
         save(path, checkpoint)
 
     monkeypatch.setattr(checkpoints, "save", full_disk_for_the_second)
+    monkeypatch.setattr(checkpoints, "SAVE_EVERY_S", 0.0)  # every epoch's state written, not held
     packed = run_pack([PackEntry(compose_cfg(*c), c, None, None) for c in configs])
     assert isinstance(packed[1], OSError)
     assert [p.outcome for p in (packed[0], packed[2])] == [Outcome.FINISHED] * 2  # the others train on
