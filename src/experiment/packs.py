@@ -8,7 +8,7 @@ a pause at a synchronous-halving rung, an error while opening or closing it) end
 interrupt ends every member still training `killed`, each with its checkpoint, as it would end a lone run.
 Members that stand at different epochs (some continue from checkpoints) train in one pack per epoch.
 While a member's own work runs (opening, its epochs' hooks, closing), `current_member` says which it is, so
-its log lines can go where its own job's would (src/sweep/jobs.py).
+its log lines can go where its own job's would (src/sweep/pack_logs.py).
 """
 
 from __future__ import annotations
