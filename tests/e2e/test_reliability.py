@@ -116,7 +116,8 @@ def _running_long_config(cli):
     def find():
         for run in _runs(cli.uri)[1]:
             child = run.data.tags.get("netsweep.role") != "sweep"  # the parent's params list the values tried
-            if child and run.info.status == "RUNNING" and run.data.params.get("epochs") == "100000":
+            long = child and run.data.params.get("epochs") == "100000"
+            if long and run.info.status == "RUNNING" and "worker_pid" in run.data.tags:  # tagged just after RUNNING
                 return int(run.data.tags["worker_pid"])
         return None
 
@@ -125,10 +126,18 @@ def _running_long_config(cli):
 
 def test_ctrl_c_stops_a_sweep_keeps_finished_configs_and_kills_running_ones(cli):
     sweep = _start(cli, "-m", "epochs=2,100000", "hydra.launcher.n_jobs=2", "hydra.launcher.progress_interval_s=1")
-    _running_long_config(cli)
-    wait_for(lambda: any(r.data.tags.get("outcome") == "finished" for r in _runs(cli.uri)[1]))
-    sweep.send_signal(signal.SIGINT)
-    _, stderr = sweep.communicate(timeout=120)
+    try:
+        _running_long_config(cli)
+        wait_for(lambda: any(r.data.tags.get("outcome") == "finished" for r in _runs(cli.uri)[1]))
+        sweep.send_signal(signal.SIGINT)
+        _, stderr = sweep.communicate(timeout=120)
+    finally:  # a failed wait leaves no sweep training on beside the next tests
+        if sweep.poll() is None:
+            sweep.send_signal(signal.SIGINT)  # its workers stop with it
+            try:
+                sweep.wait(60)
+            except subprocess.TimeoutExpired:
+                sweep.kill()
     assert sweep.returncode == 130, stderr
     assert "Traceback" not in stderr
     runs = _runs(cli.uri)[1]
