@@ -1,9 +1,9 @@
-"""Per-epoch checkpoints: what a run needs to continue where it stopped, one file per run, written whole.
+"""Checkpoints: what a run needs to continue from its last epoch, one file per run, written whole.
 
 A checkpoint is an `.npz` of plain arrays (read back with `allow_pickle=False`) plus a JSON document of
 everything else (the RNG's state, counters), stored in the same file as a 0-d string array. It is written
 to a private file in the same folder and moved over the previous one with `os.replace`, so a kill at any
-moment leaves either the last epoch's checkpoint or the one before, never half of one (a writer killed
+moment leaves either the checkpoint being written or the one before, never half of one (a writer killed
 mid-write leaves its private file behind: the next save or removal of that run's checkpoint deletes it, so a
 run holds at most one checkpoint and one such leftover). A run keeps one checkpoint; it is removed when the run
 ends with an outcome that is not `killed`.

@@ -76,7 +76,7 @@ class RunContext:
     name: str
     output_dir: Path | None = None
     sweep_job: SweepJob | None = None
-    checkpoint: Path | None = None  # where its fit's state is saved after each epoch (None: nowhere)
+    checkpoint: Path | None = None  # where its fit's state is saved (at most once a second; None: nowhere)
     experiment_id: str = ""  # the experiment its run is in
 
     @property
