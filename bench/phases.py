@@ -68,6 +68,7 @@ PHASES: dict[str, dict[str, str]] = {
     "src.tracking.sqlite_files": {"_install_fresh_store": "store creation", "migrate_new": "store creation"},
     "src.experiment.recording": {"record_history": "Figure 1"},
     "src.experiment.checkpoints": {"save": "checkpoints", "remove": "checkpoints"},
+    "src.experiment.packs": {"_train": "training"},  # a pack's members' training, shared
     "src.experiment.job": {"prepare_worker": "worker warm-up"},
     "src.sweep.apps": {
         "NetsweepApp.plan": "sweep: plan and check",
