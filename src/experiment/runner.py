@@ -47,7 +47,7 @@ from src.experiment.recording import (
     refuse_a_second_attempt,
     run_tags,
 )
-from src.experiment.threads import ThreadGovernor
+from src.experiment.threads import ThreadGovernor, lent_threads
 from src.nn.arrays import Metrics, Params
 from src.nn.backend import Backend, backend
 from src.nn.mlp import evaluate, init_params
@@ -187,7 +187,7 @@ def thread_governor(settings: Config, dataset: Dataset) -> ThreadGovernor:
     batch, hidden = settings.optimizer.batch_size, settings.model.hidden_size
     work = batch * hidden * (dataset.input_dim + dataset.num_classes) * 3  # forward and backward products
     steps = -(-len(dataset.y_train) // batch)
-    return ThreadGovernor(blas_threads(), settings.threads, work, steps)
+    return ThreadGovernor(blas_threads(), settings.threads, work, steps, lent=lent_threads())
 
 
 def final_metrics(result: FitResult, dataset: Dataset, decay: float) -> dict[str, float]:

@@ -9,33 +9,73 @@ is abandoned as soon as it has taken longer than the whole first one, so on a bu
 about as much as the one-thread steps it replaces (a full stretch of contended steps cost a quarter of
 an epoch of Fashion-MNIST here). Small nets (digits) train with one thread: their products are too small
 for a second thread to pay for its synchronisation.
+
+In a local sweep, a worker may use the cores shared out over the workers that are running a config at the
+time: when the last configs of a sweep (or of a halving round) leave workers idle, those still training
+probe and take the idle cores at their next epoch, and give them back at the epoch after the others start
+again. The sweep's worker pool writes that number to a file named by $NETSWEEP_LENT_THREADS
+(src/sweep/slots.py); `lent_threads` reads it.
 """
 
+import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from threadpoolctl import ThreadpoolController
 
 PROBE_STEPS = 40  # steps timed with each setting at the start of an epoch
 MIN_WORK_PER_STEP = 2_000_000  # multiply-adds per step below which one thread is always the faster
+LENT_VARIABLE = "NETSWEEP_LENT_THREADS"  # a file: the threads a local sweep's worker may use now
+
+
+def lent_threads() -> Callable[[], int | None] | None:
+    """In a local sweep's worker, what reads the threads it may use now (None when the file cannot be read);
+    None in any other process."""
+    path = os.environ.get(LENT_VARIABLE)
+    if not path:
+        return None
+
+    def read() -> int | None:
+        try:
+            return int(Path(path).read_text())
+        except (OSError, ValueError):  # the sweep is ending, or the file is being replaced
+            return None
+
+    return read
 
 
 class ThreadGovernor:
     """The `on_step` of `fit`. `fixed`: always this many threads (the config's `threads`); None: choose."""
 
-    def __init__(self, max_threads: int, fixed: int | None, work_per_step: int, steps_per_epoch: int):
+    def __init__(
+        self,
+        max_threads: int,
+        fixed: int | None,
+        work_per_step: int,
+        steps_per_epoch: int,
+        lent: Callable[[], int | None] | None = None,
+    ):
         self.controller = ThreadpoolController()
-        self.max_threads = max(1, max_threads)
+        self.own = self.max_threads = max(1, max_threads)  # this process's share; more while cores are lent
+        self.lent = lent  # a local sweep's worker: the threads it may use now (`lent_threads`)
         small = work_per_step < MIN_WORK_PER_STEP or steps_per_epoch < 4 * PROBE_STEPS
-        self.fixed = fixed if fixed is not None else (1 if small or self.max_threads == 1 else None)
+        alone = self.max_threads == 1 and lent is None
+        self.fixed = fixed if fixed is not None else (1 if small or alone else None)
         self.current: int | None = None
         self.choices: list[int] = []  # the setting each epoch trained with, after its probe
         self._original = None  # the first limiter, which restores the process's limits in `close`
         self._one_thread_s: float | None = None  # this epoch's one-thread stretch; None once decided
         self._started = 0.0
+        self._probing = False  # this epoch compares one thread with max_threads
 
     @property
     def policy(self) -> str:
-        return f"fixed at {self.fixed}" if self.fixed is not None else f"measured each epoch: 1 or {self.max_threads}"
+        if self.fixed is not None:
+            return f"fixed at {self.fixed}"
+        if self.lent is not None:
+            return f"measured each epoch: 1 or {self.own}, more while other workers of the sweep are idle"
+        return f"measured each epoch: 1 or {self.max_threads}"
 
     def _use(self, threads: int) -> None:
         if threads != self.current:
@@ -61,8 +101,9 @@ class ThreadGovernor:
                 self.choices.append(self.fixed)
             return
         if step == 1:
-            self._use(1)
-            self._started, self._one_thread_s = time.perf_counter(), None
+            self._begin_epoch()
+        elif not self._probing:
+            return
         elif step == PROBE_STEPS + 1:
             now = time.perf_counter()
             self._one_thread_s, self._started = now - self._started, now
@@ -74,7 +115,16 @@ class ThreadGovernor:
             elif step == 2 * PROBE_STEPS + 1:
                 self._decide(self.max_threads)
 
+    def _begin_epoch(self) -> None:
+        """One thread for the first stretch; whether there is a second setting to compare it with."""
+        if self.lent is not None:
+            self.max_threads = max(self.own, self.lent() or self.own)
+        self._use(1)
+        self._started, self._one_thread_s, self._probing = time.perf_counter(), None, self.max_threads > 1
+        if not self._probing:  # nothing to compare this epoch: one thread is all it may use
+            self.choices.append(1)
+
     def _decide(self, threads: int) -> None:
         self._use(threads)
         self.choices.append(threads)
-        self._one_thread_s = None
+        self._one_thread_s, self._probing = None, False

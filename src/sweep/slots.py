@@ -6,14 +6,21 @@ whole batch. Here each worker is a pool of its own (a "slot": a single-process l
 whose process dies comes back as a `WorkerDied` result carrying the call's arguments, the slot gets a
 fresh process, and every other call carries on.
 
+While fewer calls run than there are slots (a sweep's last configs, the end of a halving round), the cores
+of the idle slots are lent to the busy ones: the backend keeps a file holding the cores shared out over
+the calls running now, which its workers' thread governors read at every epoch (src/experiment/threads.py).
+
 joblib documents `register_parallel_backend` but not the backend API itself, so this module is the one
 place that depends on it (`ParallelBackendBase`, `submit` with a callback, the retrieve-callback pair,
 `BatchedCalls.items`). pyproject.toml pins joblib to the versions tests/unit/test_slots.py checked.
 """
 
 import collections
+import contextlib
 import functools
 import logging
+import os
+import tempfile
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -22,6 +29,8 @@ from typing import Any
 from joblib import cpu_count
 from joblib.parallel import ParallelBackendBase
 from loky import BrokenProcessPool, ProcessPoolExecutor
+
+from src.experiment.threads import LENT_VARIABLE
 
 log = logging.getLogger("netsweep.sweep")
 LEAK_LIMIT_BYTES = 64 * 2**30  # see _new_slot
@@ -63,6 +72,7 @@ class ProcessSlotsBackend(ParallelBackendBase):
         self._waiting: collections.deque[tuple[Any, Future[Any]]] = collections.deque()  # not yet in a slot
         self._lock = threading.RLock()  # a slot's callback can run inside _start_waiting, on this thread
         self.parallel = None
+        self._lent: str | None = None  # the file of threads lent to each busy slot (with `threads` set)
 
     def effective_n_jobs(self, n_jobs):
         if n_jobs == 0:
@@ -72,12 +82,27 @@ class ProcessSlotsBackend(ParallelBackendBase):
     def configure(self, n_jobs=1, parallel=None, **_):
         n_jobs = self.effective_n_jobs(n_jobs)
         with self._lock:
+            if self.threads and self._lent is None:
+                handle, self._lent = tempfile.mkstemp(prefix="netsweep-threads-")
+                os.close(handle)
             if len(self._slots) != n_jobs:
                 self._shutdown_slots()
                 self._slots = [self._new_slot() for _ in range(n_jobs)]
                 self._idle = list(range(n_jobs))
+            self._lend()
         self.parallel = parallel
         return n_jobs
+
+    def _lend(self) -> None:
+        """Write the threads each busy slot may use now: the cores shared out over the calls running."""
+        if self._lent is None:
+            return
+        busy = len(self._slots) - len(self._idle)
+        share = max(self.threads or 1, cpu_count() // max(1, busy))
+        scratch = f"{self._lent}.{threading.get_ident()}"
+        with open(scratch, "w") as handle:
+            handle.write(str(share))
+        os.replace(scratch, self._lent)  # whole: a worker never reads half a number
 
     def _new_slot(self) -> ProcessPoolExecutor:
         env = {name: str(self.threads) for name in THREAD_VARIABLES} if self.threads else {}
@@ -85,6 +110,8 @@ class ProcessSlotsBackend(ParallelBackendBase):
         # Ours grow on purpose: a worker keeps the dataset it decoded for the next config (warmed up first,
         # a worker would otherwise be restarted after every Fashion-MNIST config and read everything again).
         env["LOKY_MAX_MEMORY_LEAK_SIZE"] = str(LEAK_LIMIT_BYTES)
+        if self._lent is not None:
+            env[LENT_VARIABLE] = self._lent
         return ProcessPoolExecutor(max_workers=1, env=env)
 
     def submit(self, func, callback=None):
@@ -98,11 +125,14 @@ class ProcessSlotsBackend(ParallelBackendBase):
 
     def _start_waiting(self) -> None:
         with self._lock:
+            started = bool(self._idle and self._waiting)
             while self._idle and self._waiting:
                 slot = self._idle.pop()
                 batch, future = self._waiting.popleft()
                 inner = self._slots[slot].submit(batch)
                 inner.add_done_callback(functools.partial(self._done, slot, batch, future))
+            if started:
+                self._lend()
 
     def _done(self, slot, batch, future, inner) -> None:
         died = False
@@ -120,6 +150,8 @@ class ProcessSlotsBackend(ParallelBackendBase):
             if died:
                 self._slots[slot] = self._new_slot()
             self._idle.append(slot)
+            if not self._waiting:  # a slot left idle: its cores go to the calls still running
+                self._lend()
         self._start_waiting()
 
     def warm_up(self, function) -> None:
@@ -146,6 +178,10 @@ class ProcessSlotsBackend(ParallelBackendBase):
         with self._lock:
             self._shutdown_slots()
             self._slots, self._idle = [], []
+            if self._lent is not None:
+                with contextlib.suppress(OSError):
+                    os.remove(self._lent)
+                self._lent = None
 
     def _shutdown_slots(self) -> None:
         for executor in self._slots:

@@ -51,3 +51,25 @@ def test_each_epoch_probes_both_settings_and_trains_on_with_the_faster(monkeypat
     ran = _epoch(governor, 4, {1: 0.010, 2: 0.0099})  # a tie goes to the full stretch, then to the faster
     assert ran == {1: PROBE_STEPS, 2: STEPS - PROBE_STEPS} and governor.choices[-1] == 2
     governor.close()
+
+
+def test_a_sweep_worker_probes_the_threads_lent_to_it_each_epoch(monkeypatch, tmp_path):
+    _epoch.clock = 0.0
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: _epoch.clock)
+    lent = tmp_path / "lent"
+    monkeypatch.setenv(threads.LENT_VARIABLE, str(lent))
+    lent.write_text("1")  # both workers busy on two cores: one thread each
+    governor = ThreadGovernor(1, None, BIG, STEPS, lent=threads.lent_threads())
+    assert governor.policy == "measured each epoch: 1 or 1, more while other workers of the sweep are idle"
+    quiet = {1: 0.010, 2: 0.006}
+    assert _epoch(governor, 1, quiet) == {1: STEPS, 2: 0} and governor.choices == [1]  # nothing to probe
+    lent.write_text("2")  # the other worker went idle: its core is lent
+    assert _epoch(governor, 2, quiet) == {1: PROBE_STEPS, 2: STEPS - PROBE_STEPS} and governor.choices == [1, 2]
+    lent.write_text("2")
+    _epoch(governor, 3, {1: 0.010, 2: 0.030})  # lent, but the core is busy after all: back to one
+    lent.unlink()  # the sweep ended meanwhile: the worker's own share
+    assert _epoch(governor, 4, quiet) == {1: STEPS, 2: 0}
+    assert governor.choices == [1, 2, 1, 1] and governor.used == 1
+    governor.close()
+    monkeypatch.delenv(threads.LENT_VARIABLE)
+    assert threads.lent_threads() is None  # outside a local sweep's worker: nothing is lent
