@@ -4,7 +4,7 @@ Figure 1 is drawn with matplotlib's object API (no pyplot state, nothing to clos
 constrained layout would draw the figure about twice to place the same two panels, and every run of a sweep
 draws one. Each thread builds its Figure 1 once and draws every later run's on it again (new curves, limits,
 marks, legend and title): a sweep worker or a pack closes many runs, and building the axes, ticks and lines
-anew cost a third of drawing one. The PNG is the same, pixel for pixel (tests/unit/test_plots.py). `plt`
+anew cost a third of drawing one. The PNG is a new figure's, pixel for pixel (tests/unit/test_plots.py). `plt`
 (pyplot on the Agg backend) is for the report's figures.
 """
 
@@ -57,22 +57,18 @@ class _FigureOne:
             ax.set_title(heading, y=1.0)  # where matplotlib would put it, without measuring every tick label first
             ax.grid(alpha=0.3)
         self.title = self.figure.suptitle("")
-        self.marks: list = []  # the last run's labelled lines, removed before the next run's
 
     def draw(
         self, metrics: dict, title: str, best_epoch: int | None, diverged_at: int | None, stopped_at: tuple | None
     ) -> Figure:
         epochs = np.arange(1, len(metrics["train_loss"]) + 1)
-        for mark in self.marks:
-            mark.remove()
-        self.marks = []
         for ax, (key, _, _), (train, val) in zip(self.axes, PANELS, self.curves, strict=True):
+            for line in [line for line in ax.lines if line is not train and line is not val]:
+                line.remove()  # the last run's marks, even those of a drawing that failed half-way
             ax.set_yscale("linear")  # the last run's loss panel may have been logarithmic
             train.set_data(epochs, metrics[f"train_{key}"])
             val.set_data(epochs, metrics[f"val_{key}"])
-            before = set(ax.lines)
             _marks(ax, best_epoch, diverged_at, stopped_at)
-            self.marks += [line for line in ax.lines if line not in before]
             ax.relim()
             ax.autoscale_view()
             ax.legend(loc="best")  # replaces the last run's

@@ -130,7 +130,7 @@ def record_history(
     )
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(ctx.output_dir or scratch) / names.FIGURE_ONE
-        figure.savefig(path, dpi=100)  # a Figure of its own (src/plots.py): nothing to close
+        figure.savefig(path, dpi=100)  # this thread's Figure 1, drawn again for its next run: nothing to close
         ctx.run.log_file(path)
     return path if ctx.output_dir is not None else None
 

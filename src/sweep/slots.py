@@ -99,10 +99,15 @@ class ProcessSlotsBackend(ParallelBackendBase):
             return
         busy = len(self._slots) - len(self._idle)
         share = max(self.threads or 1, cpu_count() // max(1, busy))
-        scratch = f"{self._lent}.{threading.get_ident()}"
-        with open(scratch, "w") as handle:
-            handle.write(str(share))
-        os.replace(scratch, self._lent)  # whole: a worker never reads half a number
+        scratch = f"{self._lent}.next"  # written under the lock: one writer at a time
+        try:
+            with open(scratch, "w") as handle:
+                handle.write(str(share))
+            os.replace(scratch, self._lent)  # whole: a worker never reads half a number
+        except OSError as exc:  # only a hint: workers that cannot read it use their own share
+            log.debug(f"could not write the threads lent to busy workers: {exc!r}")
+            with contextlib.suppress(OSError):
+                os.remove(scratch)
 
     def _new_slot(self) -> ProcessPoolExecutor:
         env = {name: str(self.threads) for name in THREAD_VARIABLES} if self.threads else {}
@@ -129,12 +134,13 @@ class ProcessSlotsBackend(ParallelBackendBase):
             while self._idle and self._waiting:
                 slot = self._idle.pop()
                 batch, future = self._waiting.popleft()
-                inner = self._slots[slot].submit(batch)
-                inner.add_done_callback(functools.partial(self._done, slot, batch, future))
+                executor = self._slots[slot]
+                inner = executor.submit(batch)
+                inner.add_done_callback(functools.partial(self._done, slot, executor, batch, future))
             if started:
                 self._lend()
 
-    def _done(self, slot, batch, future, inner) -> None:
+    def _done(self, slot, executor, batch, future, inner) -> None:
         died = False
         try:
             future.set_result(inner.result())
@@ -145,8 +151,8 @@ class ProcessSlotsBackend(ParallelBackendBase):
         except BaseException as exc:
             future.set_exception(exc)
         with self._lock:
-            if slot >= len(self._slots):  # stopped meanwhile: nothing to hand back
-                return
+            if slot >= len(self._slots) or self._slots[slot] is not executor:  # stopped or replaced meanwhile
+                return  # (an aborted executor's calls fail later, from loky's thread): nothing to hand back
             if died:
                 self._slots[slot] = self._new_slot()
             self._idle.append(slot)

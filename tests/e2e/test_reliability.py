@@ -146,7 +146,9 @@ def test_ctrl_c_stops_a_sweep_keeps_finished_configs_and_kills_running_ones(cli)
     assert states == [("100000", "KILLED", "killed"), ("2", "FINISHED", "finished"), parent]
 
 
-KILLED_EPOCHS = 200  # a few seconds per config: long enough to be killed mid-training
+# Seconds per config (digits trains an epoch in about 4 ms here): checkpoints are written at most once a second,
+# so a config must outlast a few writes for two to be caught training with 5 epochs checkpointed each.
+KILLED_EPOCHS = 1500
 
 
 def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_its_checkpoint(cli):
