@@ -11,17 +11,30 @@ runs from the lowest to the highest seed: always positive for the loss, inside [
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 
 import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.mathtext import MathTextParser
 from matplotlib.ticker import MaxNLocator
 
 from src.config.naming import NAME_DIGITS, format_value
 from src.plots import plt
 from src.report.load import ConfigGroup, Member, SweepData, Values, axis_values, sort_value
+
+
+def warm_up() -> threading.Thread:
+    """Build matplotlib's mathtext parser (the report's logarithmic ticks use it; it is built at first use) in
+    a thread of its own. A sweep's parent does it while its workers train: a Ctrl-C, which only the main
+    thread receives, then cannot stop pyparsing half-way through that grammar, whose parts complain with a
+    traceback on stderr as they are collected."""
+    thread = threading.Thread(target=lambda: MathTextParser("agg").parse(r"$10^{-1}$", dpi=100), daemon=True)
+    thread.start()
+    return thread
+
 
 MAX_PANELS = 6  # small multiples per row before the first key's values are drawn in one panel
 MAX_LEGEND = 12  # colour combinations named in a legend; beyond it, colours are ranks on a colour bar

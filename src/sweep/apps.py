@@ -36,6 +36,7 @@ from src.experiment.recording import EXPERIMENT_NOTE
 from src.experiment.runner import publish_data
 from src.outcomes import Outcome
 from src.pruning import curve_metric
+from src.report import figures
 from src.report.build import build_report, summary
 from src.report.ranking import Objective
 from src.sweep.halving import Halving
@@ -227,6 +228,7 @@ class NetsweepApp(HydraApp):
 
     def prepare(self, jobs: list[Job]) -> None:
         super().prepare(jobs)
+        figures.warm_up()  # the report's mathtext parser, built while the workers train (see there)
         for job in jobs:
             self.seeds[job.group].add(job.key)
         resume = self.settings.resume_mode
