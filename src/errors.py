@@ -89,7 +89,11 @@ class BadOverride(OverrideError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM, raised where it is safe to stop."""
+    """Ctrl-C or SIGTERM, raised where it is safe to stop; `signum` names the signal when one raised it."""
+
+    def __init__(self, message: str, signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 class SweepInterrupted(Interrupted):

@@ -1,11 +1,18 @@
 """Ctrl-C and SIGTERM end a run cleanly: they raise `Interrupted` at once, except while the main thread
 is inside a tracking write, where they wait until the write is done. An interrupted SQLite transaction
 would otherwise leave its connection holding the store's lock, and closing the run as KILLED would
-then wait on it."""
+then wait on it.
+
+A signal can also land in a finalizer (a `__del__` or a weak reference's callback that the garbage
+collector runs between two lines of ours); Python prints what a finalizer raises as "Exception ignored"
+and drops it. `install` hooks that: such an `Interrupted` is not printed but sent to the main thread again,
+where it lands on the next line of ours, so a Ctrl-C is neither lost nor shown as a traceback."""
 
 import contextlib
 import signal
+import sys
 import threading
+import time
 
 from src.errors import Interrupted
 
@@ -13,22 +20,66 @@ _shield_depth = 0  # tracking writes in progress on the main thread
 _stop_requested = threading.Event()  # a worker's process is ending (a Slurm job's SIGTERM): stop training
 _pending_signal = None
 _received = 0  # signals that arrived: a library may have swallowed the Interrupted one raised
+_resent = 0  # signals sent again after a finalizer swallowed them (already counted in _received)
+_in_hook = False  # the main thread is inside `_on_unraisable`: a signal now must not raise there
+_previous_hook = sys.unraisablehook
+RESEND_AFTER_S = 0.01  # time for the finalizer that swallowed a signal to return before it comes again
 
 
 def _on_signal(signum, frame) -> None:
-    global _pending_signal, _received
-    _received += 1
+    global _pending_signal, _received, _resent
+    if _resent:
+        _resent -= 1
+    else:
+        _received += 1
+    if _in_hook:
+        _resend(signum)
+        return
     if _shield_depth:
         _pending_signal = signum
         return
-    raise Interrupted(f"signal {signum}")
+    raise Interrupted(f"signal {signum}", signum=signum)
+
+
+def _resend(signum: int) -> None:
+    """Deliver `signum` to the main thread again shortly, from a helper thread (a real signal: it also
+    wakes a main thread blocked in a wait)."""
+    global _resent
+    _resent += 1
+    main = threading.main_thread().ident
+    assert main is not None  # the main thread has started: this code runs on it
+
+    def send() -> None:
+        time.sleep(RESEND_AFTER_S)
+        with contextlib.suppress(OSError):  # the main thread ended meanwhile: nothing is left to stop
+            signal.pthread_kill(main, signum)
+
+    threading.Thread(target=send, name="netsweep-resend-signal", daemon=True).start()
+
+
+def _on_unraisable(unraisable) -> None:
+    """A finalizer swallowed an `Interrupted` of ours: send its signal again instead of printing it."""
+    global _in_hook
+    error = unraisable.exc_value
+    main = threading.current_thread() is threading.main_thread()
+    if not (isinstance(error, Interrupted) and error.signum is not None and main):
+        _previous_hook(unraisable)
+        return
+    _in_hook = True
+    try:
+        _resend(error.signum)
+    finally:
+        _in_hook = False
 
 
 def install() -> None:
     """Route SIGINT and SIGTERM here (only possible, and only needed, on the main thread)."""
+    global _previous_hook
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
+        if sys.unraisablehook is not _on_unraisable:
+            _previous_hook, sys.unraisablehook = sys.unraisablehook, _on_unraisable
 
 
 @contextlib.contextmanager
@@ -45,7 +96,7 @@ def shielded():
         _shield_depth -= 1
         if _shield_depth == 0 and _pending_signal is not None:
             signum, _pending_signal = _pending_signal, None
-            raise Interrupted(f"signal {signum}")
+            raise Interrupted(f"signal {signum}", signum=signum)
 
 
 def received() -> int:
