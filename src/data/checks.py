@@ -14,7 +14,8 @@ from src.errors import DataError
 def _as_pixel_rows(X: NDArray[Any], source: str, key: str) -> NDArray[Any]:
     """Flatten images to rows, checking they are uint8 (0-255) or finite floats in [0, 1].
 
-    uint8 stays uint8 here (a quarter of the memory of float32); the split scales after selecting rows.
+    uint8 stays uint8 (a quarter of the memory of float32), in the split too: a net scales the rows a batch
+    or a chunk at a time (src/nn/rows.py).
     """
     if X.dtype == object or not np.issubdtype(X.dtype, np.number):
         raise DataError(f"{source}: {key} has dtype {X.dtype}; expected uint8 or float images")

@@ -1,8 +1,9 @@
 """`load_dataset`: the `Dataset` a data config names, split with a seed.
 
 The last split is kept per process (the configs of a sweep worker that share a seed reuse it); the decoded
-images are not. With a `DataShare`, a sweep's workers memory-map the images the parent decoded and the
-float splits the first of them made, so none of them decodes or splits its own copy.
+images are not (a split holds the rows it selected, as stored). With a `DataShare`, a sweep's workers
+memory-map the images the parent decoded and the splits the first of them made, so none of them decodes or
+splits its own copy.
 """
 
 import dataclasses
@@ -67,8 +68,8 @@ def _source_key(data: DataSettings) -> SourceKey:
 
 
 def _decoded(source: SourceKey) -> DecodedSource:
-    """The source's arrays, read and validated. Not kept: once split, a run needs only its floats (and its
-    raw test images), so the integer images are freed with it (Fashion-MNIST's hold 55 MB)."""
+    """The source's arrays, read and validated. Not kept: once split, a run needs only the rows of its
+    splits, so the whole decoded training images are freed (Fashion-MNIST's hold 47 MB)."""
     raw, origin, pixel_max = read_source(source.name, dict(source.options))
     return check_arrays(raw, origin, pixel_max)
 

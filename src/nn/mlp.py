@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from src.nn.arrays import FloatArray, Labels, Params
+from src.nn.rows import BatchLoader, PixelRows, chunk_rows
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 DECAYED = ("W1", "W2")
@@ -101,12 +102,13 @@ def cost_grad(params: Params, X: FloatArray, y: NDArray[Any], decay: float) -> t
     return cost, grads
 
 
-def evaluate(params: Params, X: FloatArray, y: Labels, decay: float) -> tuple[float, float]:
-    """(cost, accuracy) over a whole split, in chunks so memory stays bounded."""
+def evaluate(params: Params, X: FloatArray | PixelRows, y: Labels, decay: float) -> tuple[float, float]:
+    """(cost, accuracy) over a whole split, in chunks so memory stays bounded (pixel rows scaled a chunk at
+    a time)."""
     dtype = params["W1"].dtype
     total_ce, correct = 0.0, 0
     for start in range(0, len(X), EVAL_CHUNK):
-        X_chunk = X[start : start + EVAL_CHUNK].astype(dtype, copy=False)
+        X_chunk = chunk_rows(X, start, start + EVAL_CHUNK, dtype)
         y_chunk = y[start : start + EVAL_CHUNK]
         z, _ = forward(params, X_chunk)
         total_ce -= float(log_softmax(z)[np.arange(len(y_chunk)), y_chunk].sum())
@@ -114,11 +116,11 @@ def evaluate(params: Params, X: FloatArray, y: Labels, decay: float) -> tuple[fl
     return total_ce / len(X) + decay_penalty(params, decay), correct / len(X)
 
 
-def predict(params: Params, X: FloatArray) -> Labels:
+def predict(params: Params, X: FloatArray | PixelRows) -> Labels:
     """Predicted class for every row of X."""
     dtype = params["W1"].dtype
     chunks = [
-        forward(params, X[start : start + EVAL_CHUNK].astype(dtype, copy=False))[0].argmax(axis=1)
+        forward(params, chunk_rows(X, start, start + EVAL_CHUNK, dtype))[0].argmax(axis=1)
         for start in range(0, len(X), EVAL_CHUNK)
     ]
     return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
@@ -139,6 +141,7 @@ class Workspace:
         (d, H), k = params["W1"].shape, params["W2"].shape[1]
         dtype = params["W1"].dtype
         self.X = np.empty((batch_size, d), dtype=dtype)
+        self.loader = BatchLoader(self.X)
         self.h = np.empty((batch_size, H), dtype=dtype)
         self.active = np.empty((batch_size, H), dtype=bool)
         self.dh = np.empty((batch_size, H), dtype=dtype)
@@ -148,9 +151,9 @@ class Workspace:
         self.rows = np.arange(batch_size)
         self.grads = {name: np.empty_like(value) for name, value in params.items()}
 
-    def load_batch(self, X: FloatArray, index: NDArray[np.intp]) -> FloatArray:
-        """Gather rows X[index] into the batch buffer (no copy of the whole dataset)."""
-        return np.take(X, index, axis=0, out=self.X[: len(index)])
+    def load_batch(self, X: FloatArray | PixelRows, index: NDArray[np.intp]) -> FloatArray:
+        """Gather rows X[index] into the batch buffer as the net's floats (no copy of the whole dataset)."""
+        return self.loader.load(X, index)
 
     def data_cost_grad(self, params: Params, X: FloatArray, y: Labels, grad_scale: float = 1.0) -> tuple[float, int]:
         """Mean cross-entropy of the batch and the number it classified right; fills `self.grads`.

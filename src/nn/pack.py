@@ -34,6 +34,7 @@ from src.nn.backend import NUMPY, Backend, namespace, to_numpy
 from src.nn.optim import Optimizer
 from src.nn.packed import Batch, all_finite, data_cost_grad, evaluate, penalties, select, squared_norms, stack_params
 from src.nn.packed_optim import PackedOptimizer, pack_optimizers
+from src.nn.rows import PixelRows, take_rows
 from src.nn.train import Callbacks, Diverged, FitResult, Progress, StepHook, TrainingData, TrainSettings
 
 
@@ -55,12 +56,13 @@ PackOutcome = FitResult | Diverged  # what `fit` returns for a config, or the ex
 
 @dataclass(frozen=True)
 class _Data:
-    """The training data on the pack's device, moved there once: rows, labels and one-hot rows."""
+    """The training data on the pack's device, moved there once: rows (integer pixel rows as stored, scaled a
+    batch at a time), labels and one-hot rows."""
 
-    X_train: Array
+    X_train: "Array | PixelRows"
     y_train: Array
     targets: Array
-    X_val: Array
+    X_val: "Array | PixelRows"
     y_val: Array
 
     @classmethod
@@ -71,7 +73,10 @@ class _Data:
         targets = np.zeros((len(labels), num_classes), dtype=dtype)
         targets[np.arange(len(labels)), labels] = 1
 
-        def rows(X: Array) -> Array:
+        def rows(X: "Array | PixelRows") -> "Array | PixelRows":
+            if isinstance(X, PixelRows) and X.scale is not None:
+                return X.to(backend.asarray)
+            X = X.stored if isinstance(X, PixelRows) else X
             return backend.asarray(np.asarray(X, dtype=dtype) if isinstance(X, np.ndarray) else X)
 
         return cls(
@@ -88,7 +93,7 @@ class _Data:
         (K, n), d = index.shape, self.X_train.shape[1]
         flat = xp.reshape(index, (-1,))
         return Batch(
-            xp.reshape(xp.take(self.X_train, flat, axis=0), (K, n, d)),
+            xp.reshape(take_rows(self.X_train, flat, self.targets.dtype), (K, n, d)),
             xp.reshape(xp.take(self.y_train, flat, axis=0), (K, n, 1)),
             xp.reshape(xp.take(self.targets, flat, axis=0), (K, n, self.targets.shape[1])),
         )
@@ -171,7 +176,8 @@ def fit_pack(
         if not member.progress.best_params:
             member.progress.consider(0, float("inf"), member.params)
     if backend is None:  # array type in, array type out: data of another library trains on its device
-        backend = NUMPY if isinstance(data.X_train, np.ndarray) else Backend.of(data.X_train)
+        rows = data.X_train.stored if isinstance(data.X_train, PixelRows) else data.X_train
+        backend = NUMPY if isinstance(rows, np.ndarray) else Backend.of(rows)
     pack = _Pack(members, backend)
     device = _Data.move(data, pack.backend, pack.dtype, members[0].params["W2"].shape[1])
     outcomes: dict[int, PackOutcome] = {}

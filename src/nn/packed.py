@@ -16,6 +16,7 @@ import numpy as np
 from src.nn.arrays import Array, PackedParams, Params
 from src.nn.backend import Backend, namespace, to_numpy
 from src.nn.mlp import DECAYED, EVAL_CHUNK, PARAM_NAMES
+from src.nn.rows import PixelRows, chunk_rows
 
 EVAL_ELEMENTS = 1 << 24  # hidden activations held at once when evaluating (configs x rows x H), 64 MiB in float32
 
@@ -148,24 +149,25 @@ def _chunk_scores(params: PackedParams, X: Array, y: Array) -> tuple[Array, Arra
     return xp.sum(xp.reshape(picked, (K, n)), axis=-1), correct
 
 
-def evaluate(params: PackedParams, X: Array, y: Array) -> tuple[np.ndarray, np.ndarray]:
+def evaluate(params: PackedParams, X: "Array | PixelRows", y: Array) -> tuple[np.ndarray, np.ndarray]:
     """Each config's (cross-entropy, accuracy) over the whole split X (N, d), y (N,), as host arrays.
 
     Rows go in chunks of `mlp.EVAL_CHUNK`, the chunks' sums added in float64 as `mlp.evaluate` adds them, so
     a config's scores are those of `mlp.evaluate(..., decay=0)`; configs go in groups so that memory stays
-    bounded."""
-    xp = namespace(X)
-    K, N, H = params["W1"].shape[0], X.shape[0], params["W1"].shape[2]
+    bounded. Pixel rows are scaled a chunk at a time."""
+    stored = X.stored if isinstance(X, PixelRows) else X
+    xp, dtype = namespace(stored), params["W1"].dtype
+    K, N, H = params["W1"].shape[0], stored.shape[0], params["W1"].shape[2]
     group = max(1, EVAL_ELEMENTS // (min(N, EVAL_CHUNK) * H))
     ce_parts, correct_parts = [], []
     for first in range(0, K, group):
         last = min(first + group, K)  # slices stay within the array (the standard leaves beyond unspecified)
         part = {name: value[first:last, ...] for name, value in params.items()}
-        total_ce = xp.zeros(part["W1"].shape[0], dtype=xp.float64, device=Backend.of(X).device)
+        total_ce = xp.zeros(part["W1"].shape[0], dtype=xp.float64, device=Backend.of(stored).device)
         correct = None
         for start in range(0, N, EVAL_CHUNK):
             stop = min(start + EVAL_CHUNK, N)
-            log_p_sum, right = _chunk_scores(part, X[start:stop, ...], y[start:stop])
+            log_p_sum, right = _chunk_scores(part, chunk_rows(X, start, stop, dtype), y[start:stop])
             total_ce = total_ce - xp.astype(log_p_sum, xp.float64)  # as mlp.evaluate's total_ce -= float(...)
             correct = right if correct is None else correct + right
         ce_parts.append(to_numpy(total_ce))

@@ -16,6 +16,7 @@ import numpy as np
 from src.nn.arrays import Params
 from src.nn.mlp import PARAM_NAMES, Workspace
 from src.nn.packed_optim import PackedOptimizer
+from src.nn.rows import PixelRows
 from src.nn.train import StepHook, batch_cost
 
 # One config's weights at which the sliced pass beats the batched one on the CPU (bench/packs.py measures
@@ -46,7 +47,7 @@ class Stacked:
 
 def train_epoch(
     pack: Stacked,
-    data: tuple[np.ndarray, np.ndarray],
+    data: tuple[np.ndarray | PixelRows, np.ndarray],
     orders: np.ndarray,
     epoch: int,
     batch_size: int,

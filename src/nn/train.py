@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from src.nn.arrays import FloatArray, Labels, Metrics, Params
 from src.nn.mlp import Workspace, all_finite, decay_penalty, evaluate
 from src.nn.optim import Optimizer
+from src.nn.rows import PixelRows
 
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_ce", "epoch_time_s")
 
@@ -42,11 +43,12 @@ class History:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """What `fit` trains on (pixel rows and labels) and keeps the best parameters by (the validation split)."""
+    """What `fit` trains on (pixel rows and labels) and keeps the best parameters by (the validation split).
+    Rows are `PixelRows` (as stored, scaled a batch at a time) or an array of floats."""
 
-    X_train: FloatArray
+    X_train: FloatArray | PixelRows
     y_train: Labels
-    X_val: FloatArray
+    X_val: FloatArray | PixelRows
     y_val: Labels
 
 
@@ -178,7 +180,11 @@ class _Steps:
 
 
 def batch_cost(
-    params: Params, workspace: Workspace, optimizer: Optimizer, data: tuple[FloatArray, Labels], index: NDArray[np.intp]
+    params: Params,
+    workspace: Workspace,
+    optimizer: Optimizer,
+    data: tuple[FloatArray | PixelRows, Labels],
+    index: NDArray[np.intp],
 ) -> tuple[float, int]:
     """The cost of the rows `index` of `data` (rows, labels): their mean cross-entropy plus the decay penalty,
     before this step's update, and how many of them `params` classify right; their gradient is left in
@@ -234,9 +240,7 @@ def fit(
     """
     callbacks = callbacks or Callbacks()
     dtype = params["W1"].dtype
-    data = TrainingData(
-        data.X_train.astype(dtype, copy=False), data.y_train, data.X_val.astype(dtype, copy=False), data.y_val
-    )
+    data = TrainingData(_as_dtype(data.X_train, dtype), data.y_train, _as_dtype(data.X_val, dtype), data.y_val)
     if not progress.best_params:
         progress.consider(0, float("inf"), params)
     guard = DivergenceGuard(settings.divergence_factor, progress.history, progress.cost_limit)
@@ -254,6 +258,11 @@ def fit(
             if callbacks.on_progress is not None and epoch < settings.epochs:
                 callbacks.on_progress(progress)
     return FitResult(progress.best_params, progress.best_epoch, progress.history, stopped)
+
+
+def _as_dtype(X: FloatArray | PixelRows, dtype: np.dtype) -> FloatArray | PixelRows:
+    """Float rows cast to the net's dtype once; pixel rows are scaled (and cast) a batch at a time."""
+    return X if isinstance(X, PixelRows) else X.astype(dtype, copy=False)
 
 
 def _epoch(steps: _Steps, data: TrainingData, progress: Progress, epoch: int, callbacks: Callbacks) -> str | None:

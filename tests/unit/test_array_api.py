@@ -25,6 +25,7 @@ from src.nn.packed import (
     unstack,
 )
 from src.nn.packed_optim import pack_optimizers
+from src.nn.rows import PixelRows
 from src.nn.train import EPOCH_METRICS, Progress, TrainingData, TrainSettings
 
 BACKENDS = ["numpy", "array_api_strict"]
@@ -251,3 +252,35 @@ def test_fit_pack_on_pytorch_agrees_with_numpy_to_float32_rounding(rng, optimize
             np.testing.assert_allclose(a.history.metrics[metric], b.history.metrics[metric], atol=1e-4, rtol=0)
         for metric in ("train_acc", "val_acc"):
             assert np.max(np.abs(np.subtract(a.history.metrics[metric], b.history.metrics[metric]))) <= 2 / 100
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_pack_on_uint8_pixel_rows_trains_on_the_floats_they_scale_to(rng, name, dtype):
+    """Integer rows stay integers on the device; each batch and each validation chunk is scaled there, to
+    the bits a NumPy fit on the scaled floats gets (float32 scaling, then the net's dtype)."""
+    images = rng.integers(0, 256, size=(150, 6), dtype=np.uint8)
+    rows, y = PixelRows.of(images, 255), rng.integers(0, 4, size=150)
+    floats = np.multiply(images, np.float32(1 / 255), dtype=np.float32)  # what the data layer used to hold
+    as_rows = TrainingData(PixelRows(images[:100], rows.scale), y[:100], PixelRows(images[100:], rows.scale), y[100:])
+    as_floats = TrainingData(floats[:100], y[:100], floats[100:], y[100:])
+
+    def members():
+        out = []
+        for seed, knobs in enumerate(KNOBS["momentum"]):
+            params = init_params(6, 8, 4, np.random.default_rng(seed), dtype=dtype)
+            optimizer = build_optimizer("momentum", params, **knobs)
+            out.append(Member(params, optimizer, Progress.start(np.random.default_rng(seed))))
+        return out
+
+    settings = TrainSettings(batch_size=16, epochs=2)
+    on_rows = fit_pack(as_rows, members(), settings=settings, backend=backend(name))
+    on_floats = fit_pack(as_floats, members(), settings=settings, backend=NUMPY)
+    for a, b in zip(on_rows, on_floats, strict=True):
+        assert all(a.history.metrics[m] == b.history.metrics[m] for m in EPOCH_METRICS[:-1])
+        assert all(np.array_equal(a.params[key], b.params[key]) for key in b.params)
+    if name != "numpy":  # rows already on a device: the pack trains there without being told
+        strict = backend(name)
+        moved = TrainingData(as_rows.X_train.to(strict.asarray), y[:100], as_rows.X_val.to(strict.asarray), y[100:])
+        inferred = fit_pack(moved, members(), settings=settings)
+        assert [r.history.metrics["val_loss"] for r in inferred] == [r.history.metrics["val_loss"] for r in on_floats]

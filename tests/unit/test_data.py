@@ -28,10 +28,11 @@ def test_idx_folder_loads_scaled_and_split(tmp_path, gz):
     arrays = write_idx_folder(tmp_path, gz=gz)
     ds = load_dataset(idx_cfg(tmp_path), seed=0)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (30, 10, 10)
-    assert ds.X_train.dtype == np.float32 and ds.X_train.shape[1] == 36
-    assert ds.X_train.min() >= 0 and ds.X_train.max() <= 1
-    np.testing.assert_allclose(ds.X_test * 255, arrays["X_test"].reshape(10, 36), atol=1e-3)
-    assert ds.num_classes == 10
+    assert ds.X_train.stored.dtype == np.uint8 and ds.X_train.shape[1] == 36  # held as stored: 1 byte a pixel
+    floats = np.asarray(ds.X_train)
+    assert floats.dtype == np.float32 and floats.min() >= 0 and floats.max() <= 1
+    np.testing.assert_allclose(np.asarray(ds.X_test) * 255, arrays["X_test"].reshape(10, 36), atol=1e-3)
+    assert ds.num_classes == 10 and ds.float_nbytes == 4 * 36 * 50
     seen = np.concatenate([ds.X_train, ds.X_val]) * 255
     assert sorted(map(tuple, np.rint(seen))) == sorted(map(tuple, arrays["X_train"].reshape(40, 36)))
 
@@ -100,7 +101,9 @@ def test_npz_loads_uint8_or_unit_floats(tmp_path, rng, dtype):
     np.savez(tmp_path / "d.npz", **_npz_arrays(rng, dtype))
     ds = load_dataset(npz_cfg(tmp_path / "d.npz"), seed=0)
     assert (len(ds.y_train), len(ds.y_val), ds.input_dim, ds.num_classes) == (24, 6, 16, 3)
-    assert ds.X_train.max() <= 1.0 and ds.X_train.dtype == np.float32
+    floats = np.asarray(ds.X_train)
+    assert floats.max() <= 1.0 and floats.dtype == np.float32
+    assert ds.X_train.stored.dtype == (np.uint8 if dtype == np.uint8 else np.float32)
 
 
 @pytest.mark.parametrize(
@@ -151,16 +154,24 @@ def test_digits_are_scikit_learns_read_without_importing_it():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
-def test_a_split_scaled_in_chunks_equals_one_scaled_at_once(tmp_path, monkeypatch):
+def test_a_split_copied_in_chunks_equals_one_kept_whole_and_scales_as_before(tmp_path, monkeypatch):
     arrays = write_idx_folder(tmp_path, n_train=45, n_test=7)
     whole = load_dataset(idx_cfg(tmp_path), seed=2)
-    monkeypatch.setattr(dataset, "SCALE_ROWS", 4)  # chunks of 4 rows, the last one short
-    loader._split_cached.cache_clear()
-    chunked = load_dataset(idx_cfg(tmp_path), seed=2)
-    assert whole is not chunked and chunked.X_train.dtype == np.float32
+    monkeypatch.setattr(dataset, "COPY_ROWS", 4)  # chunks of 4 rows, the last one short
+    decoded = loader._decoded(loader._source_key(idx_cfg(tmp_path)))
+    made = []
+
+    def allocate(name, shape, dtype):  # as a share's memory-mapped files are allocated
+        made.append((name, dtype))
+        return np.full(shape, 7, dtype=dtype)
+
+    chunked = dataset.split(decoded, "mnist", 0.25, 2, allocate)
+    assert made == [("X_train", "|u1"), ("X_val", "|u1"), ("X_test", "|u1")]
     for name in ("X_train", "X_val", "X_test"):
-        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
-    np.testing.assert_array_equal(chunked.X_test, np.float32(arrays["X_test"].reshape(7, -1)) * np.float32(1 / 255))
+        np.testing.assert_array_equal(getattr(chunked, name).stored, getattr(whole, name).stored)
+    # the floats a net reads: the bits the data layer made when it scaled whole splits
+    expected = np.multiply(arrays["X_test"].reshape(7, -1), np.float32(1 / 255), dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(chunked.X_test), expected)
 
 
 def test_idx_pixels_are_read_into_their_array_and_extra_bytes_are_refused(tmp_path):
@@ -178,7 +189,7 @@ def test_digits_default_has_a_fixed_test_set():
     assert (len(a.y_train) + len(a.y_val), len(a.y_test)) == (1438, 359)
     np.testing.assert_array_equal(a.X_test, b.X_test)
     assert a.fingerprint != b.fingerprint
-    assert a.X_train.min() >= 0 and a.X_train.max() <= 1
+    assert np.asarray(a.X_train).min() >= 0 and np.asarray(a.X_train).max() <= 1
 
 
 def test_mnist_offline_without_files_says_where_to_put_them(tmp_path):
@@ -217,7 +228,7 @@ def test_a_shared_source_is_decoded_once_and_memory_mapped(tmp_path):
     assert not (tmp_path / "share").exists()
     unseen = DataShare(str(tmp_path / "elsewhere"))  # a worker on another machine: the parent's share is not there
     elsewhere = load_dataset(idx_cfg(tmp_path), seed=3, share=unseen)
-    assert not isinstance(elsewhere.X_train, np.memmap) and elsewhere.fingerprint == alone.fingerprint
+    assert not isinstance(elsewhere.X_train.stored, np.memmap) and elsewhere.fingerprint == alone.fingerprint
     np.testing.assert_array_equal(elsewhere.X_train, alone.X_train)
     assert not (tmp_path / "elsewhere").exists()  # decoded in memory, nothing left behind
 
@@ -231,7 +242,8 @@ def test_workers_map_one_float_split_per_seed_the_first_of_them_writes(tmp_path)
     alone = load_dataset(idx_cfg(tmp_path), seed=3)
     for name in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "X_test_raw"):
         np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
-        assert isinstance(getattr(shared, name).base, np.memmap)  # mapped from the share, not this process's own
+        array = getattr(shared, name)
+        assert isinstance(getattr(array, "stored", array).base, np.memmap)  # mapped from the share, not our own
     assert (shared.fingerprint, shared.layout, shared.source) == (alone.fingerprint, alone.layout, alone.source)
     entries = sorted(p.name for p in (tmp_path / "share").iterdir() if p.is_dir())
     assert len(entries) == 2 and entries[1].endswith("-split-0.25-3")
