@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,10 +20,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from src import scratch
 from src.data.checks import DecodedSource
 from src.data.dataset import Allocate, Dataset
 from src.nn.rows import PixelRows
 
+SHARE_KIND = "netsweep-data-"  # a share's folder name starts so (src/scratch.py: a killed sweep's is removed later)
 ARRAYS = ("X_train", "y_train", "X_test", "y_test")
 SPLIT_ARRAYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "X_test_raw")
 PIXEL_ROWS = ("X_train", "X_val", "X_test")  # a split's `PixelRows`: their stored rows are what the files hold
@@ -50,7 +51,7 @@ class DataShare:
 
     @classmethod
     def create(cls) -> DataShare:
-        return cls(tempfile.mkdtemp(prefix="netsweep-data-"))
+        return cls(scratch.make_folder(SHARE_KIND))
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -20,7 +20,6 @@ import contextlib
 import functools
 import logging
 import os
-import tempfile
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from joblib import cpu_count
 from joblib.parallel import ParallelBackendBase
 from loky import BrokenProcessPool, ProcessPoolExecutor
 
+from src import scratch
 from src.experiment.threads import LENT_VARIABLE
 
 log = logging.getLogger("netsweep.sweep")
@@ -58,6 +58,9 @@ def _report_warm_up_failure(future: Future) -> None:
         log.debug(f"worker warm-up failed: {future.exception()!r}")
 
 
+LENT_KIND = "netsweep-threads-"  # the lent-threads file's name starts so (src/scratch.py)
+
+
 class ProcessSlotsBackend(ParallelBackendBase):
     """n independent single-process loky executors, fed from one queue (register it with joblib, or
     pass an instance to `parallel_config(backend=...)`)."""
@@ -83,8 +86,7 @@ class ProcessSlotsBackend(ParallelBackendBase):
         n_jobs = self.effective_n_jobs(n_jobs)
         with self._lock:
             if self.threads and self._lent is None:
-                handle, self._lent = tempfile.mkstemp(prefix="netsweep-threads-")
-                os.close(handle)
+                self._lent = scratch.make_file(LENT_KIND)
             if len(self._slots) != n_jobs:
                 self._shutdown_slots()
                 self._slots = [self._new_slot() for _ in range(n_jobs)]

@@ -13,12 +13,13 @@ from ..helpers import REPO
 ALLOWED = {
     "src.errors": set(),
     "src.outcomes": set(),
+    "src.scratch": set(),
     "src.interrupts": {"src.errors"},
     "src.nn": set(),
     "src.plots": set(),
     "src.pruning": set(),
     "src.config": {"src.errors", "src.nn"},
-    "src.data": {"src.errors", "src.nn"},  # a Dataset's rows are what the numerics take (src/nn/rows.py)
+    "src.data": {"src.errors", "src.nn", "src.scratch"},  # a Dataset's rows are what the numerics take (src/nn/rows.py)
     "src.tracking": {"src.errors", "src.outcomes", "src.interrupts"},
     "src.experiment": {
         "src.config",
@@ -42,6 +43,7 @@ ALLOWED = {
         "src.outcomes",
         "src.interrupts",
         "src.pruning",
+        "src.scratch",
     },
     "src.cli": {"src.config", "src.errors", "src.nn"},
     "src.predict": {"src.tracking", "src.errors"},
