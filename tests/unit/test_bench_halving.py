@@ -2,6 +2,7 @@
 runs in its quick mode and returns rows that say what they measured (correctness only, never the speed)."""
 
 import math
+import shutil
 
 import pytest
 
@@ -31,7 +32,9 @@ def test_the_peer_trains_the_grid_the_cli_sweeps():
 def bench():
     from bench.bench import Bench
 
-    return Bench([])
+    made = Bench([])
+    yield made
+    shutil.rmtree(made.scratch, ignore_errors=True)  # its scratch folder and every run in it
 
 
 def _check(rows: list[dict], count: int) -> dict:
