@@ -58,7 +58,11 @@ class StopOnSigterm(WorkerPlugin):
     which gives it to another worker, where it continues from that checkpoint. Meanwhile the worker takes no
     new task (Dask's "closing gracefully"); once nothing runs on it, or after `grace_s`, it closes as Dask
     closes a worker. Without this, `dask worker --no-nanny` ends its process at once, cutting the training
-    wherever it is and leaving its run RUNNING. A second SIGTERM gets Dask's own handling."""
+    wherever it is and leaving its run RUNNING. A second SIGTERM gets Dask's own handling.
+
+    A worker that closes for another reason while a config trains on it (its scheduler closed: the sweep ended
+    and cancels its jobs, whose SIGTERM may come a moment later) stops that training the same way: Dask waits for
+    its threads when it closes, and a training never told to stop would be cut by Slurm's SIGKILL instead."""
 
     idempotent = True  # one per worker, however many sweeps register it
     name = STOP_PLUGIN
@@ -78,6 +82,12 @@ class StopOnSigterm(WorkerPlugin):
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def teardown(self, worker: Any) -> None:
+        """Runs when the worker closes, or when the sweep takes the plugin off a cluster that outlives it."""
+        if self._worker is None:
+            return  # `setup` left this worker to Dask's handling
+        if worker.status in (Status.closing, Status.closing_gracefully):  # its process is ending
+            interrupts.request_stop("the Dask worker is closing")
+            return  # and a SIGTERM that comes meanwhile is still ours: it must not end the process mid-step
         if (
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) == self._on_sigterm
@@ -88,7 +98,8 @@ class StopOnSigterm(WorkerPlugin):
         # A signal handler: nothing that blocks or logs; the closing runs on the worker's loop.
         interrupts.request_stop(signal.Signals(signum).name)
         signal.signal(signal.SIGTERM, self._previous)
-        self._worker.loop.asyncio_loop.call_soon_threadsafe(self._start_closing, signum)
+        with contextlib.suppress(RuntimeError):  # the worker's loop has closed: it is ending already
+            self._worker.loop.asyncio_loop.call_soon_threadsafe(self._start_closing, signum)
 
     def _start_closing(self, signum: int) -> None:
         self._closing = asyncio.ensure_future(self._close_when_stopped(signum))

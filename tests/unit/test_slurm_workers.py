@@ -65,3 +65,28 @@ def test_a_call_interrupted_by_its_workers_end_goes_back_to_the_scheduler(monkey
         # 2: its second run, on the worker's copy of `calls` (joblib's Dask backend would have returned the
         # Reschedule to the caller as the call's value)
         assert sorted(ClusterCalls(client).start([(_flaky, (calls,)), (pow, (2, 5))])) == [2, 32]
+
+
+@pytest.mark.parametrize("status", [Status.closing, Status.running])
+def test_a_worker_closing_for_another_reason_stops_the_training_too(monkeypatch, status):
+    # The sweep's end closes the scheduler, which closes the worker (Dask then waits for its threads) a moment
+    # before the job's SIGTERM: the training must stop at a step then, not be cut by Slurm's SIGKILL. Taken off
+    # a running worker (a Dask cluster that outlives the sweep), the plugin leaves its training alone.
+    asked: list = []
+    monkeypatch.setattr("src.interrupts.request_stop", asked.append)
+    loop = asyncio.new_event_loop()
+    worker = SimpleNamespace(loop=SimpleNamespace(asyncio_loop=loop), status=Status.running)
+    previous = signal.getsignal(signal.SIGTERM)
+    plugin = StopOnSigterm(grace_s=30)
+    plugin.setup(worker)
+    try:
+        worker.status = status
+        plugin.teardown(worker)
+        if status == Status.closing:
+            assert asked == ["the Dask worker is closing"]
+            assert signal.getsignal(signal.SIGTERM) == plugin._on_sigterm  # a SIGTERM meanwhile cannot cut a step
+        else:
+            assert asked == [] and signal.getsignal(signal.SIGTERM) == previous
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        loop.close()
