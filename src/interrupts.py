@@ -62,12 +62,12 @@ def _on_unraisable(unraisable) -> None:
     global _in_hook
     error = unraisable.exc_value
     main = threading.current_thread() is threading.main_thread()
-    if not (isinstance(error, Interrupted) and error.signum is not None and main):
-        _previous_hook(unraisable)
-        return
-    _in_hook = True
+    _in_hook = main  # a signal while the hook runs (the previous one printing a traceback) comes again after it
     try:
-        _resend(error.signum)
+        if isinstance(error, Interrupted) and error.signum is not None and main:
+            _resend(error.signum)
+        else:
+            _previous_hook(unraisable)
     finally:
         _in_hook = False
 

@@ -261,8 +261,11 @@ def fit(
 
 
 def _as_dtype(X: FloatArray | PixelRows, dtype: np.dtype) -> FloatArray | PixelRows:
-    """Float rows cast to the net's dtype once; pixel rows are scaled (and cast) a batch at a time."""
-    return X if isinstance(X, PixelRows) else X.astype(dtype, copy=False)
+    """Float rows cast to the net's dtype once (no copy when they have it); pixel rows are scaled (and cast)
+    a batch at a time."""
+    if isinstance(X, PixelRows):
+        return X if X.scale is not None else X.stored.astype(dtype, copy=False)
+    return X.astype(dtype, copy=False)
 
 
 def _epoch(steps: _Steps, data: TrainingData, progress: Progress, epoch: int, callbacks: Callbacks) -> str | None:

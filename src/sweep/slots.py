@@ -101,15 +101,15 @@ class ProcessSlotsBackend(ParallelBackendBase):
             return
         busy = len(self._slots) - len(self._idle)
         share = max(self.threads or 1, cpu_count() // max(1, busy))
-        scratch = f"{self._lent}.next"  # written under the lock: one writer at a time
+        staging = f"{self._lent}.next"  # written under the lock: one writer at a time
         try:
-            with open(scratch, "w") as handle:
+            with open(staging, "w") as handle:
                 handle.write(str(share))
-            os.replace(scratch, self._lent)  # whole: a worker never reads half a number
+            os.replace(staging, self._lent)  # whole: a worker never reads half a number
         except OSError as exc:  # only a hint: workers that cannot read it use their own share
             log.debug(f"could not write the threads lent to busy workers: {exc!r}")
             with contextlib.suppress(OSError):
-                os.remove(scratch)
+                os.remove(staging)
 
     def _new_slot(self) -> ProcessPoolExecutor:
         env = {name: str(self.threads) for name in THREAD_VARIABLES} if self.threads else {}

@@ -85,8 +85,9 @@ class StopOnSigterm(WorkerPlugin):
         """Runs when the worker closes, or when the sweep takes the plugin off a cluster that outlives it."""
         if self._worker is None:
             return  # `setup` left this worker to Dask's handling
-        if worker.status in (Status.closing, Status.closing_gracefully):  # its process is ending
-            interrupts.request_stop("the Dask worker is closing")
+        if worker.status in (Status.closing, Status.closing_gracefully):  # its process ends once it has closed
+            if not interrupts.stop_requested():  # (a SIGTERM's stop keeps its reason)
+                interrupts.request_stop("the Dask worker is closing")
             return  # and a SIGTERM that comes meanwhile is still ours: it must not end the process mid-step
         if (
             threading.current_thread() is threading.main_thread()

@@ -14,11 +14,11 @@ from src.errors import Interrupted
 
 @pytest.fixture
 def handlers():
-    hook = sys.unraisablehook
+    hook, sigint, sigterm = sys.unraisablehook, signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     interrupts.install()
     yield
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, sigint)
+    signal.signal(signal.SIGTERM, sigterm)
     sys.unraisablehook = hook
 
 
@@ -58,9 +58,9 @@ def test_a_ctrl_c_a_finalizer_swallowed_is_raised_again_on_the_next_line(handler
     assert "Exception ignored" not in capsys.readouterr().err
 
 
-def test_other_unraisable_errors_still_reach_the_previous_hook(handlers):
+def test_other_unraisable_errors_still_reach_the_previous_hook(handlers, monkeypatch):
     seen = []
-    interrupts._previous_hook = lambda unraisable: seen.append(type(unraisable.exc_value))
+    monkeypatch.setattr(interrupts, "_previous_hook", lambda unraisable: seen.append(type(unraisable.exc_value)))
 
     class Broken:
         def __del__(self):
@@ -68,3 +68,24 @@ def test_other_unraisable_errors_still_reach_the_previous_hook(handlers):
 
     Broken()
     assert seen == [ValueError]
+
+
+def test_a_ctrl_c_while_the_previous_hook_prints_another_error_is_raised_again(handlers, monkeypatch, capsys):
+    printed = []
+
+    def printing(unraisable):  # the default hook writing a traceback, when Ctrl-C comes
+        signal.raise_signal(signal.SIGINT)
+        printed.append(type(unraisable.exc_value))
+
+    monkeypatch.setattr(interrupts, "_previous_hook", printing)
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("a finalizer's own bug")
+
+    with pytest.raises(Interrupted):
+        Broken()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.001)
+    assert printed == [ValueError] and "Exception ignored" not in capsys.readouterr().err

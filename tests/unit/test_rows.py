@@ -20,8 +20,8 @@ def whole_floats(images, pixel_max):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_batch_and_a_chunk_of_uint8_rows_are_the_rows_of_the_scaled_split(rng, dtype):
-    images = rng.integers(0, 17, size=(40, 5), dtype=np.uint8)
-    rows, floats = PixelRows.of(images, 16), whole_floats(images, 16)
+    images = rng.integers(0, 256, size=(40, 5), dtype=np.uint8)  # 255: its scale is not exact in floats
+    rows, floats = PixelRows.of(images, 255), whole_floats(images, 255)
     params = init_params(5, 3, 2, rng, dtype=dtype)
     workspace = Workspace(params, batch_size=8)
     index = rng.permutation(40)[:8]
@@ -30,12 +30,12 @@ def test_a_batch_and_a_chunk_of_uint8_rows_are_the_rows_of_the_scaled_split(rng,
     assert np.array_equal(workspace.load_batch(rows, index[:3]), floats[index[:3]].astype(dtype))  # a short batch
     assert np.array_equal(chunk_rows(rows, 8, 20, dtype), floats[8:20].astype(dtype))
     assert np.array_equal(np.asarray(rows), floats) and rows.float_nbytes == floats.nbytes
-    kept = PixelRows.of(floats, 16)  # float rows are used as they are
+    kept = PixelRows.of(floats, 255)  # float rows are used as they are
     assert kept.scale is None and np.array_equal(workspace.load_batch(kept, index), floats[index].astype(dtype))
     strict = backend("array_api_strict")  # rows on a device: integers are told apart there too
     assert (
-        PixelRows.of(strict.asarray(images), 16).scale == 1 / 16
-        and PixelRows.of(strict.asarray(floats), 16).scale is None
+        PixelRows.of(strict.asarray(images), 255).scale == 1 / 255
+        and PixelRows.of(strict.asarray(floats), 255).scale is None
     )
     on_device = take_rows(rows.to(strict.asarray), strict.asarray(index), strict.xp.float32)
     assert np.array_equal(np.asarray(on_device), floats[index])
