@@ -151,6 +151,7 @@ class Range:
 RANGES = (
     Range("optimizer.lr", lambda v: v > 0, "use a learning rate > 0, e.g. optimizer.lr=0.1"),
     Range("optimizer.batch_size", lambda v: v >= 1, "use a batch size >= 1"),
+    Range("optimizer.lr_final", lambda v: v is None or 0 <= v <= 1, "use a fraction of lr in [0, 1], e.g. 0"),
     Range("model.hidden_size", lambda v: v >= 1, "use a width >= 1"),
     Range("model.decay", lambda v: v >= 0, "use a weight decay >= 0 (0 turns it off)"),
     Range("epochs", lambda v: v >= 1, "use at least 1 epoch"),
@@ -201,3 +202,6 @@ def validate(cfg: DictConfig) -> None:
     for group in ("data", "optimizer"):
         check_named_as_chosen(cfg, group)
     check_ranges(cfg, [*RANGES, *knob_ranges(str(cfg.optimizer.name))])
+    if cfg.optimizer.get("lr_final") is not None and cfg.optimizer.get("schedule") is None:
+        expected = "it needs a schedule to anneal toward it: add optimizer.schedule=cosine (or linear)"
+        raise ConfigError(invalid_value_message("optimizer.lr_final", cfg.optimizer.lr_final, expected))

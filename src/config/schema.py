@@ -55,6 +55,13 @@ class OptimizerName(Choice):
     adam = "adam"
 
 
+class Schedule(Choice):
+    """How a learning rate changes over the epochs (src/nn/schedule.py); null in a config: it stays."""
+
+    cosine = "cosine"
+    linear = "linear"
+
+
 class FinalMetric(Choice):
     """What a run's kept parameters are scored on when it ends: the values `objective` may name. best_val_ce is
     the validation cross-entropy without the decay penalty, so configs with different decays compare fairly."""
@@ -111,6 +118,8 @@ class OptimizerConfig:
     name: OptimizerName = MISSING
     lr: float = MISSING
     batch_size: int = MISSING
+    schedule: Schedule | None = None  # null (off) by default, so configs recorded before it keep their hash
+    lr_final: float | None = None  # with a schedule: the fraction of lr it anneals toward (null: 0)
 
 
 def optimizer_schema(name: str) -> type[OptimizerConfig]:

@@ -177,6 +177,8 @@ def new_fit(settings: Config, dataset: Dataset, saved: checkpoints.Checkpoint | 
         epochs=settings.epochs,
         divergence_factor=settings.divergence_factor,
         patience=settings.patience,
+        schedule=None if settings.optimizer.schedule is None else str(settings.optimizer.schedule),
+        lr_final=settings.optimizer.lr_final or 0.0,
     )
     data = TrainingData(dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val)
     return Fit(params, optimizer, progress, loop, data)

@@ -44,12 +44,18 @@ class Optimizer(ABC):
     """
 
     CHECKS: ClassVar[dict[str, Check]] = {}  # knob -> its check, for the config's values
+    lr: float  # the step size of the steps to come
+    config_lr: float  # the config's learning rate, which a schedule scales (`scale_lr`)
     decay: float
     grad_scale: float = 1.0
 
     @abstractmethod
     def step(self, params: Params, grads: Params) -> None:
         """Update `params` in place by one step; `grads` as the class docstring says (may be overwritten)."""
+
+    def scale_lr(self, factor: float) -> None:
+        """Take the config's learning rate times `factor` from the next step on (a schedule's, each epoch)."""
+        self.lr = self.config_lr * factor
 
     def state(self) -> Params:
         """What the optimizer carries from step to step (moments, step counts), by name: with the
@@ -88,9 +94,14 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params: Params, lr: float, decay: float):
-        self.lr, self.decay = lr, decay
-        self.shrink = 1 - 2 * lr * decay
-        self.grad_scale = lr
+        self.lr = self.config_lr = lr
+        self.decay = decay
+        self.scale_lr(1.0)
+
+    def scale_lr(self, factor: float) -> None:
+        super().scale_lr(factor)
+        self.shrink = 1 - 2 * self.lr * self.decay
+        self.grad_scale = self.lr
 
     def step(self, params: Params, grads: Params) -> None:
         for name, value in params.items():
@@ -105,7 +116,8 @@ class Momentum(Optimizer):
     CHECKS: ClassVar[dict[str, Check]] = {"momentum": (_unit_interval, "use a value in [0, 1)")}
 
     def __init__(self, params: Params, lr: float, decay: float, momentum: float = 0.9, nesterov: bool = False):
-        self.lr, self.decay, self.momentum, self.nesterov = lr, decay, momentum, nesterov
+        self.lr = self.config_lr = lr
+        self.decay, self.momentum, self.nesterov = decay, momentum, nesterov
         self.velocity = {name: np.zeros_like(value) for name, value in params.items()}
 
     def state(self) -> Params:
@@ -134,7 +146,8 @@ class Adam(Optimizer):
     def __init__(
         self, params: Params, lr: float, decay: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ):
-        self.lr, self.decay, self.beta1, self.beta2, self.eps = lr, decay, beta1, beta2, eps
+        self.lr = self.config_lr = lr
+        self.decay, self.beta1, self.beta2, self.eps = decay, beta1, beta2, eps
         self.mean = {name: np.zeros_like(value) for name, value in params.items()}
         self.var = {name: np.zeros_like(value) for name, value in params.items()}
         self.steps = 0

@@ -11,7 +11,8 @@ comes back as what `fit` gives: a `FitResult`, or the `Diverged` that `fit` woul
   `progress.best_params` are brought up to date in the caller's own objects, so `checkpoints.snapshot` of a
   member is that of an unpacked run, and a member can be resumed alone or in another pack.
 
-Members of one pack share the data, the net's shape and dtype, `TrainSettings` and the optimizer's kind (and
+Members of one pack share the data, the net's shape and dtype, `TrainSettings` (its learning-rate schedule
+included: each epoch scales every member's own rate by the same factor) and the optimizer's kind (and
 Nesterov or not), and stand at the same epoch (`progress.epochs_done`): a pack does not train members that
 are at different epochs (resume them in packs of their own, or alone).
 
@@ -183,6 +184,8 @@ def fit_pack(
     outcomes: dict[int, PackOutcome] = {}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(members[0].progress.epochs_done + 1, settings.epochs + 1):
+            if settings.schedule is not None:
+                pack.optimizer.scale_lr(settings.lr_factor(epoch))
             outcomes |= _epoch(pack, device, settings, epoch, on_step)
             if not pack.alive:
                 break

@@ -25,7 +25,8 @@ class PackedOptimizer(ABC):
     """Steps on a pack's parameters in place; the pack's loop calls `begin_epoch` with the sizes of the
     epoch's batches, then `step` once per batch.
 
-    `grad_scale` (host, (K,)) is each config's `Optimizer.grad_scale`; `decay` (host, (K,)) its weight decay.
+    `grad_scale` (host, (K,)) is each config's `Optimizer.grad_scale`; `decay` (host, (K,)) its weight decay;
+    `lr` (host, (K,)) its step size, its configured rate (`hyper["lr"]`) times the pack's schedule factor.
     `step(params, grads, index)` gets the gradient of each config's mean cross-entropy times its grad_scale
     (the decay term left out), in buffers it may overwrite, as `Optimizer.step` does.
     """
@@ -44,6 +45,7 @@ class PackedOptimizer(ABC):
         self.hyper = {
             name: np.array([self.hyperparameter(o, name) for o in optimizers]) for name in self.HYPERPARAMETERS
         }
+        self.lr_factor = 1.0  # the schedule's, for the epoch (`scale_lr`): one schedule per pack
         stateful = {name for name in optimizers[0].state() if name != "steps"}
         self.moments = {name: stack([o.state()[name] for o in optimizers], self.backend) for name in sorted(stateful)}
         self.constants()
@@ -66,6 +68,15 @@ class PackedOptimizer(ABC):
         return np.ones(len(self.hyper["lr"]))
 
     @property
+    def lr(self) -> np.ndarray:
+        return self.hyper["lr"] * self.lr_factor  # one rounding, as `Optimizer.scale_lr`
+
+    def scale_lr(self, factor: float) -> None:
+        """Every config's learning rate times `factor` from the next step on, as `Optimizer.scale_lr`."""
+        self.lr_factor = factor
+        self.device_constants()
+
+    @property
     def decay(self) -> np.ndarray:
         return self.hyper["decay"]
 
@@ -84,6 +95,7 @@ class PackedOptimizer(ABC):
         the unpacked run's, and update the pack in place (NumPy packs only; then `advance`)."""
         rule = {name: float(self.hyper[name][position]) for name in self.HYPERPARAMETERS if name != "steps"}
         optimizer = self.RULE(params, **rule, **self.options())  # type: ignore[call-arg]  # each RULE takes its own
+        optimizer.scale_lr(self.lr_factor)
         own = optimizer.state()
         state = {name: np.reshape(self.moments[name][position], np.shape(own[name])) for name in self.moments}
         if "steps" in own:
@@ -129,14 +141,14 @@ class PackedSGD(PackedOptimizer):
     @staticmethod
     def hyperparameter(optimizer: Optimizer, name: str) -> float:
         assert isinstance(optimizer, SGD)
-        return float({"lr": optimizer.lr, "decay": optimizer.decay}[name])
+        return float({"lr": optimizer.config_lr, "decay": optimizer.decay}[name])
 
     @property
     def grad_scale(self) -> np.ndarray:
-        return self.hyper["lr"]
+        return self.lr
 
     def device_constants(self) -> None:
-        lr, decay = self.hyper["lr"], self.hyper["decay"]
+        lr, decay = self.lr, self.hyper["decay"]
         self.shrink = self.vector(1 - 2 * lr * decay)  # as SGD.shrink, per config
 
     def step(self, params: PackedParams, grads: PackedParams, index: int) -> None:
@@ -167,11 +179,11 @@ class PackedMomentum(PackedOptimizer):
     @staticmethod
     def hyperparameter(optimizer: Optimizer, name: str) -> float:
         assert isinstance(optimizer, Momentum)
-        return float({"lr": optimizer.lr, "decay": optimizer.decay, "momentum": optimizer.momentum}[name])
+        return float({"lr": optimizer.config_lr, "decay": optimizer.decay, "momentum": optimizer.momentum}[name])
 
     def device_constants(self) -> None:
         self.twice_decay = self.vector(2 * self.hyper["decay"])
-        self.minus_lr = self.vector(-self.hyper["lr"])
+        self.minus_lr = self.vector(-self.lr)
         self.momentum = self.vector(self.hyper["momentum"])
 
     def step(self, params: PackedParams, grads: PackedParams, index: int) -> None:
@@ -194,7 +206,7 @@ class PackedAdam(PackedOptimizer):
     @staticmethod
     def hyperparameter(optimizer: Optimizer, name: str) -> float:
         assert isinstance(optimizer, Adam)
-        values = {"lr": optimizer.lr, "decay": optimizer.decay, "beta1": optimizer.beta1}
+        values = {"lr": optimizer.config_lr, "decay": optimizer.decay, "beta1": optimizer.beta1}
         values |= {"beta2": optimizer.beta2, "eps": optimizer.eps, "steps": optimizer.steps}
         return float(values[name])
 
@@ -212,7 +224,7 @@ class PackedAdam(PackedOptimizer):
             corrections1[:, k] = [1 - float(hyper["beta1"][k]) ** t for t in steps_taken]  # Python's pow, as Adam
             corrections2[:, k] = [1 - float(hyper["beta2"][k]) ** t for t in steps_taken]
         root2 = np.sqrt(corrections2)  # correctly rounded, as math.sqrt
-        self.step_sizes = self.backend.asarray((hyper["lr"] * root2 / corrections1).reshape(steps, -1, 1, 1))
+        self.step_sizes = self.backend.asarray((self.lr * root2 / corrections1).reshape(steps, -1, 1, 1))
         self.eps_terms = self.backend.asarray((hyper["eps"] * root2).reshape(steps, -1, 1, 1))
         self.advance(steps)
 

@@ -18,6 +18,7 @@ from src.nn.arrays import FloatArray, Labels, Metrics, Params
 from src.nn.mlp import Workspace, all_finite, decay_penalty, evaluate
 from src.nn.optim import Optimizer
 from src.nn.rows import PixelRows
+from src.nn.schedule import lr_factor
 
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_ce", "epoch_time_s")
 
@@ -60,6 +61,12 @@ class TrainSettings:
     epochs: int  # passes over the training set, at most
     divergence_factor: float = 100.0  # a step's cost above this multiple of the first step's cost diverges
     patience: int | None = None  # epochs without a lower validation loss before stopping; None: never
+    schedule: str | None = None  # the learning rate's over the epochs (src/nn/schedule.py); None: constant
+    lr_final: float = 0.0  # with a schedule: the factor of the learning rate it anneals toward
+
+    def lr_factor(self, epoch: int) -> float:
+        """The factor of each config's learning rate in `epoch`'s steps (1 without a schedule)."""
+        return lr_factor(self.schedule, epoch, self.epochs, self.lr_final)
 
     def out_of_patience(self, epoch: int, best_epoch: int) -> str | None:
         """Why training stops after `epoch` when its best was `best_epoch`, if it runs out of patience."""
@@ -250,6 +257,8 @@ def fit(
     stopped = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(progress.epochs_done + 1, settings.epochs + 1):
+            if settings.schedule is not None:
+                optimizer.scale_lr(settings.lr_factor(epoch))
             stopped = _epoch(steps, data, progress, epoch, callbacks) or settings.out_of_patience(
                 epoch, progress.best_epoch
             )

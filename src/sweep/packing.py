@@ -2,8 +2,9 @@
 
 Configs can share one stacked computation (src/nn/pack.py) when they train the same net on the same data
 in the same loop: the same data and seed (the seed splits the data), epochs, stopping rules, threads,
-hidden size, dtype, optimizer kind, Nesterov or not, and batch size. What they may differ in is what
-the pack holds per config: the learning rate, the decay, momentum and Adam's settings, the initialisation.
+hidden size, dtype, optimizer kind, Nesterov or not, batch size and learning-rate schedule. What they may
+differ in is what the pack holds per config: the learning rate, the decay, momentum and Adam's settings,
+the initialisation.
 
 `pack=1` trains every config alone (the default); `pack=K` packs at most K; `pack=auto` spreads each group
 of configs that can share a pack evenly over the workers (one pack per worker: every worker busy, start-up
@@ -33,6 +34,8 @@ SHARED = (  # what every config of a pack has in common (see the module docstrin
     "optimizer.name",
     "optimizer.nesterov",
     "optimizer.batch_size",
+    "optimizer.schedule",
+    "optimizer.lr_final",
     "arrays",
     "device",
 )

@@ -71,6 +71,7 @@ def test_every_yaml_key_is_commented():
         "model.hidden_size=abc",
         "model.dtype=float16",
         "model.init=bad",
+        "optimizer.schedule=cos",
         "optimizer.momentum=0.5",
         "optimizer.name=rmsprop",
         "data.name=cifar",
@@ -104,6 +105,8 @@ def test_schema_nodes_are_not_group_options(composer):
         ("patience=0", "patience"),
         ("threads=0", "threads"),
         ("divergence_factor=1", "divergence_factor"),
+        ("optimizer.lr_final=0.1", "optimizer.lr_final=0.1 is invalid: it needs a schedule"),
+        ("optimizer.lr_final=1.5", "optimizer.lr_final"),
         ("+model.widht=3", "model.widht"),
         ("+lr=3", "'lr'"),
     ],
@@ -223,6 +226,9 @@ def test_config_hash_ignores_tracking_but_not_settings(composer):
     assert config_hash(composer("model.decay=1e-3")) != base
     assert config_hash(composer("seed=1")) != base
     assert config_hash(composer()) == base
+    # a setting added later at null (the learning-rate schedule) keeps the hash of configs recorded before it
+    cosine = config_hash(composer("optimizer.schedule=cosine"))
+    assert config_hash(composer("optimizer.schedule=null")) == base != cosine
     assert group_hash(composer("seed=1")) == group_hash(composer()) != group_hash(composer("model.decay=1e-3"))
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from src.nn.mlp import cost_grad, decay_penalty, init_params
 from src.nn.optim import OPTIMIZERS, SGD, Optimizer, build_optimizer
-from src.nn.train import Progress, TrainingData, TrainSettings, fit
+from src.nn.schedule import lr_factor
+from src.nn.train import Callbacks, Progress, TrainingData, TrainSettings, fit
 
 
 def _setup():
@@ -100,3 +101,29 @@ def test_every_optimizer_implements_the_contract():
         optimizer = build_optimizer(name, params, lr=0.1, decay=0.01)
         assert isinstance(optimizer, Optimizer) and optimizer.decay == 0.01
         assert optimizer.grad_scale == (0.1 if cls is SGD else 1.0)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_schedule_scales_each_epochs_steps_from_the_configs_learning_rate(rng, name):
+    X, y = rng.random((40, 5)), rng.integers(0, 3, 40)
+    data = TrainingData(X[:32], y[:32], X[32:], y[32:])
+    settings = TrainSettings(batch_size=8, epochs=4, schedule="cosine", lr_final=0.2)
+    params = init_params(5, 4, 3, rng)
+    optimizer = build_optimizer(name, params, lr=0.1, decay=0.01)
+    seen = []
+    callbacks = Callbacks(on_epoch_end=lambda epoch, row: seen.append((optimizer.lr, optimizer.grad_scale)))
+    fit(params, data, optimizer=optimizer, settings=settings, progress=Progress.start(rng), callbacks=callbacks)
+    factors = [lr_factor("cosine", epoch, 4, 0.2) for epoch in (1, 2, 3, 4)]
+    assert factors[0] == 1.0 and factors == sorted(factors, reverse=True) and factors[-1] > 0.2
+    assert [lr for lr, _ in seen] == [0.1 * f for f in factors] and optimizer.config_lr == 0.1
+    assert [scale for _, scale in seen] == ([0.1 * f for f in factors] if name == "sgd" else [1.0] * 4)
+    if name == "sgd":
+        assert optimizer.shrink == 1 - 2 * (0.1 * factors[-1]) * 0.01
+
+
+def test_the_schedules_factors():
+    assert [lr_factor(None, e, 4) for e in (1, 4)] == [1.0, 1.0]
+    assert [lr_factor("linear", e, 4, 0.2) for e in (1, 2, 3, 4)] == pytest.approx([1.0, 0.8, 0.6, 0.4])
+    assert [lr_factor("cosine", e, 2) for e in (1, 2)] == pytest.approx([1.0, 0.5])
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        lr_factor("step", 1, 4)

@@ -93,10 +93,11 @@ def assert_same(packed, unpacked):
         assert packed.params[name].dtype == value.dtype and np.array_equal(packed.params[name], value), name
 
 
+@pytest.mark.parametrize("schedule", [None, "cosine"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_pack_members_match_their_unpacked_fits(digits, name, dtype, numpy_pass):
-    settings = TrainSettings(batch_size=32, epochs=3)
+def test_pack_members_match_their_unpacked_fits(digits, name, dtype, numpy_pass, schedule):
+    settings = TrainSettings(batch_size=32, epochs=3, schedule=schedule, lr_final=0.1)
     packed = [member(digits, seed, name, dtype, **hyper) for seed, hyper in enumerate(CONFIGS[name])]
     unpacked = [member(digits, seed, name, dtype, **hyper) for seed, hyper in enumerate(CONFIGS[name])]
     results = fit_pack(digits, packed, settings=settings)
@@ -194,16 +195,19 @@ def _same_snapshot(a, b):
             assert np.array_equal(value, b.arrays[name]), name
 
 
+@pytest.mark.parametrize("schedule", [None, "linear"])  # a schedule's factor follows the epoch across a resume
 @pytest.mark.parametrize(
     "name,where",
     [("momentum", "numpy"), ("adam", "numpy"), ("adam", "array_api_strict")]
     + [("sgd", "sliced"), ("momentum", "sliced"), ("adam", "sliced")],
 )
-def test_a_members_checkpoints_are_an_unpacked_runs_and_resume_alone_or_in_a_pack(digits, monkeypatch, name, where):
+def test_a_members_checkpoints_are_an_unpacked_runs_and_resume_alone_or_in_a_pack(
+    digits, monkeypatch, name, where, schedule
+):
     if where == "sliced":  # one config at a time, on views of the pack's stacked state
         monkeypatch.setattr(sliced, "SLICED_FROM_WEIGHTS", 0)
         where = "numpy"
-    settings = TrainSettings(batch_size=32, epochs=4)
+    settings = TrainSettings(batch_size=32, epochs=4, schedule=schedule)
     hypers = CONFIGS[name][:3]
     packed_saves, unpacked_saves = [[] for _ in hypers], [[] for _ in hypers]
     members = [member(digits, s, name, **h) for s, h in enumerate(hypers)]

@@ -569,3 +569,5 @@ def test_packs_group_what_can_share_a_computation_spread_over_the_workers(loader
     assert [[j.index for j in p] for p in packs(jobs, 2, 8)] == [[0, 1], [2], [3, 4], [5]]
     adam = Job(6, ["optimizer=adam"], composer.compose(["optimizer=adam"], 6))
     assert [len(p) for p in packs([*jobs[:3], adam], None, 1)] == [3, 1]  # another optimizer: another pack
+    cosine = Job(7, ["optimizer.schedule=cosine"], composer.compose(["optimizer.schedule=cosine"], 7))
+    assert [len(p) for p in packs([*jobs[:3], cosine], None, 1)] == [3, 1]  # another schedule: another pack
