@@ -55,6 +55,7 @@ class DataShare:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        scratch.release(self.folder)
 
     def read(self, key: str) -> DecodedSource | None:
         """Entry `key`, its arrays memory-mapped, if it was published."""

@@ -189,6 +189,7 @@ class ProcessSlotsBackend(ParallelBackendBase):
             if self._lent is not None:
                 with contextlib.suppress(OSError):
                     os.remove(self._lent)
+                scratch.release(self._lent)
                 self._lent = None
 
     def _shutdown_slots(self) -> None:
