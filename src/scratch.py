@@ -57,8 +57,12 @@ def _unlocked(owner: Path) -> bool:
     return True
 
 
+def _owner_of(entry: Path) -> Path:
+    return entry.with_name(entry.name + OWNER)
+
+
 def _orphaned(entry: Path, prefix: str) -> bool:
-    owner = entry.with_name(entry.name + OWNER)
+    owner = _owner_of(entry)
     if owner.exists():
         return _unlocked(owner)
     pid, sep, _ = entry.name[len(prefix) :].partition("-")
@@ -86,7 +90,7 @@ def remove_orphans(kind: str, directory: str | None = None) -> list[Path]:
         if str(entry) in _held or not _orphaned(entry, prefix):
             continue
         _remove(entry)
-        _remove(entry.with_name(entry.name + OWNER))
+        _remove(_owner_of(entry))
         removed.append(entry)
     return removed
 

@@ -74,6 +74,7 @@ def test_a_worker_closing_for_another_reason_stops_the_training_too(monkeypatch,
     # a running worker (a Dask cluster that outlives the sweep), the plugin leaves its training alone.
     asked: list = []
     monkeypatch.setattr("src.interrupts.request_stop", asked.append)
+    monkeypatch.setattr("src.interrupts.stop_requested", lambda: False)  # whatever this process asked before
     loop = asyncio.new_event_loop()
     worker = SimpleNamespace(loop=SimpleNamespace(asyncio_loop=loop), status=Status.running)
     previous = signal.getsignal(signal.SIGTERM)
