@@ -265,7 +265,7 @@ def startup_and_memory(bench: Bench, ds) -> tuple[list, dict]:
     (run,) = bench.runs(folder)
     first_step = first_epoch_line - run.metrics["epoch_time_s"]
     memory = {
-        "single run peak RSS": run.metrics["peak_rss_mb"],
+        "single run peak RSS (its training process; with its writer: the memory rows)": run.metrics["peak_rss_mb"],
         "dataset float32 arrays": ds.float_nbytes / 2**20,
     }
     return [row("start-up: python -m src.run to its first training step", first_step)], memory

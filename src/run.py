@@ -4,12 +4,18 @@ Errors the user causes (a bad override, a missing data file) print one line and 
 exits 3, an interrupted one 130. Set HYDRA_FULL_ERROR=1 to see the full traceback instead.
 """
 
+import sys
+
+from src.tracking import remote
+
+if __name__ == "__main__":  # first thing: it imports mlflow and opens the store while this process goes on
+    remote.start(sys.argv[1:])
+
 import contextlib
 import gc
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import hydra
@@ -126,6 +132,8 @@ def main() -> None:
         if _SHOW_TRACEBACK:
             raise
         exit_with_message(exc)
+    finally:
+        remote.stop()  # a single run's writer process: everything it was asked is written when this returns
 
 
 if __name__ == "__main__":

@@ -158,6 +158,9 @@ class FakeStore:
         self.status[run_id] = self.records[run_id].outcome
         return FakeRunLog(self, run_id)
 
+    def create_run_in(self, experiment: str, description: str, name: str, tags: Tags) -> FakeRunLog:
+        return self.create_run(self.experiment_id(experiment, description), name, tags)
+
     def attach_run(self, run_id: str, tags: Tags) -> FakeRunLog:
         self.status[run_id] = self.records[run_id].outcome = Outcome.RUNNING
         log = FakeRunLog(self, run_id)

@@ -9,21 +9,18 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from src.config.checks import choices, invalid_value_message, unknown_key_message
+from src.config.override_errors import BadOverride, KeyAlreadySet, OverrideError, UnknownKey
 from src.errors import (
     EXIT_DIVERGED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
-    BadOverride,
     ConfigError,
     DataError,
-    KeyAlreadySet,
-    OverrideError,
     RunDiverged,
     SweepBusy,
     SweepIncomplete,
     SweepInterrupted,
-    UnknownKey,
     first_line,
 )
 

@@ -64,6 +64,20 @@ def path_for(folder: Path, run_id: str) -> Path:
     return folder / f"{run_id}{SUFFIX}"
 
 
+def any_of(folder: Path, identity: str) -> bool:
+    """Whether `folder` holds a checkpoint of the config whose hash is `identity` (only their documents are
+    read): without one, a run of that config has nothing to continue from."""
+    return any(_identity(path) == identity for path in folder.glob(f"*{SUFFIX}")) if folder.is_dir() else False
+
+
+def _identity(path: Path) -> str | None:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return json.loads(str(stored[META])).get("config_hash")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
 def snapshot(params: Params, optimizer: Optimizer, progress: Progress, identity: str) -> Checkpoint:
     """A fit's whole state after `progress.epochs_done` epochs, for the config whose hash is `identity`."""
     arrays = {f"param.{name}": value for name, value in params.items()}
@@ -86,7 +100,7 @@ class Saver:
     """The `on_progress` of a run's fit: its state after each epoch, written to `path` once SAVE_EVERY_S
     have passed since the last write, else held (copied) until the next write or `flush`."""
 
-    path: Path
+    path: Path | Callable[[], Path]  # or where it is, once known (a run whose id comes later)
     params: Params  # the fit's own (updated in place as it trains)
     optimizer: Optimizer
     identity: str  # the config's hash
@@ -112,7 +126,7 @@ class Saver:
             self._write(state)
 
     def _write(self, state: Checkpoint) -> None:
-        save(self.path, state)
+        save(self.path() if callable(self.path) else self.path, state)
         self.saved_at = self.clock()
 
 

@@ -23,6 +23,7 @@ from src.config.identity import config_hash, flatten, group_hash, to_plain
 from src.config.schema import Config
 from src.data.dataset import Dataset
 from src.errors import RunDiverged, RunPaused, WorkerLost
+from src.experiment import checkpoints
 from src.experiment.job import SweepJob
 from src.nn.train import History
 from src.outcomes import Outcome
@@ -65,8 +66,8 @@ class ConfigRecord:
 class RunContext:
     """One run once it exists: where it records (`store`, `run`), the config it trains (`settings`, typed;
     `record`, its identity), the data it trains on, its name, where Figure 1 is also kept (`output_dir`,
-    when there is one), the sweep job it belongs to (None for a run of its own) and its checkpoint file
-    (src/experiment/checkpoints.py)."""
+    when there is one), the sweep job it belongs to (None for a run of its own) and the folder of its
+    checkpoint file (src/experiment/checkpoints.py)."""
 
     store: Store
     run: RunLog
@@ -76,8 +77,14 @@ class RunContext:
     name: str
     output_dir: Path | None = None
     sweep_job: SweepJob | None = None
-    checkpoint: Path | None = None  # where its fit's state is saved (at most once a second; None: nowhere)
-    experiment_id: str = ""  # the experiment its run is in
+    checkpoints: Path | None = None  # where its fit's state is saved (at most once a second; None: nowhere)
+    experiment_id: str = ""  # the experiment its run is in ("": not asked of the store yet)
+    fresh: bool = False  # a new run: it has no checkpoint to continue from
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """Its checkpoint file (named by the run's id, which a new run may only get once the store is open)."""
+        return None if self.checkpoints is None else checkpoints.path_for(self.checkpoints, self.run.run_id)
 
     @property
     def title(self) -> str:

@@ -231,7 +231,7 @@ def run_config(
     ctx = open_config(cfg, overrides, output_dir, sweep_job)
     with closing_on_failure(ctx.run):
         summary = _train_and_record(ctx)
-    summary.experiment_id = ctx.experiment_id
+    summary.experiment_id = ctx.experiment_id or ctx.store.experiment_id(ctx.settings.tracking.experiment)
     log_result(summary)
     return summary
 
@@ -266,15 +266,19 @@ def open_config(
     preloading.join()
     store: Store = open_store(uri)
     record, name = ConfigRecord.of(cfg), run_name(cfg, overrides or ())
+    folder = checkpoints.folder_for(settings.tracking.checkpoint_dir, uri)
+    tags = run_tags(record, dataset, overrides)
+    if sweep_job is None and not checkpoints.any_of(folder, record.config_hash):
+        # nothing to continue: a new run, which a store opened by a writer process creates while this one trains
+        run = store.create_run_in(settings.tracking.experiment, EXPERIMENT_NOTE, name, tags)
+        log.info(f"new run ({name}) on {dataset.summary()}")
+        return RunContext(store, run, settings, record, dataset, name, output_dir, None, folder, fresh=True)
     experiment_id = (
         sweep_job.experiment_id if sweep_job else store.experiment_id(settings.tracking.experiment, EXPERIMENT_NOTE)
     )
-    folder = checkpoints.folder_for(settings.tracking.checkpoint_dir, uri)
-    request = RunRequest(run_tags(record, dataset, overrides), name, experiment_id, record.config_hash, folder)
-    run = _open_run(store, request, sweep_job)
+    run = _open_run(store, RunRequest(tags, name, experiment_id, record.config_hash, folder), sweep_job)
     log.info(f"run {run.run_id} ({name}) on {dataset.summary()}")
-    checkpoint = checkpoints.path_for(folder, run.run_id)
-    return RunContext(store, run, settings, record, dataset, name, output_dir, sweep_job, checkpoint, experiment_id)
+    return RunContext(store, run, settings, record, dataset, name, output_dir, sweep_job, folder, experiment_id)
 
 
 @dataclass(frozen=True)
@@ -344,9 +348,11 @@ def _epoch_end(ctx: RunContext, governor: ThreadGovernor, history: History, logg
 def _saving(ctx: RunContext, training: Fit) -> checkpoints.Saver | None:
     """The `on_progress` of a run's fit: its state after every epoch, written to its checkpoint at most
     once a second (src/experiment/checkpoints.py) and when the fit is interrupted."""
-    if ctx.checkpoint is None:
+    folder = ctx.checkpoints
+    if folder is None:
         return None
-    return checkpoints.Saver(ctx.checkpoint, training.params, training.optimizer, ctx.record.config_hash)
+    where = lambda: checkpoints.path_for(folder, ctx.run.run_id)  # noqa: E731 - a new run's id may come later
+    return checkpoints.Saver(where, training.params, training.optimizer, ctx.record.config_hash)
 
 
 @dataclass
@@ -409,7 +415,7 @@ def begin(ctx: RunContext) -> Begun | RunSummary:
     its fit; a run its sweep pruned at a rung is closed here (its summary returned), and one already at the
     rung it is to pause at pauses (RunPaused)."""
     run, dataset = ctx.run, ctx.dataset
-    saved = checkpoints.load(ctx.checkpoint, ctx.record.config_hash)
+    saved = None if ctx.fresh else checkpoints.load(ctx.checkpoint, ctx.record.config_hash)
     if saved is None:
         _record_inputs(ctx)
     training = new_fit(ctx.settings, dataset, saved)

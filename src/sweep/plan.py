@@ -22,7 +22,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from src.errors import BadOverride, KeyAlreadySet, UnknownKey
+from src.config.override_errors import BadOverride, KeyAlreadySet, UnknownKey
 from src.outcomes import Outcome
 
 

@@ -78,7 +78,8 @@ class SavedNet(Protocol):
 class RunLog(Protocol):
     """One run being written as training goes: params, per-epoch metrics, artifacts, and how it ended."""
 
-    run_id: str
+    @property
+    def run_id(self) -> str: ...
 
     def set_tags(self, tags: Tags) -> None: ...
 
@@ -150,6 +151,10 @@ class Store(Protocol):
         scheduled: bool = False,
     ) -> RunLog:
         """A new run, RUNNING (or SCHEDULED: created for a worker that has not started yet)."""
+        ...
+
+    def create_run_in(self, experiment: str, description: str, name: str, tags: Tags) -> RunLog:
+        """A new RUNNING run in the experiment named `experiment` (created, with `description`, if missing)."""
         ...
 
     def attach_run(self, run_id: str, tags: Tags) -> RunLog:

@@ -262,6 +262,10 @@ class MlflowStore:
             self._client.update_run(run.info.run_id, status=STATUS[Outcome.SCHEDULED])
         return MlflowRunLog(self._client, run.info.run_id)
 
+    def create_run_in(self, experiment: str, description: str, name: str, tags: Tags) -> MlflowRunLog:
+        """A new RUNNING run in the experiment named `experiment` (created, with `description`, if missing)."""
+        return self.create_run(self.experiment_id(experiment, description), name, tags)
+
     def attach_run(self, run_id: str, tags: Tags) -> MlflowRunLog:
         """Take over a run created elsewhere (a sweep's parent creates its children): it is RUNNING now."""
         self._client.update_run(run_id, status=STATUS[Outcome.RUNNING])

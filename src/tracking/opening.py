@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from src.errors import ConfigError
-from src.tracking import names
+from src.tracking import names, remote
 from src.tracking.api import Store
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -96,8 +96,9 @@ def _import_and_warm_up() -> None:
 def preload() -> threading.Thread:
     """Import the mlflow side in a thread, overlapping it with work that does not need it; the thread then
     starts the work a process that records runs does once (MLflow's check of a model's requirements, see
-    src/tracking/mlflow_store.py), which goes on beside the run. Join the thread before `open_store`."""
-    thread = threading.Thread(target=_import_and_warm_up, daemon=True)
+    src/tracking/mlflow_store.py), which goes on beside the run. Join the thread before `open_store`. Nothing
+    is imported when a writer process opens this process's stores (src/tracking/remote.py)."""
+    thread = threading.Thread(target=None if remote.started() else _import_and_warm_up, daemon=True)
     thread.start()
     return thread
 
@@ -107,10 +108,11 @@ _OPENED: dict[str, Store] = {}  # uri -> its store: a process opens (creates, mi
 
 def open_store(uri: str) -> Store:
     """The store at `uri` (src/tracking/mlflow_store.py), created (and migrated) on first use; later calls in
-    the same process (the configs a worker trains, the parent's steps) get the same one."""
+    the same process (the configs a worker trains, the parent's steps) get the same one. A single run's
+    command opens it in its writer process instead, when that was started (src/tracking/remote.py)."""
     if uri not in _OPENED:
         check_uri(uri)
-        _OPENED[uri] = _implementation().connect(uri)
+        _OPENED[uri] = remote.open_store(uri) if remote.started() else _implementation().connect(uri)
     return _OPENED[uri]
 
 

@@ -206,9 +206,11 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_i
 
 def test_a_run_survives_its_store_being_locked_longer_than_sqlite_waits(cli):
     run = _start(cli, "epochs=40")
-    for line in run.stdout:  # training under way: the store exists and the run logs each epoch
+    for line in run.stdout:  # training under way
         if line.startswith("epoch  1/"):
             break
+    # its writer process (src/tracking/remote.py) has opened the store and created the run; its epochs go on
+    wait_for(lambda: (cli.cwd / "mlflow.db").is_file() and _runs(cli.uri)[1], timeout=120, every_s=0.05)
     store = sqlite3.connect(str(cli.cwd / "mlflow.db"), timeout=60, isolation_level=None)
     store.execute("BEGIN EXCLUSIVE")
     time.sleep(23)  # MLflow's own busy timeout is 20 s

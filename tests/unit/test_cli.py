@@ -15,17 +15,14 @@ from omegaconf.errors import MissingMandatoryValue, ValidationError
 from src import run
 from src.cli.help import help_text
 from src.cli.messages import exit_code_and_message
+from src.config.override_errors import BadOverride, KeyAlreadySet, OverrideError, UnknownKey
 from src.config.schema import Config, register_configs
 from src.errors import (
-    BadOverride,
     ConfigError,
     DataError,
-    KeyAlreadySet,
-    OverrideError,
     RunDiverged,
     SweepIncomplete,
     SweepInterrupted,
-    UnknownKey,
 )
 from src.outcomes import Outcome
 from src.sweep.plan import Job, apply_override
