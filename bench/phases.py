@@ -360,9 +360,7 @@ class Commands:
         printed = output.read_text()
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {printed[-1500:]}")
-        records = _records(folder / "phases.jsonl") if timed else []
-        if _outlived(records, process.pid):  # a run's evaluation goes on after the prompt: wait for it, so
-            records = _records(folder / "phases.jsonl")  # that it neither slows the next command nor is lost
+        records = _settled(folder / "phases.jsonl", process.pid) if timed else []
         # Its own VmHWM where it recorded one: wait4's ru_maxrss counts this process's memory at the fork too
         # (Linux keeps it across exec), so a bench holding Fashion-MNIST would read every child as 500 MB.
         own = [r["peak_rss_mb"] for r in records if r["pid"] == process.pid and "peak_rss_mb" in r]
@@ -379,6 +377,22 @@ class Commands:
 
 def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _settled(path: Path, pid: int) -> list[dict[str, Any]]:
+    """The records once every process the command started has ended: a run's evaluation goes on after the
+    prompt, and may not even have recorded its start when the command ends (waited for, so that it neither
+    slows the next command nor is lost)."""
+    seen: set[int] = set()
+    while True:
+        records = _records(path)
+        _outlived(records, pid)
+        time.sleep(0.5)  # after the command's wall time: a process it started has recorded its start by now
+        records = _records(path)
+        started = {r["pid"] for r in records if r.get("event") == "start"}
+        if started == seen:
+            return records
+        seen = started
 
 
 def _outlived(records: list[dict[str, Any]], pid: int, wait_s: float = 300.0) -> bool:

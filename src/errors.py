@@ -36,6 +36,10 @@ class SweepIncomplete(NetsweepError, RuntimeError):
     """Some configs of a sweep ended with an error or were killed; the message lists them."""
 
 
+class WriterLost(NetsweepError, RuntimeError):
+    """The process writing a single run to its tracking store (src/tracking/writer.py) ended before it answered."""
+
+
 class SweepBusy(NetsweepError, RuntimeError):
     """The same sweep is running in another live process; the message names it."""
 

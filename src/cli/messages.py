@@ -21,6 +21,7 @@ from src.errors import (
     SweepBusy,
     SweepIncomplete,
     SweepInterrupted,
+    WriterLost,
     first_line,
 )
 
@@ -100,7 +101,7 @@ def exit_code_and_message(exc: BaseException) -> tuple[int, str]:
         return EXIT_DIVERGED, str(exc)
     if isinstance(exc, (ConfigError, DataError, SweepBusy)):
         return EXIT_USER_ERROR, str(exc)
-    if isinstance(exc, SweepIncomplete):
+    if isinstance(exc, (SweepIncomplete, WriterLost)):
         return EXIT_FAILED, str(exc)
     if isinstance(exc, OverrideError):
         return EXIT_USER_ERROR, override_message(exc)

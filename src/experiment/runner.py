@@ -31,7 +31,7 @@ from src.config.schema import FINAL_METRICS, Config, DataConfig
 from src.data.dataset import Dataset
 from src.data.loader import load_dataset, share_source
 from src.data.shared import DataShare
-from src.errors import ConfigError, RunDiverged, RunPaused, WorkerLost
+from src.errors import ConfigError, RunDiverged, RunPaused, WorkerLost, WriterLost
 from src.experiment import checkpoints
 from src.experiment.epochs import EpochEnd, SweepPruner
 from src.experiment.job import SweepJob
@@ -452,8 +452,8 @@ def finish(begun: Begun, outcome: FitOutcome) -> RunSummary:
             run.close(Outcome.DIVERGED, str(outcome))
             raise RunDiverged(f"run {run.run_id} {outcome}; try a smaller optimizer.lr") from None
         if isinstance(outcome, BaseException):  # interrupted or failed: what was trained so far is kept
-            if isinstance(outcome, KeyboardInterrupt):  # killed: the next attempt continues from the checkpoint
-                _write_last_checkpoint(begun)
+            if isinstance(outcome, (KeyboardInterrupt, WriterLost)):  # killed, or its records could not be
+                _write_last_checkpoint(begun)  # written: the next attempt continues from the checkpoint
             else:
                 checkpoints.remove(ctx.checkpoint)
             _keep_partial_history(ctx, begun.epoch_end, outcome)
@@ -570,6 +570,8 @@ def _keep_partial_history(ctx: RunContext, epoch_end: EpochEnd, exc: BaseExcepti
     why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
     try:
         record_history(ctx, epoch_end.history, stopped_at=(epoch_end.history.epochs, why))
+    except WriterLost:  # the command's error says so
+        pass
     except Exception as failure:
         log.warning(f"netsweep: could not keep the partial history of run {ctx.run.run_id}: {failure}")
 

@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from src.errors import WriterLost
 from src.tracking import names
 
 if TYPE_CHECKING:
@@ -43,10 +44,6 @@ NOT_A_RUN = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cfg", 
              "--shell-completion", "-p", "--package", "--version")  # fmt: skip
 
 
-class WriterLost(RuntimeError):
-    """The process writing the run's records ended before it answered."""
-
-
 class Writer:
     """The writer process and this end of its pipe: requests numbered in the order they are sent, answers
     kept until asked for."""
@@ -55,23 +52,32 @@ class Writer:
         self.process, self._connection = process, connection
         self._sent = 0
         self._answers: dict[int, tuple[bool, Any]] = {}  # request number -> (ok, its value or exception)
+        self._awaited: set[int] = set()  # requests whose answer someone will wait for
+        self._kept: dict[int, BaseException] = {}  # failures of awaited requests, raised already by another wait
         self._handles = 0
+        self.lost: WriterLost | None = None  # the writer ended: every later call raises this
 
     def post(self, target: int | None, method: str, args: tuple, kwargs: dict, answer: bool = False) -> int:
         """Ask the writer to call `method` on the store (`target` None) or on the run it holds as `target`;
-        returns the request's number, to `wait` on when `answer` (a failure is answered in any case). Raises
-        an earlier request's failure that has come back meanwhile (a store that could not be opened stops the
-        run at its next write, not at its end)."""
-        while self._connection.poll():
-            self._receive()
-        if any(not ok for ok, _ in self._answers.values()):
-            self.wait(max(self._answers))
+        returns the request's number, to `wait` on when `answer` (a failure is answered in any case). First
+        raises an earlier request's failure that has come back meanwhile (a store that could not be opened
+        stops the run at its next write, not at its end; a run whose write failed is not closed as if it had
+        not), except for `finish`, sent in any case and its wait raising what failed before it."""
+        if self.lost is not None:
+            raise self.lost
+        with _shielded():  # an answer is received whole or not at all
+            while self._connection.poll():
+                self._receive()
+        if method != "finish":
+            self._raise_failed(self._sent)
         self._sent += 1
         try:
             with _shielded():  # a request is sent whole or not at all
                 self._connection.send((self._sent, answer, target, method, args, kwargs))
         except OSError:  # the writer is gone (a broken pipe)
             raise self._lost() from None
+        if answer:
+            self._awaited.add(self._sent)
         return self._sent
 
     def handle(self) -> int:
@@ -83,16 +89,29 @@ class Writer:
         """The answer to request `number`, once every request before it was carried out; raises the first
         failure among them (a write that failed) or its own."""
         with _shielded():
-            while number not in self._answers:
+            while number not in self._answers and number not in self._kept:
                 self._receive()
-        failed = sorted(n for n, (ok, _) in self._answers.items() if not ok and n <= number)
-        if failed:
-            first, *others = (self._answers.pop(n)[1] for n in failed)
-            for other in {str(other) for other in others} - {str(first)}:
-                log.warning(f"netsweep: a tracking write also failed: {other}")
-            self._answers.pop(number, None)
-            raise first
+        self._awaited.discard(number)
+        if number in self._kept:  # its failure was raised by an earlier wait: raised again for its own
+            raise self._kept.pop(number)
+        self._raise_failed(number)
         return self._answers.pop(number)[1]
+
+    def _raise_failed(self, last: int) -> None:
+        """Raise the first failure among the answers to requests up to `last`, saying the others; a failed
+        request that is still to be waited for keeps its failure for that wait (a run's id read later)."""
+        failed = sorted(n for n, (ok, _) in self._answers.items() if not ok and n <= last)
+        if not failed:
+            return
+        raised = []
+        for n in failed:
+            raised.append(self._answers.pop(n)[1])
+            if n in self._awaited:
+                self._kept[n] = raised[-1]
+        first, *others = raised
+        for other in {str(other) for other in others} - {str(first)}:
+            log.warning(f"netsweep: a tracking write also failed: {other}")
+        raise first
 
     def ask(self, target: int | None, method: str, args: tuple, kwargs: dict) -> Any:
         return self.wait(self.post(target, method, args, kwargs, answer=True))
@@ -105,17 +124,20 @@ class Writer:
         self._answers[number] = (ok, value)
 
     def _lost(self) -> WriterLost:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=1)
-        return WriterLost(
-            f"the process writing this run to its tracking store ended (exit code {self.process.poll()}) before "
-            "the run was recorded whole; its messages are above"
-        )
+        if self.lost is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=1)
+            self.lost = WriterLost(
+                f"the process writing this run to its tracking store ended (exit code {self.process.poll()}) "
+                "before the run was recorded whole; the run's checkpoint is kept: the same command continues it"
+            )
+        return self.lost
 
     def finish(self) -> None:
         """Wait until every request was carried out, then let the writer go (it exits)."""
         try:
-            if self._sent:  # else nothing was asked: closing the pipe ends it at once, even mid-import
+            if self._sent and self.lost is None:  # else nothing was asked (closing the pipe ends it at once,
+                # even mid-import), or the writer is gone, which was said
                 self.ask(None, "finish", (), {})
         finally:
             self._connection.close()
@@ -180,6 +202,8 @@ def stop() -> None:
         writer.finish()
     except Exception as exc:
         print(f"netsweep: a tracking write failed: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:  # every run was closed before this: the writer ends on its own once it has written
+        print("netsweep: interrupted while the last records were written; the writer finishes them", file=sys.stderr)
 
 
 class RemoteRunLog:

@@ -2,8 +2,8 @@
 speaks to it): it imports mlflow and opens the store while the run composes its config and trains, then
 carries out the run's requests in the order they were sent.
 
-A thread reads requests as they come, so the run never waits to send one. The process ignores Ctrl-C (the run
-handles it, and closes its run as killed through this process). When the run's end of the pipe closes without
+A thread reads requests as they come, so the run never waits to send one. The process ignores Ctrl-C and SIGTERM (the
+run handles them, and closes its run as killed through this process). When the run's end of the pipe closes without
 `finish` (the run's process was killed), the runs it left open are closed killed; when it closes before
 anything was asked (a command line rejected at once), this process exits at once, mlflow or not."""
 
@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from src.outcomes import Outcome
+from src.outcomes import RESULTS, Outcome
 
 OWNING = ("create_run", "create_run_in", "attach_run")  # the runs these return are open until closed
 ENDED_BY = ("close", "reschedule")  # a run left waiting for a worker (rescheduled) is not open either
@@ -36,9 +36,12 @@ class Server:
         self.failure: BaseException | None = None  # the store could not be opened: every request fails so
         self.runs: dict[int, Any] = {}
         self.open: set[int] = set()  # handles of runs this process opened and has not closed
+        self.failed: set[int] = set()  # handles of runs a write to failed: not closed as a result
 
     def answer(self, number: int, ok: bool, value: Any) -> None:
-        self.connection.send((number, ok, value))
+        """Send an answer; none when the run's process is gone (what it sent is still written, its runs closed)."""
+        with contextlib.suppress(OSError):
+            self.connection.send((number, ok, value))
 
     def serve(self, inbox: "queue.SimpleQueue[tuple | None]") -> None:
         while (request := inbox.get()) is not None:
@@ -46,6 +49,8 @@ class Server:
             try:
                 value = self.carry_out(target, method, args, kwargs)
             except Exception as exc:
+                if target is not None:
+                    self.failed.add(target)
                 self.answer(number, False, _portable(exc))
                 continue
             if answer:
@@ -86,6 +91,8 @@ class Server:
 
     def on_run(self, target: int, method: str, args: tuple, kwargs: dict) -> Any:
         run = self.runs[target]
+        if method == "close" and target in self.failed and args[0] in RESULTS:  # the run sees the failure first
+            raise RuntimeError(f"the run was not closed {args[0].value}: a write to it failed before")
         if method == "log_file":
             name, content, folder = args
             with tempfile.TemporaryDirectory() as scratch:
@@ -120,7 +127,8 @@ def _portable(exc: BaseException) -> BaseException:
 
 def serve(fd: int) -> None:
     """The writer process's main: requests from the connection on file descriptor `fd`."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for ending in (signal.SIGINT, signal.SIGTERM):  # the run handles them (a scancel's SIGTERM reaches both):
+        signal.signal(ending, signal.SIG_IGN)  # this process ends when the run's end of the pipe closes
     connection = Connection(fd)
     inbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
     asked = threading.Event()

@@ -1,12 +1,15 @@
 """Fault injection in subprocesses: bad inputs, interrupts, killed workers, a locked store, many writers."""
 
+import contextlib
 import gzip
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,6 +205,58 @@ def test_a_killed_worker_costs_only_its_config_and_the_rerun_continues_it_from_i
 
     # the same config trained without a break gives the same final metrics, bit for bit (threads=1)
     assert_ends_as_trained_alone(cli.cwd, cli.uri, continued, epochs=KILLED_EPOCHS, experiment="whole")
+
+
+def _writer_of(pid: int) -> int:
+    """The pid of the writer process (src/tracking/writer.py) the single run `pid` started."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == pid and b"src.tracking.writer" in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+    raise AssertionError(f"process {pid} has no writer process")
+
+
+@pytest.mark.parametrize("victim", ["run", "writer"])
+def test_a_single_run_killed_or_its_writer_killed_is_continued_by_the_same_command(cli, victim):
+    """kill -9 of a single run's process: its writer closes the run killed; of its writer: the run stops in one
+    line, keeping its checkpoint. Either way the same command continues the same run, every epoch once."""
+    args = [f"epochs={KILLED_EPOCHS}", "threads=1"]
+    run = _start(cli, *args)
+    printed: list[str] = []
+    threading.Thread(target=lambda: printed.extend(run.stdout), daemon=True).start()  # every epoch prints a line
+    folder = cli.cwd / "netsweep-checkpoints"
+
+    def training():
+        runs = _runs(cli.uri)[1] if (cli.cwd / "mlflow.db").is_file() else []
+        return runs[0] if runs and checkpointed_epochs(folder, runs[0]) >= 5 else None
+
+    record = wait_for(training, timeout=120)
+    os.kill(run.pid if victim == "run" else _writer_of(run.pid), signal.SIGKILL)
+    run.wait(timeout=120)
+    stderr = run.stderr.read()
+    client, (left,) = _runs(cli.uri)
+    if victim == "run":
+        assert run.returncode == -signal.SIGKILL
+        wait_for(lambda: _runs(cli.uri)[1][0].info.status == "KILLED", timeout=60)  # closed by its writer
+    else:
+        assert run.returncode == 1 and "Traceback" not in stderr
+        assert [line for line in stderr.splitlines() if line.startswith("netsweep:")] == [
+            "netsweep: the process writing this run to its tracking store ended (exit code -9) before the run was "
+            "recorded whole; the run's checkpoint is kept: the same command continues it"
+        ], stderr
+        assert left.info.status == "RUNNING"
+    assert checkpointed_epochs(folder, record) >= 5
+
+    rerun = run_cli(args, cli.cwd, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"run {record.info.run_id} finished" in rerun.stdout
+    client, (continued,) = _runs(cli.uri)  # the same run, no other
+    assert continued.info.run_id == record.info.run_id and continued.data.tags["outcome"] == "finished"
+    steps = sorted(m.step for m in client.get_metric_history(record.info.run_id, "val_acc"))
+    assert steps == list(range(1, KILLED_EPOCHS + 1))  # every epoch logged exactly once
+    assert list(folder.iterdir()) == []
 
 
 def test_a_run_survives_its_store_being_locked_longer_than_sqlite_waits(cli):

@@ -83,6 +83,23 @@ def test_a_store_that_cannot_be_opened_fails_every_wait_with_its_own_error(write
         with pytest.raises(Exception, match="127.0.0.1:9") as raised:
             run.close(Outcome.ERROR)
         assert "Traceback" not in str(raised.value)
+    with pytest.raises(Exception, match="127.0.0.1:9"):  # its id, never created: raised, not waited for forever
+        _ = run.run_id
+
+
+def test_a_run_whose_id_is_read_after_an_earlier_failure_gets_it(writer, store_uri):
+    """A failure raised by one call leaves the others' answers to them: the other run's id (asked before the
+    failure, read after it) is at hand; the run whose write failed is not closed as finished."""
+    store = remote.RemoteStore(writer, store_uri)
+    first = store.create_run_in("remote", "", "r1", {})
+    first.log_params({"lr": 0.1})
+    first.log_params({"lr": 0.2})  # refused by MLflow
+    second = store.create_run_in("remote", "", "r2", {})
+    with pytest.raises(RuntimeError, match="MlflowException"):
+        first.close(Outcome.FINISHED)
+    second.close(Outcome.FINISHED)
+    local = open_store(store_uri)
+    assert local.phase(second.run_id) == Outcome.FINISHED and local.phase(first.run_id) == Outcome.RUNNING
 
 
 _KILLED_MIDWAY = """
@@ -193,6 +210,28 @@ def test_the_writer_carries_out_requests_in_order_and_closes_what_was_left_open(
     assert local.phase(answers[2][1]) == Outcome.KILLED
     assert local.phase(answers[3][1]) == Outcome.SCHEDULED
     assert local.run(answers[2][1]).params == {"lr": "0.1"}
+
+
+class _Gone:
+    def send(self, message):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_writer_whose_run_process_is_gone_still_writes_and_closes_what_it_was_sent(store_uri):
+    from src.tracking.writer import Server
+
+    inbox = queue.SimpleQueue()
+    for request in [
+        (1, False, None, "open", (store_uri,), {}),
+        (2, True, None, "create_run_in", ("remote", "", "orphan", {}), {"_handle": 1}),  # its answer: nobody
+        (3, False, 1, "log_params", ({"lr": "0.1"},), {}),
+        None,
+    ]:
+        inbox.put(request)
+    Server(_Gone()).serve(inbox)
+    local = open_store(store_uri)
+    (run,) = local.runs([local.experiment_id("remote")])
+    assert run.outcome == Outcome.KILLED and run.params == {"lr": "0.1"}
 
 
 def test_a_store_the_writer_cannot_open_fails_every_request_after_it(tmp_path):
