@@ -29,6 +29,7 @@ from src.sweep.pool import WorkerPool
 from src.sweep.progress import Progress, interrupted_text
 from src.sweep.settings import Backend, LauncherSettings
 from src.sweep.slots import WorkerDied
+from src.tracking import remote
 
 log = logging.getLogger("netsweep.sweep")
 # Libraries that talk on the console while a sweep runs; the sweep's own lines say what matters (the
@@ -83,6 +84,7 @@ class SweepRunner:
         self.total = total
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+        remote.stop()  # a config file set hydra.mode=MULTIRUN: the writer started for a single run is not a sweep's
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         os.makedirs(str(self.config.hydra.sweep.dir), exist_ok=True)

@@ -39,9 +39,15 @@ class Server:
         self.failed: set[int] = set()  # handles of runs a write to failed: not closed as a result
 
     def answer(self, number: int, ok: bool, value: Any) -> None:
-        """Send an answer; none when the run's process is gone (what it sent is still written, its runs closed)."""
-        with contextlib.suppress(OSError):
+        """Send an answer; none when the run's process is gone (what it sent is still written, its runs closed).
+        A value that cannot be sent (pickled) is answered as that failure, so that nobody waits for it forever."""
+        try:
             self.connection.send((number, ok, value))
+        except OSError:
+            pass
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                self.connection.send((number, False, RuntimeError(f"its answer could not be sent: {exc!r}")))
 
     def serve(self, inbox: "queue.SimpleQueue[tuple | None]") -> None:
         while (request := inbox.get()) is not None:

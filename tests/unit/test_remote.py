@@ -3,11 +3,13 @@ records as a store opened in the run's own process, writes that never wait, a fa
 next wait, a killed run's process leaving its run killed, a lost writer said."""
 
 import os
+import pickle
 import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import types
 
 import numpy as np
 import pytest
@@ -232,6 +234,25 @@ def test_a_writer_whose_run_process_is_gone_still_writes_and_closes_what_it_was_
     local = open_store(store_uri)
     (run,) = local.runs([local.experiment_id("remote")])
     assert run.outcome == Outcome.KILLED and run.params == {"lr": "0.1"}
+
+
+class _Pickling(_Sent):
+    def send(self, message):
+        pickle.dumps(message)  # as a Connection does first
+        super().send(message)
+
+
+def test_an_answer_that_cannot_be_sent_is_answered_as_a_failure():
+    from src.tracking.writer import Server
+
+    server = Server(_Pickling())
+    server.store = types.SimpleNamespace(handout=lambda: lambda: None)  # a value no pipe carries
+    inbox = queue.SimpleQueue()
+    inbox.put((1, True, None, "handout", (), {}))
+    inbox.put(None)
+    server.serve(inbox)
+    ((number, ok, value),) = server.connection.answers
+    assert number == 1 and not ok and "could not be sent" in str(value)
 
 
 def test_a_store_the_writer_cannot_open_fails_every_request_after_it(tmp_path):
